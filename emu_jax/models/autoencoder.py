@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
+from emu_jax.models import layers
+
 Array = jax.Array
 
 
@@ -120,25 +122,13 @@ class DiagonalGaussian:
         return 0.5 * jnp.sum(self.mean**2 + jnp.exp(self.logvar) - 1.0 - self.logvar, axis=axes)
 
 
-# Module-local building blocks until emu_jax.models.layers provides shared ones.
-def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1, padding="SAME") -> nn.Conv:
-    init = nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                        ("kernel_h", "kernel_w", "conv_in", "embed"))
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding, dtype=dtype,
-                   kernel_init=init, bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-                   name=name)
+def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1, pad: int | None = None):
+    return layers.Conv(features, (kernel, kernel), strides=(stride, stride),
+                       padding=None if pad is None else (pad, pad), dtype=dtype, name=name)
 
 
-def _norm(cfg: VAEConfig, dtype, name: str) -> nn.GroupNorm:
-    return nn.GroupNorm(cfg.norm_num_groups, epsilon=cfg.norm_eps, dtype=dtype, name=name,
-                        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))
-
-
-def _dense(features: int, dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, name=name,
-                    kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "heads")),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads",)))
+def _norm(cfg: VAEConfig, dtype, name: str):
+    return layers.GroupNorm(cfg.norm_num_groups, cfg.norm_eps, dtype=dtype, name=name)
 
 
 class ResnetBlock(nn.Module):
@@ -169,9 +159,10 @@ class MidAttention(nn.Module):
     def __call__(self, x_NHWC: Array) -> Array:
         n, h, w, c = x_NHWC.shape
         y = _norm(self.cfg, self.dtype, "group_norm")(x_NHWC).reshape(n, h * w, 1, c)
-        q, k, v = (_dense(c, self.dtype, nm)(y) for nm in ("to_q", "to_k", "to_v"))
-        y = jax.nn.dot_product_attention(q, k, v).reshape(n, h, w, c)
-        return x_NHWC + _dense(c, self.dtype, "to_out_0")(y)
+        q, k, v = (layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y)
+                   for nm in ("to_q", "to_k", "to_v"))
+        y = layers.attention_core(q, k, v).reshape(n, h, w, c)
+        return x_NHWC + layers.Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(y)
 
 
 class MidBlock(nn.Module):
@@ -196,7 +187,7 @@ class Downsample(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-        return _conv(self.channels, 3, self.dtype, "conv", stride=2, padding="VALID")(x)
+        return _conv(self.channels, 3, self.dtype, "conv", stride=2, pad=0)(x)
 
 
 class Upsample(nn.Module):
