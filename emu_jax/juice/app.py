@@ -73,10 +73,6 @@ def create_app(db_path: str | os.PathLike) -> Flask:
             abort(404)
         return rater
 
-    def nonce(study: sqlite3.Row, rater_id: int, pair_id: int) -> str:
-        msg = f"{rater_id}:{pair_id}".encode()
-        return hmac.new(study["secret"].encode(), msg, hashlib.sha256).hexdigest()[:32]
-
     @app.get("/")
     def index():
         return render_template("message.html", title="JUICE study",
@@ -98,7 +94,7 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         return render_template(
             "rate.html", token=token, item=item, done=done, total=total, media=media,
             has_gif={side: gifs[side] is not None for side in gifs},
-            nonce=nonce(study, rater["id"], item["pair_id"]), choices=choices, questions=QUESTIONS,
+            nonce=form_nonce(study["secret"], rater["id"], item["pair_id"]), choices=choices, questions=QUESTIONS,
             titles=QUESTION_TITLES, reasons=REASONS, winner_keys=WINNER_KEYS, reason_keys=REASON_KEYS)
 
     @app.post("/r/<token>/vote")
@@ -107,7 +103,7 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         conn = get_conn()
         study = db.get_study(conn)
         try:
-            item, picks = _parse_vote(conn, study, rater, token, request.form, nonce)
+            item, picks = _parse_vote(conn, study, rater, token, request.form)
         except BadVote as e:
             return render_template("message.html", title="Vote not accepted", message=str(e),
                                    back=url_for("rate", token=token)), 400
@@ -137,6 +133,11 @@ def create_app(db_path: str | os.PathLike) -> Flask:
     return app
 
 
+def form_nonce(secret: str, rater_id: int, pair_id: int) -> str:
+    """Per-form nonce: only a page rendered for this rater and pair can post its vote."""
+    return hmac.new(secret.encode(), f"{rater_id}:{pair_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _system_on(side: str, a_on_left: bool) -> str:
     """Which system ('a' / 'b') the rater saw on `side` ('left' / 'right')."""
     return "a" if (side == "left") == a_on_left else "b"
@@ -147,7 +148,7 @@ def _side_files(item: sqlite3.Row, ext: str) -> dict[str, str | None]:
             for side in ("left", "right")}
 
 
-def _parse_vote(conn, study, rater, token, form, nonce_fn):
+def _parse_vote(conn, study, rater, token, form):
     """Validate a posted vote; returns (assignment row, picks) or raises BadVote."""
     if form.get("token") != token:
         raise BadVote("The form does not carry your rater token; reload the page and vote again.")
@@ -158,7 +159,7 @@ def _parse_vote(conn, study, rater, token, form, nonce_fn):
     item = db.assignment(conn, rater["id"], pair_id)
     if item is None:
         raise BadVote(f"Pair {pair_id} is not one of your pairs.")
-    if not hmac.compare_digest(form.get("nonce", ""), nonce_fn(study, rater["id"], pair_id)):
+    if not hmac.compare_digest(form.get("nonce", ""), form_nonce(study["secret"], rater["id"], pair_id)):
         raise BadVote("The form nonce does not match this pair; reload the page and vote again.")
     allowed = ("left", "right", "tie") if study["allow_tie"] else ("left", "right")
     picks = {}

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = sub.add_parser("serve", help="serve the rating page for a study",
                        description="Serve the study to raters; each rater opens http://HOST:PORT/r/<token>.")
     s.add_argument("--db", required=True, metavar="FILE", help="study database from `juice create`")
-    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a LAN; default 127.0.0.1)")
 
     r = sub.add_parser("report", help="win rates, CIs, reasons and agreement for a study",
@@ -53,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", metavar="DIR", help="folder for report files (created if missing)")
 
 
-def _check_port(port: int) -> None:
-    if not 1 <= port <= 65535:
-        raise ValueError(f"--port must be in 1..65535, got {port}")
+def _check_port(port: int, allow_zero: bool = False) -> None:
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise ValueError(f"--port must be in {0 if allow_zero else 1}..65535, got {port}")
 
 
 def _create(args) -> int:
@@ -88,7 +88,7 @@ def _serve(args) -> int:
     from emu_jax.juice import db
     from emu_jax.juice.app import create_app
     from emu_jax.juice.study import rater_links
-    _check_port(args.port)
+    _check_port(args.port, allow_zero=True)
     app = create_app(args.db)
     conn = db.connect(args.db)
     try:

@@ -151,7 +151,9 @@ def draw_chart(rep: dict, path: str) -> None:
                 d.line([(cx, lo), (cx, hi)], fill="black", width=2)
                 d.line([(cx - 8, lo), (cx + 8, lo)], fill="black", width=2)
                 d.line([(cx - 8, hi), (cx + 8, hi)], fill="black", width=2)
-            d.text((cx, y_of(rate) - 4), _pct(r["rate"]), fill="black", font=small, anchor="md")
+            # Label above the whisker so the two never overlap.
+            top_frac = rate if math.isnan(r["ci95"][1]) else max(rate, r["ci95"][1])
+            d.text((cx, y_of(top_frac) - 6), _pct(r["rate"]), fill="black", font=small, anchor="md")
         d.text((left + (g + 0.5) * group_w, h - bottom + 12), f"{q} ({s['n_pairs']} pairs)",
                fill="black", font=font, anchor="mt")
     lx = left
