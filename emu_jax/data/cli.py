@@ -1,0 +1,182 @@
+"""`emu-video data`: build datasets (moving shapes, a folder of videos), select high-motion videos, cache latents.
+
+Every argument is checked before any video is read or anything compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    build = sub.add_parser("build", help="write a TFDS ArrayRecord dataset",
+                           description="Write a TFDS dataset (ArrayRecord files) under --data-dir/<name>/1.0.0/.")
+    kinds = build.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    shapes = kinds.add_parser("moving_shapes", help="synthetic coloured shapes moving in 8 directions",
+                              description="Procedural moving shapes: H.264 clips, captions and attributes.")
+    shapes.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
+    shapes.add_argument("--num-train", type=int, default=256, help="train examples (default 256)")
+    shapes.add_argument("--num-test", type=int, default=32, help="test examples (default 32)")
+    shapes.add_argument("--resolution", type=int, default=32, help="frame side in pixels, even (default 32)")
+    shapes.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    shapes.add_argument("--fps", type=float, default=8.0, help="frame rate of the stored videos (default 8)")
+    shapes.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+
+    folder = kinds.add_parser(
+        "video_text_folder", help="your own videos + a captions file",
+        description="Videos (mp4, webm, mov, mkv) under --videos with captions from a CSV (header with columns "
+                    "path,caption) or JSONL ({'path':..., 'caption':...} per line); path is relative to --videos. "
+                    "Unusable videos are skipped and listed in DATA_DIR/video_text_folder/skipped.json.")
+    folder.add_argument("--videos", required=True, help="folder holding the videos")
+    folder.add_argument("--captions", required=True, help="CSV / JSONL captions file")
+    folder.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
+    folder.add_argument("--min-clip-seconds", type=float, default=1.0,
+                        help="skip videos shorter than this (default 1.0)")
+    folder.add_argument("--max-skip-fraction", type=float, default=0.1,
+                        help="fail if a larger fraction of rows is skipped (default 0.1)")
+    folder.add_argument("--test-fraction", type=float, default=0.0,
+                        help="fraction of videos (by hash of path) put in a 'test' split (default 0)")
+
+    hq = sub.add_parser(
+        "select-hq", help="keep high-motion (and optionally high-CLIP / aesthetic) videos",
+        description="Scores each video by the minimum over +-WINDOW-frame windows of the mean squared H.264 "
+                    "motion-vector displacement (pixels of the stored video) and writes the videos above "
+                    "--motion-threshold to --out (JSON with index/key/scores; give it to training as "
+                    "data.subset_file). The CLIP and aesthetic thresholds apply ONLY when you supply the "
+                    "matching score file (JSONL lines {'path': key, 'score': x} or CSV path,score); this "
+                    "tool computes no CLIP or aesthetic scores itself.")
+    hq.add_argument("--data-dir", required=True, help="TFDS data_dir holding the dataset")
+    hq.add_argument("--dataset", default="video_text_folder", choices=("video_text_folder", "moving_shapes"),
+                    help="dataset name (default video_text_folder)")
+    hq.add_argument("--split", default="train", help="split to score (default train)")
+    hq.add_argument("--out", required=True, help="output file (.json; .csv writes index,key,motion rows)")
+    hq.add_argument("--motion-threshold", type=float, default=0.5, help="keep motion score > this (default 0.5)")
+    hq.add_argument("--window", type=int, default=5, help="half window in frames (default 5)")
+    hq.add_argument("--clip-scores", help="optional JSONL/CSV of CLIP(first frame, text) scores by key")
+    hq.add_argument("--clip-threshold", type=float, default=0.25, help="keep CLIP score > this (default 0.25)")
+    hq.add_argument("--aesthetic-scores", help="optional JSONL/CSV of aesthetic scores by key")
+    hq.add_argument("--aesthetic-threshold", type=float, default=5.7, help="keep aesthetic > this (default 5.7)")
+
+    cache = sub.add_parser(
+        "cache-latents", help="encode clips once with a VAE into a 'latents' dataset",
+        description="Encode one clip per video (the centred one, or --clips-per-video random ones) of the "
+                    "dataset described by --config (a data config, e.g. data/moving_shapes_tiny) and write "
+                    "DATA_DIR/latents/; train on it with data.name=latents.")
+    cache.add_argument("--config", required=True, help="data config PATH.py[:ARG]; override with --config.x=v")
+    cache.add_argument("--data-dir", required=True, help="TFDS data_dir to write latents into")
+    cache.add_argument("--splits", default="train", help="comma-separated splits (default train)")
+    cache.add_argument("--vae", help="diffusers AutoencoderKL folder (config.json + safetensors)")
+    cache.add_argument("--encoder", help="stand-in encoder 'pool:F' (F x F average pool, for smoke tests) "
+                                         "when no --vae is given")
+    cache.add_argument("--batch-size", type=int, default=8, help="clips per encoder call (default 8)")
+    cache.add_argument("--clips-per-video", type=int, default=1, help="clips per video (default 1)")
+    cache.add_argument("--seed", type=int, default=0, help="clip placement seed (default 0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return {"build": _build, "select-hq": _select_hq, "cache-latents": _cache_latents}[args.data_command](args)
+
+
+def _build(args) -> int:
+    from emu_jax.data import builders
+
+    if args.dataset == "moving_shapes":
+        builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
+                                        num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                                        data_dir=args.data_dir)
+    else:
+        builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
+                                           min_clip_seconds=args.min_clip_seconds,
+                                           max_skip_fraction=args.max_skip_fraction,
+                                           test_fraction=args.test_fraction, data_dir=args.data_dir)
+    builders.prepare(builder)
+    print(f"wrote {builder.name} to {builder.data_dir}: "
+          + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
+    return 0
+
+
+def _select_hq(args) -> int:
+    from tqdm import tqdm
+
+    from emu_jax.data import motion, pipeline
+
+    if not args.out.endswith((".json", ".csv")):
+        raise SystemExit(f"--out {args.out!r} must end in .json or .csv")
+    for path in (args.clip_scores, args.aesthetic_scores):
+        if path and not os.path.isfile(path):
+            raise SystemExit(f"score file {path!r} does not exist")
+    clip = motion.read_scores(args.clip_scores) if args.clip_scores else None
+    aesthetic = motion.read_scores(args.aesthetic_scores) if args.aesthetic_scores else None
+    source = pipeline.open_source(args.dataset, args.data_dir, args.split)
+    items = ((i, r["key"].decode(), r["video"]) for i, r in
+             ((i, source[i]) for i in tqdm(range(len(source)), desc="motion scores", unit="video")))
+    result = motion.select(items, motion_threshold=args.motion_threshold, clip_scores=clip,
+                           clip_threshold=args.clip_threshold, aesthetic_scores=aesthetic,
+                           aesthetic_threshold=args.aesthetic_threshold, window=args.window)
+    result.update(dataset=args.dataset, data_dir=args.data_dir, split=args.split)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        if args.out.endswith(".csv"):
+            f.write("index,key,motion\n" + "".join(f"{s['index']},{s['key']},{s['motion']}\n"
+                                                   for s in result["selected"]))
+        else:
+            json.dump(result, f, indent=1)
+    print(f"selected {len(result['selected'])} of {result['total']} videos -> {args.out}; "
+          f"rejected {result['rejected']}")
+    return 0
+
+
+def pool_encoder(factor: int):
+    """Stand-in `encode_fn`: F x F spatial average pool of (B, T, H, W, C) pixels (no learned weights)."""
+    def encode(video_BTHWC):
+        b, t, h, w, c = video_BTHWC.shape
+        if h % factor or w % factor:
+            raise ValueError(f"frame size {h}x{w} is not divisible by pool factor {factor}")
+        return video_BTHWC.reshape(b, t, h // factor, factor, w // factor, factor, c).mean(axis=(3, 5))
+    return encode
+
+
+def _vae_encoder(path: str):
+    """`encode_fn` from a diffusers AutoencoderKL folder via emu_jax's converter (posterior mean)."""
+    import jax
+
+    from emu_jax.convert import vae as convert_vae
+    from emu_jax.models import autoencoder
+
+    cfg, params = convert_vae.from_diffusers_vae(path)
+    encode = jax.jit(lambda p, x: autoencoder.encode_video(cfg, p, x))
+    return lambda video: encode(params, video)
+
+
+def _cache_latents(args) -> int:
+    from emu_jax.config import config_from_args
+    from emu_jax.data import latent_cache
+
+    if bool(args.vae) == bool(args.encoder):
+        raise SystemExit("give exactly one of --vae DIR or --encoder pool:F")
+    if args.encoder:
+        kind, _, factor = args.encoder.partition(":")
+        if kind != "pool" or not factor.isdigit() or int(factor) < 1:
+            raise SystemExit(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
+        encode_fn = pool_encoder(int(factor))
+    else:
+        if not os.path.isdir(args.vae):
+            raise SystemExit(f"--vae {args.vae!r} is not a directory")
+        encode_fn = _vae_encoder(args.vae)
+    cfg = config_from_args(args.config, getattr(args, "config_overrides", []))
+    cfg = cfg.data if "data" in cfg else cfg
+    builder = latent_cache.build_latent_cache(cfg, encode_fn, data_dir=args.data_dir,
+                                              splits=tuple(s for s in args.splits.split(",") if s),
+                                              batch_size=args.batch_size, clips_per_video=args.clips_per_video,
+                                              seed=args.seed)
+    print(f"wrote latents to {builder.data_dir}: "
+          + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
+    return 0

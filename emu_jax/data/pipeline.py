@@ -1,0 +1,274 @@
+"""Grain input pipeline: TFDS ArrayRecord source -> shuffled, sharded, decoded, batched, resumable iterator.
+
+Order of operations (all index-based, so every batch is a pure function of
+(seed, epoch, position) and the iterator state is just counters):
+global shuffle (reseeded per epoch) -> equal-size shard for this process ->
+decode + clip sampling + resize/crop + tokenise -> batch (drop remainder,
+within an epoch) -> repeat -> optional worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+from typing import Any, Callable, Mapping, Sequence
+
+import grain
+import numpy as np
+
+from emu_jax.data import clips
+
+log = logging.getLogger(__name__)
+DATASETS = ("moving_shapes", "video_text_folder", "latents")
+ATTRIBUTE_FIELDS = ("shape", "color", "background", "direction", "speed", "size", "start_x", "start_y")
+Tokenizer = Callable[[str], Any]
+
+
+def byte_tokenizer(text: str) -> list[int]:
+    """Fallback tokenizer: UTF-8 bytes + 1 (0 is padding). Pass a real one (e.g. CLIP's) in training."""
+    return [b + 1 for b in text.encode("utf-8")]
+
+
+def tokenize(tokenizer: Tokenizer, text: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs `tokenizer(text)` -> (ids int32 (L,), mask bool (L,)), truncated / zero-padded to `max_length`.
+
+    The tokenizer may return a sequence of ids or a mapping with `input_ids`
+    (and optionally `attention_mask`), as Hugging Face tokenizers do.
+    """
+    out = tokenizer(text)
+    if isinstance(out, Mapping):
+        ids = np.asarray(out["input_ids"], np.int32).reshape(-1)
+        mask = np.asarray(out.get("attention_mask", np.ones_like(ids)), bool).reshape(-1)
+    else:
+        ids = np.asarray(out, np.int32).reshape(-1)
+        mask = np.ones(ids.shape, bool)
+    ids_L, mask_L = np.zeros(max_length, np.int32), np.zeros(max_length, bool)
+    n = min(max_length, len(ids))
+    ids_L[:n], mask_L[:n] = ids[:n], mask[:n]
+    return ids_L, mask_L
+
+
+@dataclasses.dataclass(frozen=True)
+class _Preprocess:
+    """Record -> example dict; picklable so grain worker processes can run it."""
+
+    name: str
+    num_frames: int
+    fps: float | None
+    resolution: int
+    resize_method: str
+    text_max_length: int
+    tokenizer: Tokenizer
+    seed: int
+    epoch_length: int
+    shard_index: int
+    shard_count: int
+    random_clip: bool
+
+    def __call__(self, index: int, record: Mapping[str, Any]) -> dict:
+        epoch, i = divmod(index, self.epoch_length)
+        global_i = i * self.shard_count + self.shard_index  # position in the global shuffled order
+        rng = np.random.default_rng([self.seed, epoch, global_i]) if self.random_clip else None
+        text = _str(record["caption"])
+        out: dict[str, Any] = {"caption": text, "key": _str(record.get("key", b""))}
+        if self.name == "latents":
+            out["latents"] = np.load(io.BytesIO(record["latents"]), allow_pickle=False).astype(np.float32)
+            record = {**record, **json.loads(_str(record["attributes"]))}
+        else:
+            out["video"] = clips.load_clip(
+                record["video"], src_fps=float(record["fps"]), src_num_frames=int(record["num_frames"]),
+                num_frames=self.num_frames, fps=self.fps, resolution=self.resolution,
+                resize_method=self.resize_method, rng=rng)
+        out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
+        for field in ATTRIBUTE_FIELDS:
+            if field in record:
+                value = record[field]
+                out[field] = _str(value) if isinstance(value, (bytes, str)) else np.float32(value)
+        return out
+
+
+def _str(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class _Subset:
+    """A random-access source restricted to `indices` (e.g. the select-hq output)."""
+
+    def __init__(self, source, indices: Sequence[int]):
+        self._source, self._indices = source, np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int):
+        return self._source[int(self._indices[i])]
+
+
+class LoaderIterator(grain.DatasetIterator):
+    """The pipeline's iterator: grain's state plus where we are (epoch, batch in epoch).
+
+    `get_state()` / `set_state()` are JSON-able dicts (what grain's Orbax
+    handler writes); restoring a state from a differently configured loader
+    (other seed, shard, batch size or dataset size) raises ValueError instead
+    of silently reading other data.
+    """
+
+    def __init__(self, parent: grain.DatasetIterator, fingerprint: dict, batches_per_epoch: int):
+        super().__init__(parent)
+        self._fingerprint, self._batches_per_epoch, self._served = fingerprint, batches_per_epoch, 0
+
+    def __next__(self) -> dict:
+        batch = next(self._parent)
+        self._served += 1
+        return batch
+
+    @property
+    def epoch(self) -> int:
+        return self._served // self._batches_per_epoch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self._batches_per_epoch
+
+    def get_state(self) -> dict:
+        return {"grain": self._parent.get_state(), "batches_served": self._served, "epoch": self.epoch,
+                "position_in_epoch": self._served % self._batches_per_epoch, "loader": dict(self._fingerprint)}
+
+    def set_state(self, state: dict) -> None:
+        if state.get("loader") != self._fingerprint:
+            raise ValueError(f"data iterator state was saved by a loader configured as {state.get('loader')}, "
+                             f"this loader is {self._fingerprint}")
+        self._parent.set_state(state["grain"])
+        self._served = int(state["batches_served"])
+
+    def __str__(self) -> str:
+        return f"LoaderIterator({self._fingerprint})"
+
+
+def open_source(name: str, data_dir: str, split: str):
+    """`tfds.data_source` for a prepared dataset, with a clear error when it has not been built."""
+    import tensorflow_datasets as tfds
+
+    from emu_jax.data import builders, latent_cache  # noqa: F401  (registers the builder classes)
+
+    if name not in DATASETS:
+        raise ValueError(f"data.name={name!r} is not one of {DATASETS}")
+    try:
+        return tfds.data_source(name, data_dir=data_dir, split=split, download=False)
+    except (AssertionError, FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
+        raise FileNotFoundError(f"dataset {name!r} split {split!r} is not prepared under data_dir={data_dir!r} "
+                                f"(build it with `emu-video data build {name} ...`): {e}") from e
+
+
+def _shard(shard_index, shard_count) -> tuple[int, int]:
+    if shard_index is None or shard_count is None:
+        import jax  # only for the default: one shard per JAX process
+
+        shard_index = jax.process_index() if shard_index is None else shard_index
+        shard_count = jax.process_count() if shard_count is None else shard_count
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index={shard_index} must be in [0, shard_count={shard_count})")
+    return shard_index, shard_count
+
+
+def target_fps(cfg_data) -> float | None:
+    """Clip frame rate from `fps`, or from `num_frames / clip_seconds`; None keeps the source rate."""
+    fps, seconds = cfg_data.get("fps"), cfg_data.get("clip_seconds")
+    if fps and seconds and abs(fps * seconds - cfg_data.num_frames) > 1e-6:
+        raise ValueError(f"data.fps={fps} x data.clip_seconds={seconds} != data.num_frames={cfg_data.num_frames}; "
+                         "set one of fps / clip_seconds")
+    return float(fps) if fps else (cfg_data.num_frames / seconds if seconds else None)
+
+
+def preprocessor(cfg_data, *, seed: int, epoch_length: int, tokenizer: Tokenizer | None = None,
+                 shard_index: int = 0, shard_count: int = 1, random_clip: bool = True) -> _Preprocess:
+    """The per-record transform `(index, record) -> example` that `make_loader` maps over its shard."""
+    return _Preprocess(
+        name=cfg_data.name, num_frames=int(cfg_data.num_frames), fps=target_fps(cfg_data),
+        resolution=int(cfg_data.resolution), resize_method=cfg_data.get("resize_method", "bicubic"),
+        text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or byte_tokenizer, seed=seed,
+        epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip)
+
+
+def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = None,
+                shard_count: int | None = None, tokenizer: Tokenizer | None = None, batch_size: int,
+                num_epochs: int | None = None, shuffle: bool = True, random_clip: bool = True) -> LoaderIterator:
+    """Builds the resumable batch iterator for one process.
+
+    Args:
+      cfg_data: the `cfg.data` ConfigDict (see configs/data/moving_shapes_tiny.py):
+        name, data_dir, resolution, num_frames, fps / clip_seconds,
+        resize_method, worker_count, read_threads, text_max_length, subset_file.
+      split: TFDS split, e.g. 'train' or 'test[:64]'.
+      seed: shuffle and clip-placement seed; the same seed gives the same stream.
+      shard_index, shard_count: this process's shard; default
+        `jax.process_index()` / `jax.process_count()`. Shards are disjoint,
+        equal-sized, and together cover each epoch's shuffled order (the
+        remainder after `len % shard_count` is dropped per epoch).
+      tokenizer: `str -> ids` (or a mapping with `input_ids`); default
+        `byte_tokenizer`.
+      batch_size: per-process batch; the last partial batch of every epoch
+        is dropped so all batches have equal shapes.
+      num_epochs: None repeats forever (each epoch reshuffled).
+      shuffle / random_clip: False gives a fixed order and centred clips (evaluation).
+
+    Returns:
+      A `LoaderIterator` yielding dicts: `video` float32 (B, T, R, R, 3) in
+      [-1, 1] (or `latents` float32 (B, T', h, w, C) for name 'latents'),
+      `caption` str (B,), `key` str (B,), `text_ids` int32 (B, L), `text_mask`
+      bool (B, L), plus moving-shapes attributes (`shape`, `color`, ... as
+      str / float32 (B,)). Its state (`get_state`, or
+      `iterator_checkpoint_args` for Orbax) holds epoch and position.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    worker_count = int(cfg_data.get("worker_count", 0))
+    if worker_count < 0:
+        raise ValueError(f"data.worker_count must be >= 0 (0 = in-process), got {worker_count}")
+    if cfg_data.get("resize_method", "bicubic") not in clips.RESIZE_METHODS:
+        raise ValueError(f"data.resize_method={cfg_data.resize_method!r} is not one of {clips.RESIZE_METHODS}")
+    shard_index, shard_count = _shard(shard_index, shard_count)
+    target_fps(cfg_data)  # validates fps / clip_seconds before opening anything
+    source = open_source(cfg_data.name, cfg_data.data_dir, split)
+    if cfg_data.get("subset_file"):
+        source = _Subset(source, load_subset_indices(cfg_data.subset_file))
+    ds = grain.MapDataset.source(source)
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    ds = ds[: len(ds) - len(ds) % shard_count][shard_index::shard_count]
+    batches_per_epoch = len(ds) // batch_size
+    if batches_per_epoch == 0:
+        raise ValueError(f"{cfg_data.name}/{split}: shard {shard_index}/{shard_count} holds {len(ds)} examples, "
+                         f"fewer than batch_size={batch_size}")
+    ds = ds.map_with_index(preprocessor(cfg_data, seed=seed, epoch_length=len(ds), tokenizer=tokenizer,
+                                        shard_index=shard_index, shard_count=shard_count, random_clip=random_clip))
+    ds = ds.batch(batch_size, drop_remainder=True).repeat(num_epochs)
+    iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=int(cfg_data.get("read_threads", 2)),
+                                                   prefetch_buffer_size=int(cfg_data.get("prefetch_batches", 4))))
+    if worker_count:
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    fingerprint = {"name": cfg_data.name, "split": split, "seed": seed, "shard": [shard_index, shard_count],
+                   "batch_size": batch_size, "batches_per_epoch": batches_per_epoch, "worker_count": worker_count}
+    return LoaderIterator(iter(iter_ds), fingerprint, batches_per_epoch)
+
+
+def load_subset_indices(path: str) -> list[int]:
+    """Record indices from a `select-hq` JSON file (`{"selected": [{"index": i, ...}, ...]}`)."""
+    with open(path) as f:
+        selected = json.load(f).get("selected")
+    if not isinstance(selected, list):
+        raise ValueError(f"subset file {path} has no 'selected' list (write it with `emu-video data select-hq`)")
+    return [int(s["index"]) for s in selected]
+
+
+def iterator_checkpoint_args(iterator: grain.DatasetIterator, *, restore: bool = False):
+    """Orbax args for the `data` item of a `CheckpointManager` step (grain's handler, JSON per process).
+
+    `manager.save(step, args=ocp.args.Composite(data=iterator_checkpoint_args(it), ...))`;
+    restore with `restore=True` and the freshly built iterator as target.
+    """
+    import grain.checkpoint as gc
+
+    return gc.CheckpointRestore(iterator) if restore else gc.CheckpointSave(iterator)

@@ -1,0 +1,189 @@
+"""Moving-shapes: a procedural, deterministic video-text generator (frames, captions, attributes).
+
+A coloured shape crosses a plain background in one of eight directions. Every
+attribute is recoverable from the pixels (colours are far apart in RGB, the
+shape stays fully inside the frame), so a tiny text-to-video model trained on
+it can be scored by reading its samples back (`analyse_frame`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+# Shape colours: corners of the RGB cube, pairwise distance >= 255.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+    "yellow": (255, 255, 0), "magenta": (255, 0, 255), "cyan": (0, 255, 255),
+}
+# Backgrounds: distance >= 221 from every shape colour.
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128),
+}
+SHAPES = ("circle", "square", "triangle", "diamond")
+# Unit displacement (dx, dy) in image coordinates (y grows downwards).
+DIRECTIONS: dict[str, tuple[int, int]] = {
+    "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
+    "up-left": (-1, -1), "up-right": (1, -1), "down-left": (-1, 1), "down-right": (1, 1),
+}
+SIZE_RANGE = (0.25, 0.4)   # shape side as a fraction of the frame side
+SPEED_RANGE = (0.5, 1.0)   # fraction of the free path crossed during the clip
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeAttrs:
+    """One clip's attributes, all resolution- and frame-rate-independent.
+
+    `size`: shape side / frame side. `speed`: fraction of the free path (frame
+    side minus shape side) crossed over the whole clip, 0 = static.
+    `start_x`, `start_y`: top-left corner at frame 0 as a fraction of the free
+    path, chosen so the whole trajectory stays inside the frame.
+    """
+
+    shape: str
+    color: str
+    background: str
+    direction: str
+    speed: float
+    size: float
+    start_x: float
+    start_y: float
+
+    def __post_init__(self):
+        for field, value, allowed in (("shape", self.shape, SHAPES), ("color", self.color, COLORS),
+                                      ("background", self.background, BACKGROUNDS),
+                                      ("direction", self.direction, DIRECTIONS)):
+            if value not in allowed:
+                raise ValueError(f"{field}={value!r} is not one of {sorted(allowed)}")
+        if not 0.0 <= self.speed <= 1.0 or not 0.0 < self.size < 1.0:
+            raise ValueError(f"speed must be in [0, 1] and size in (0, 1), got {self.speed}, {self.size}")
+        for name, s, d in (("start_x", self.start_x, self.delta[0]), ("start_y", self.start_y, self.delta[1])):
+            if not (0.0 <= s <= 1.0 and 0.0 <= s + d * self.speed <= 1.0 + 1e-9):
+                raise ValueError(f"{name}={s} with speed {self.speed} leaves the frame (direction {self.direction})")
+
+    @property
+    def delta(self) -> tuple[int, int]:
+        return DIRECTIONS[self.direction]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ShapeAttrs":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in d.items() if k in names})
+
+
+def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size_range=SIZE_RANGE) -> ShapeAttrs:
+    """Draws one clip's attributes uniformly; start positions keep the path inside the frame."""
+    direction = str(rng.choice(list(DIRECTIONS)))
+    speed = float(rng.uniform(*speed_range))
+    starts = []
+    for d in DIRECTIONS[direction]:
+        # Moving +: start in [0, 1-speed]; moving -: start in [speed, 1]; still: anywhere.
+        lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
+        starts.append(float(rng.uniform(lo, hi)))
+    return ShapeAttrs(shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))),
+                      background=str(rng.choice(list(BACKGROUNDS))), direction=direction, speed=speed,
+                      size=float(rng.uniform(*size_range)), start_x=starts[0], start_y=starts[1])
+
+
+def caption(attrs: ShapeAttrs) -> str:
+    """'a red circle moving left on a black background'."""
+    return f"a {attrs.color} {attrs.shape} moving {attrs.direction} on a {attrs.background} background"
+
+
+def _mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside-test in the shape's unit box: u, v in [-1, 1] from its centre (v down)."""
+    if shape == "circle":
+        return u * u + v * v <= 1.0
+    if shape == "square":
+        return (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+    if shape == "diamond":
+        return np.abs(u) + np.abs(v) <= 1.0
+    if shape == "triangle":  # apex up, base at the bottom
+        return (v <= 1.0) & (2.0 * np.abs(u) <= v + 1.0)
+    raise ValueError(f"shape={shape!r} is not one of {SHAPES}")
+
+
+def positions(attrs: ShapeAttrs, num_frames: int, size: int) -> np.ndarray:
+    """Top-left corner in pixels per frame -> float (T, 2) as (x, y); linear from start to end."""
+    side = attrs.size * size
+    free = size - side
+    s = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+    dx, dy = attrs.delta
+    x = (attrs.start_x + dx * attrs.speed * s) * free
+    y = (attrs.start_y + dy * attrs.speed * s) * free
+    return np.stack([x, y], axis=-1)
+
+
+def render_clip(attrs: ShapeAttrs, num_frames: int, size: int, fps: float | None = None,
+                *, supersample: int = 4) -> np.ndarray:
+    """Renders the clip -> uint8 (num_frames, size, size, 3).
+
+    The shape moves linearly, so `fps` only matters through `num_frames`
+    (kept in the signature so callers state the rate they mean). Edges are
+    anti-aliased by `supersample`^2 coverage sampling inside the shape's box.
+    """
+    del fps
+    if num_frames < 1 or size < 4:
+        raise ValueError(f"need num_frames >= 1 and size >= 4, got {num_frames}, {size}")
+    bg = np.asarray(BACKGROUNDS[attrs.background], np.float32)
+    fg = np.asarray(COLORS[attrs.color], np.float32)
+    side = attrs.size * size
+    out = np.empty((num_frames, size, size, 3), np.uint8)
+    offs = (np.arange(supersample) + 0.5) / supersample
+    for t, (x0, y0) in enumerate(positions(attrs, num_frames, size)):
+        frame = np.broadcast_to(bg, (size, size, 3)).copy()
+        r0, r1 = int(np.floor(y0)), min(size, int(np.ceil(y0 + side)) + 1)
+        c0, c1 = int(np.floor(x0)), min(size, int(np.ceil(x0 + side)) + 1)
+        ys = (np.arange(r0, r1)[:, None] + offs[None, :]).reshape(-1)
+        xs = (np.arange(c0, c1)[:, None] + offs[None, :]).reshape(-1)
+        u = (xs[None, :] - x0) / side * 2.0 - 1.0
+        v = (ys[:, None] - y0) / side * 2.0 - 1.0
+        cover = _mask(attrs.shape, u, v).reshape(r1 - r0, supersample, c1 - c0, supersample).mean(axis=(1, 3))
+        box = frame[r0:r1, c0:c1]
+        frame[r0:r1, c0:c1] = box * (1.0 - cover[..., None]) + fg * cover[..., None]
+        out[t] = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+    return out
+
+
+def nearest_name(rgb: np.ndarray, palette: Mapping[str, tuple[int, int, int]]) -> str:
+    """Name of the palette colour nearest to `rgb` (uint8 or float in [0, 255])."""
+    names = list(palette)
+    dist = np.linalg.norm(np.asarray([palette[n] for n in names], np.float32) - np.asarray(rgb, np.float32), axis=-1)
+    return names[int(np.argmin(dist))]
+
+
+def analyse_frame(frame_HWC: np.ndarray) -> dict:
+    """Reads background colour, shape colour and shape centre (x, y in pixels) from one uint8 frame.
+
+    The background is the median border colour; shape pixels are those far
+    from it. Returns centre None when no shape pixel is found.
+    """
+    f = np.asarray(frame_HWC, np.float32)
+    border = np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]])
+    bg_rgb = np.median(border, axis=0)
+    far = np.linalg.norm(f - bg_rgb, axis=-1) > 110.0  # half the minimum fg/bg distance
+    out = {"background": nearest_name(bg_rgb, BACKGROUNDS), "color": None, "center": None, "area": int(far.sum())}
+    if far.any():
+        ys, xs = np.nonzero(far)
+        out["color"] = nearest_name(np.median(f[far], axis=0), COLORS)
+        out["center"] = (float(xs.mean()), float(ys.mean()))
+    return out
+
+
+def analyse_direction(frames_THWC: np.ndarray) -> str | None:
+    """Direction name whose unit vector best matches the shape's first-to-last centre shift (None if static)."""
+    first, last = analyse_frame(frames_THWC[0])["center"], analyse_frame(frames_THWC[-1])["center"]
+    if first is None or last is None:
+        return None
+    shift = np.subtract(last, first)
+    if np.linalg.norm(shift) < 0.5:
+        return None
+    names = list(DIRECTIONS)
+    units = np.asarray([DIRECTIONS[n] for n in names], np.float32)
+    units /= np.linalg.norm(units, axis=-1, keepdims=True)
+    return names[int(np.argmax(units @ (shift / np.linalg.norm(shift))))]
