@@ -6,3 +6,4 @@ from emu_jax.convert.common import (  # noqa: F401
     read_config_json,
     torch_to_flax,
 )
+from emu_jax.convert.unet import from_diffusers_unet  # noqa: F401

@@ -1,0 +1,255 @@
+"""Shared building blocks with logical partitioning: conv, dense, norms, attention, embeddings.
+
+Used by the U-Net, the autoencoder and the text encoders. Every parameter
+carries logical axis names (see `emu_jax.sharding` for the mapping to mesh
+axes); params are float32, computation runs in `dtype` (float32 or bfloat16).
+Module and parameter names follow the PyTorch layouts they are converted from
+(`kernel` for weights, `scale`/`bias` for norms) so converters stay mechanical.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+Init = Callable[..., jax.Array]
+
+ATTENTION_IMPLS = (None, "xla", "cudnn")
+
+# PyTorch's default init for conv / linear weights (kaiming uniform with a=sqrt(5)).
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def partitioned(init: Init, names: Sequence[str | None]) -> Init:
+    """Wrap an initializer so the created param carries logical axis `names`."""
+    return nn.with_logical_partitioning(init, tuple(names))
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Logical sharding constraint on an activation; a no-op outside a mesh/rules context."""
+    return nn.with_logical_constraint(x, tuple(names))
+
+
+class Dense(nn.Module):
+    """Linear layer `(..., in) -> (..., features)` with logical names `(in_name, out_name)`."""
+
+    features: int
+    names: tuple[str | None, str | None] = ("embed", "mlp")
+    use_bias: bool = True
+    zero_init: bool = False  # True for projections that must start at zero (identity residual)
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        # Params live directly on this module (path .../<name>/kernel), mirroring torch keys.
+        kinit = nn.initializers.zeros if self.zero_init else torch_default_init
+        kernel = self.param("kernel", partitioned(kinit, self.names), (x.shape[-1], self.features), jnp.float32)
+        y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.use_bias:
+            bias = self.param("bias", partitioned(nn.initializers.zeros, (self.names[1],)), (self.features,),
+                              jnp.float32)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class Conv(nn.Module):
+    """N-d convolution over channels-last input; kernel `(*window, in, out)`.
+
+    `window_names` name the window dims (e.g. ('kernel_h', 'kernel_w') or
+    ('kernel_t', 'kernel_h', 'kernel_w')). Padding is explicit and symmetric
+    (`padding` per window dim) to match PyTorch's `padding=k//2` exactly, also
+    for strided convs.
+    """
+
+    features: int
+    kernel_size: tuple[int, ...] = (3, 3)
+    strides: tuple[int, ...] | None = None
+    padding: tuple[int, ...] | None = None  # default: k // 2 on both sides
+    window_names: tuple[str, ...] = ("kernel_h", "kernel_w")
+    use_bias: bool = True
+    kernel_init: Init | None = None  # default: PyTorch's init
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nd = len(self.kernel_size)
+        pads = self.padding if self.padding is not None else tuple(k // 2 for k in self.kernel_size)
+        kinit = self.kernel_init or torch_default_init
+        kernel = self.param(
+            "kernel", partitioned(kinit, self.window_names + ("conv_in", "embed")),
+            tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+        y = jax.lax.conv_general_dilated(
+            x.astype(self.dtype), kernel.astype(self.dtype),
+            window_strides=self.strides or (1,) * nd,
+            padding=[(p, p) for p in pads],
+            dimension_numbers=_conv_dims(nd),
+        )
+        if self.use_bias:
+            bias = self.param("bias", partitioned(nn.initializers.zeros, ("embed",)), (self.features,), jnp.float32)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+def _conv_dims(nd: int) -> tuple[str, str, str]:
+    spatial = "DHW"[-nd:] if nd <= 3 else None
+    if spatial is None:
+        raise ValueError(f"conv with {nd} window dims is not supported (1..3)")
+    return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+
+
+class GroupNorm(nn.Module):
+    """GroupNorm over all non-batch axes of a channels-last tensor `(N, ..., C)`, statistics in float32.
+
+    Matches torch.nn.GroupNorm (biased two-pass variance); params `scale`, `bias`
+    sit directly on this module. Output is cast to `dtype`.
+    """
+
+    num_groups: int = 32
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        if c % self.num_groups:
+            raise ValueError(f"GroupNorm: {c} channels are not divisible by num_groups={self.num_groups}")
+        xg = x.astype(jnp.float32).reshape(x.shape[:-1] + (self.num_groups, c // self.num_groups))
+        axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
+        mean = xg.mean(axis=axes, keepdims=True)
+        var = jnp.square(xg - mean).mean(axis=axes, keepdims=True)
+        y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+        return _affine(self, y, c).astype(self.dtype)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last axis, statistics in float32 (torch.nn.LayerNorm semantics)."""
+
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xf = x.astype(jnp.float32)
+        mean = xf.mean(axis=-1, keepdims=True)
+        var = jnp.square(xf - mean).mean(axis=-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
+        return _affine(self, y, x.shape[-1]).astype(self.dtype)
+
+
+def _affine(m: nn.Module, y: jax.Array, c: int) -> jax.Array:
+    """Per-channel `scale` (init 1) and `bias` (init 0) of a norm layer, applied in float32."""
+    scale = m.param("scale", partitioned(nn.initializers.ones, ("norm",)), (c,), jnp.float32)
+    bias = m.param("bias", partitioned(nn.initializers.zeros, ("norm",)), (c,), jnp.float32)
+    return y * scale + bias
+
+
+def attention_core(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
+                   implementation: str | None = None, upcast: bool = False) -> jax.Array:
+    """Scaled dot-product attention `(B, Lq, N, H), (B, Lk, N, H) -> (B, Lq, N, H)`.
+
+    Uses `jax.nn.dot_product_attention`, whose XLA path computes logits and
+    softmax in float32 whatever the input dtype; cuDNN accumulates in fp32 too.
+    `mask` is `(B, Lk)` bool, True = attend (padded text tokens False).
+    `upcast=True` runs q/k in float32 (diffusers' `upcast_attention`).
+    """
+    if implementation not in ATTENTION_IMPLS:
+        raise ValueError(f"attention implementation {implementation!r} not in {ATTENTION_IMPLS}")
+    out_dtype = v.dtype
+    if upcast:
+        q, k, v = q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32)
+    full_mask = None if mask is None else mask[:, None, None, :].astype(bool)  # (B, 1, 1, Lk)
+    out = jax.nn.dot_product_attention(q, k, v, mask=full_mask, implementation=implementation)
+    return out.astype(out_dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with diffusers' layout: `to_q`, `to_k`, `to_v` (no bias), `to_out_0`.
+
+    x: `(B, Lq, C)`; context: `(B, Lk, D)` or None for self-attention;
+    context_mask: `(B, Lk)` bool or None. Returns `(B, Lq, out_features or C)`.
+    `zero_out=True` zero-initialises the output projection (identity residual).
+    """
+
+    num_heads: int
+    head_dim: int
+    out_features: int | None = None
+    zero_out: bool = False
+    implementation: str | None = None
+    upcast: bool = False
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, context: jax.Array | None = None,
+                 context_mask: jax.Array | None = None) -> jax.Array:
+        inner = self.num_heads * self.head_dim
+        kv_in, kv_name = (x, "embed") if context is None else (context, "context")
+        q = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name="to_q")(x)
+        k = Dense(inner, (kv_name, "heads"), use_bias=False, dtype=self.dtype, name="to_k")(kv_in)
+        v = Dense(inner, (kv_name, "heads"), use_bias=False, dtype=self.dtype, name="to_v")(kv_in)
+        split = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, self.head_dim))  # noqa: E731
+        q, k, v = split(q), split(k), split(v)
+        q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+        out = attention_core(q, k, v, context_mask, self.implementation, self.upcast)
+        out = out.reshape(out.shape[:-2] + (inner,))
+        return Dense(self.out_features or x.shape[-1], ("heads", "embed"), zero_init=self.zero_out,
+                     dtype=self.dtype, name="to_out_0")(out)
+
+
+class GEGLUFeedForward(nn.Module):
+    """diffusers FeedForward with GEGLU: `net_0/proj` (C -> 2*inner), exact gelu gate, `net_2` (inner -> C)."""
+
+    mult: int = 4
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        inner = c * self.mult
+        h = GEGLUProj(inner, dtype=self.dtype, name="net_0")(x)
+        h = constrain(h, ("activation_batch", "activation_length", "activation_mlp"))
+        return Dense(c, ("mlp", "embed"), dtype=self.dtype, name="net_2")(h)
+
+
+class GEGLUProj(nn.Module):
+    """`proj`: C -> 2*inner, split into (hidden, gate); returns hidden * gelu(gate) (exact erf gelu)."""
+
+    inner: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = Dense(2 * self.inner, ("embed", "mlp"), dtype=self.dtype, name="proj")(x)
+        hidden, gate = jnp.split(h, 2, axis=-1)
+        return hidden * jax.nn.gelu(gate, approximate=False)
+
+
+def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True, freq_shift: float = 0.0,
+                       max_period: float = 10000.0) -> jax.Array:
+    """Sinusoidal embedding `(B,) -> (B, dim)` float32, equal to diffusers `get_timestep_embedding`."""
+    half = dim // 2
+    exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - freq_shift)
+    args = jnp.asarray(t, jnp.float32)[:, None] * jnp.exp(exponent)[None, :]
+    sin, cos = jnp.sin(args), jnp.cos(args)
+    emb = jnp.concatenate([cos, sin] if flip_sin_to_cos else [sin, cos], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+class TimestepEmbedding(nn.Module):
+    """diffusers TimestepEmbedding: `linear_1` -> SiLU -> `linear_2`; `zero_out` zero-inits linear_2."""
+
+    features: int
+    zero_out: bool = False
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, emb: jax.Array) -> jax.Array:
+        h = Dense(self.features, ("embed", "mlp"), dtype=self.dtype, name="linear_1")(emb)
+        return Dense(self.features, ("mlp", "embed"), zero_init=self.zero_out, dtype=self.dtype,
+                     name="linear_2")(nn.silu(h))

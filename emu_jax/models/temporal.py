@@ -1,0 +1,99 @@
+"""Temporal layers of the video U-Net: a 1D conv over frames and an attention block over frames.
+
+Both start as the identity (SPEC "temporal init"): the conv kernel is the
+identity at its centre tap and zero elsewhere; the attention block's last
+projection is zero, so its residual adds nothing. Hence at init the video
+model equals the image model applied frame by frame. Every module here is
+named `temporal_*` by its parent, which is how `trainable.py` finds them.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
+                                   constrain, timestep_embedding)
+
+
+def identity_temporal_kernel_init(key, shape, dtype=jnp.float32):
+    """Conv kernel `(k, 1, 1, C, C)` that copies its input: eye(C) at the centre tap, zeros elsewhere."""
+    del key
+    k, cin, cout = shape[0], shape[-2], shape[-1]
+    if cin != cout:
+        raise ValueError(f"identity temporal conv needs in == out channels, got {cin} -> {cout}")
+    kernel = jnp.zeros(shape, dtype)
+    return kernel.at[k // 2, 0, 0].set(jnp.eye(cin, dtype=dtype))
+
+
+class TemporalConv(nn.Module):
+    """1D conv over frames, `(B*T, H, W, C) -> (B*T, H, W, C)`, identity at init.
+
+    Implemented as a `(k, 1, 1)` 3D conv on `(B, T, H, W, C)` (zero padding
+    over frames), which avoids transposing to `(B*H*W, T, C)`; the kernel
+    layout `(k, 1, 1, C, C)` matches diffusers' `TemporalConvLayer` Conv3d.
+    """
+
+    num_frames: int
+    kernel_size: int = 3
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
+        y = Conv(c, kernel_size=(self.kernel_size, 1, 1), window_names=("kernel_t", "kernel_h", "kernel_w"),
+                 kernel_init=identity_temporal_kernel_init, dtype=self.dtype, name="conv")(x5)
+        return y.reshape(n, h, w, c)
+
+
+class TemporalBlock(nn.Module):
+    """One temporal transformer layer on `(B*H*W, T, C)`: self-attention over frames, then GEGLU MLP."""
+
+    num_heads: int
+    head_dim: int
+    attention_impl: str | None = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x + Attention(self.num_heads, self.head_dim, implementation=self.attention_impl, dtype=self.dtype,
+                          name="attn1")(LayerNorm(dtype=self.dtype, name="norm1")(x))
+        x = x + GEGLUFeedForward(dtype=self.dtype, name="ff")(LayerNorm(dtype=self.dtype, name="norm3")(x))
+        return x
+
+
+class TemporalAttention(nn.Module):
+    """Attention over frames at every pixel, `(B*T, H, W, C) -> (B*T, H, W, C)`, identity at init.
+
+    GroupNorm over (T, H, W, channel group) as diffusers' TransformerTemporalModel,
+    `proj_in`, a sinusoidal frame-index encoding (so attention knows frame
+    order), `num_layers` TemporalBlocks, then a zero-initialised `proj_out`
+    added to the input.
+    """
+
+    num_frames: int
+    num_heads: int
+    num_layers: int = 1
+    norm_groups: int = 32
+    attention_impl: str | None = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        b, t = n // self.num_frames, self.num_frames
+        x_BTHWC = x.reshape(b, t, h, w, c)
+        y = GroupNorm(self.norm_groups, 1e-6, dtype=self.dtype, name="norm")(x_BTHWC)
+        y_NTC = y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c)  # temporal layers see (B*H*W, T, C)
+        y_NTC = constrain(y_NTC, ("activation_batch", "activation_frames", "activation_embed"))
+        y_NTC = Dense(c, ("embed", "heads"), dtype=self.dtype, name="proj_in")(y_NTC)
+        pos_TC = timestep_embedding(jnp.arange(t), c, flip_sin_to_cos=True).astype(self.dtype)
+        y_NTC = y_NTC + pos_TC[None]
+        for i in range(self.num_layers):
+            y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
+                                  name=f"transformer_blocks_{i}")(y_NTC)
+        y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)
+        y = y_NTC.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
+        return x + y.astype(x.dtype)

@@ -1,0 +1,184 @@
+"""U-Net blocks (diffusers SD 1.x / 2.x structure) with optional temporal layers.
+
+Spatial tensors are `(B*T, H, W, C)`. Module and param names mirror
+diffusers' `UNet2DConditionModel` keys (`resnets_0/conv1/kernel` for
+`resnets.0.conv1.weight`) so conversion is a mechanical rename; the temporal
+modules sit beside them, named `temporal_*`. In `image_mode` temporal layers
+are skipped (during `init` they still run once so the param tree is complete).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
+                                   constrain)
+from emu_jax.models.temporal import TemporalAttention, TemporalConv
+from emu_jax.models.unet_config import UNetConfig
+
+SPATIAL_NAMES = ("activation_batch", "activation_height", "activation_width", "activation_embed")
+
+
+def _dtype(cfg: UNetConfig) -> Dtype:
+    return jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+
+
+def _use_temporal(module: nn.Module, cfg: UNetConfig, image_mode: bool) -> bool:
+    """Run temporal layers in video mode, and during init so their params exist in both modes."""
+    return cfg.temporal and (not image_mode or module.is_initializing())
+
+
+def _remat(cls, cfg: UNetConfig, static_argnums: tuple[int, ...]):
+    """Wrap a block class in `nn.remat` according to `cfg.remat` ('none' | 'full' | 'save_dots')."""
+    if cfg.remat == "none":
+        return cls
+    policy = jax.checkpoint_policies.checkpoint_dots if cfg.remat == "save_dots" else None
+    return nn.remat(cls, policy=policy, static_argnums=static_argnums)
+
+
+def conv3x3(parent: nn.Module, cfg: UNetConfig, x: jax.Array, features: int, name: str, num_frames: int,
+            image_mode: bool, strides: int = 1) -> jax.Array:
+    """Spatial 3x3 conv `parent/<name>`, then temporal conv `parent/temporal_<name>` (skipped in image mode)."""
+    dtype = _dtype(cfg)
+    y = Conv(features, (3, 3), strides=(strides, strides), dtype=dtype, name=name)(x)
+    if _use_temporal(parent, cfg, image_mode):
+        z = TemporalConv(num_frames, cfg.temporal_kernel, dtype=dtype, name=f"temporal_{name}")(y)
+        y = y if image_mode else z
+    return y
+
+
+class ResBlock(nn.Module):
+    """diffusers ResnetBlock2D (`norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut`) + temporal convs."""
+
+    cfg: UNetConfig
+    out_channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, temb: jax.Array, num_frames: int, image_mode: bool) -> jax.Array:
+        cfg, dtype = self.cfg, _dtype(self.cfg)
+        h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm1")(x))
+        h = conv3x3(self, cfg, h, self.out_channels, "conv1", num_frames, image_mode)
+        t = Dense(self.out_channels, ("mlp", "embed"), dtype=dtype, name="time_emb_proj")(nn.silu(temb))
+        h = h + t[:, None, None, :]
+        h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm2")(h))
+        h = conv3x3(self, cfg, h, self.out_channels, "conv2", num_frames, image_mode)
+        if x.shape[-1] != self.out_channels:
+            x = Conv(self.out_channels, (1, 1), dtype=dtype, name="conv_shortcut")(x)
+        return constrain(x.astype(dtype) + h, SPATIAL_NAMES)
+
+
+class BasicTransformerBlock(nn.Module):
+    """diffusers BasicTransformerBlock: self-attn, cross-attn to one text context, GEGLU MLP (pre-LN)."""
+
+    cfg: UNetConfig
+    num_heads: int
+    head_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
+        cfg, dtype = self.cfg, _dtype(self.cfg)
+        attn = dict(implementation=cfg.attention_impl, upcast=cfg.upcast_attention, dtype=dtype)
+        x = x + Attention(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
+        # Cross-attention is per query token, so all T frames of a sample share one context row:
+        # fold frames into the query length instead of repeating the context T times.
+        n, l, c = x.shape
+        b = context.shape[0]
+        q_in = LayerNorm(dtype=dtype, name="norm2")(x).reshape(b, (n // b) * l, c)
+        y = Attention(self.num_heads, self.head_dim, name="attn2", **attn)(q_in, context.astype(dtype), context_mask)
+        x = x + y.reshape(n, l, c)
+        return x + GEGLUFeedForward(dtype=dtype, name="ff")(LayerNorm(dtype=dtype, name="norm3")(x))
+
+
+class SpatialTransformer(nn.Module):
+    """diffusers Transformer2DModel: GroupNorm, `proj_in`, transformer layers, `proj_out`, residual.
+
+    Layer i cross-attends to `contexts[i]` when there are several contexts,
+    else every layer uses `contexts[0]`. `proj_in`/`proj_out` are per-pixel
+    linear maps (a 1x1 conv checkpoint is converted to the same params).
+    """
+
+    cfg: UNetConfig
+    num_heads: int
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, contexts: Sequence[jax.Array], context_masks: Sequence) -> jax.Array:
+        cfg, dtype = self.cfg, _dtype(self.cfg)
+        n, h, w, c = x.shape
+        y = GroupNorm(cfg.norm_groups, 1e-6, dtype=dtype, name="norm")(x).reshape(n, h * w, c)
+        y = Dense(c, ("embed", "heads"), dtype=dtype, name="proj_in")(y)
+        for i in range(self.num_layers):
+            j = i if len(contexts) > 1 else 0
+            y = BasicTransformerBlock(cfg, self.num_heads, c // self.num_heads, name=f"transformer_blocks_{i}")(
+                y, contexts[j], context_masks[j])
+        y = Dense(c, ("heads", "embed"), dtype=dtype, name="proj_out")(y)
+        return constrain(x.astype(dtype) + y.reshape(n, h, w, c), SPATIAL_NAMES)
+
+
+class LevelBlock(nn.Module):
+    """One U-Net level: diffusers Down/CrossAttnDown, UNetMidBlock2DCrossAttn or Up/CrossAttnUp block.
+
+    kind 'down': resnets (+ attention) per layer, skip outputs collected, then
+    `downsamplers_0` unless last level. kind 'up': each resnet first
+    concatenates the next skip (popped from the end), then `upsamplers_0`
+    (nearest x2 + conv) unless last. kind 'mid': resnet, attention, resnet.
+    Each spatial attention is followed (video mode) by `temporal_attentions_i`.
+    """
+
+    cfg: UNetConfig
+    kind: str
+    level: int
+    num_layers: int
+    resample: bool
+
+    @nn.compact
+    def __call__(self, h, temb, contexts, context_masks, skips, num_frames: int, image_mode: bool):
+        cfg = self.cfg
+        out_c = cfg.level_channels[self.level]
+        heads = cfg.level_heads[self.level]
+        has_attn = self.kind == "mid" or cfg.level_has_attention(self.level)
+        res_cls = _remat(ResBlock, cfg, static_argnums=(3, 4))
+        attn_cls = _remat(SpatialTransformer, cfg, static_argnums=())
+        tattn_cls = _remat(TemporalAttention, cfg, static_argnums=())
+        outputs = []
+        n_res = 2 if self.kind == "mid" else self.num_layers
+        n_attn = 1 if self.kind == "mid" else (self.num_layers if has_attn else 0)
+        for i in range(n_res):
+            if self.kind == "up":
+                h = jnp.concatenate([h, skips.pop().astype(h.dtype)], axis=-1)
+            h = res_cls(cfg, out_c, name=f"resnets_{i}")(h, temb, num_frames, image_mode)
+            if i < n_attn:
+                h = attn_cls(cfg, heads, cfg.level_transformer_layers[self.level], name=f"attentions_{i}")(
+                    h, contexts, context_masks)
+                if _use_temporal(self, cfg, image_mode):
+                    z = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
+                                  _dtype(cfg), name=f"temporal_attentions_{i}")(h)
+                    h = h if image_mode else z
+            outputs.append(h)
+        if self.resample:
+            if self.kind == "down":
+                h = Resample(cfg, out_c, down=True, name="downsamplers_0")(h, num_frames, image_mode)
+                outputs.append(h)
+            else:
+                h = Resample(cfg, out_c, down=False, name="upsamplers_0")(h, num_frames, image_mode)
+        return h, outputs
+
+
+class Resample(nn.Module):
+    """diffusers Downsample2D (3x3 conv, stride 2, padding 1) or Upsample2D (nearest x2 then 3x3 conv)."""
+
+    cfg: UNetConfig
+    out_channels: int
+    down: bool
+
+    @nn.compact
+    def __call__(self, h, num_frames: int, image_mode: bool):
+        if not self.down:
+            h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+        h = conv3x3(self, self.cfg, h, self.out_channels, "conv", num_frames, image_mode,
+                    strides=2 if self.down else 1)
+        return constrain(h, SPATIAL_NAMES)
