@@ -72,3 +72,16 @@ def test_bad_inputs_name_the_problem(params):
         ae.decode_video(CFG, params, jnp.zeros((1, 2, 4, 4, 4)))
     with pytest.raises(ValueError, match="video must be"):
         ae.encode_video(CFG, params, jnp.zeros((2, 8, 8, 3)))
+
+
+def test_config_files_build_and_sd_param_count():
+    from emu_jax.config import load_config
+
+    sd = ae.VAEConfig.from_dict(load_config("models/vae_sd.py").to_dict())
+    emu = ae.VAEConfig.from_dict(load_config("models/vae_emu.py").to_dict())
+    tiny = ae.VAEConfig.from_dict(load_config("models/vae_tiny.py:8").to_dict())
+    assert (sd.latent_channels, emu.latent_channels, tiny.latent_channels) == (4, 8, 8)
+    assert sd.downsample_factor == emu.downsample_factor == 8
+    shapes = jax.eval_shape(lambda: ae.init_params(sd, jax.random.PRNGKey(0), image_size=8))
+    n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
+    assert n == 83_653_863  # diffusers' SD 1.x AutoencoderKL parameter count
