@@ -155,11 +155,14 @@ def open_source(name: str, data_dir: str, split: str):
 
     if name not in DATASETS:
         raise ValueError(f"data.name={name!r} is not one of {DATASETS}")
-    try:
-        return tfds.data_source(name, data_dir=data_dir, split=split, download=False)
-    except (AssertionError, FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as e:
-        raise FileNotFoundError(f"dataset {name!r} split {split!r} is not prepared under data_dir={data_dir!r} "
-                                f"(build it with `emu-video data build {name} ...`): {e}") from e
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(f"dataset {name!r} is not prepared under data_dir={data_dir!r} "
+                                f"(build it with `emu-video data build {name} ...`)")
+    available = list(builder.info.splits)
+    if split.split("[")[0] not in available:
+        raise ValueError(f"split {split!r} is not in {name} under {data_dir}; available: {available}")
+    return tfds.data_source(name, data_dir=data_dir, split=split, download=False)
 
 
 def _shard(shard_index, shard_count) -> tuple[int, int]:
@@ -248,6 +251,10 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=int(cfg_data.get("read_threads", 2)),
                                                    prefetch_buffer_size=int(cfg_data.get("prefetch_batches", 4))))
     if worker_count:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain reads absl flags; programs without absl.app never parse them
+            flags.FLAGS.mark_as_parsed()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     fingerprint = {"name": cfg_data.name, "split": split, "seed": seed, "shard": [shard_index, shard_count],
                    "batch_size": batch_size, "batches_per_epoch": batches_per_epoch, "worker_count": worker_count}

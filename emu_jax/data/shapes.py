@@ -37,7 +37,8 @@ class ShapeAttrs:
     """One clip's attributes, all resolution- and frame-rate-independent.
 
     `size`: shape side / frame side. `speed`: fraction of the free path (frame
-    side minus shape side) crossed over the whole clip, 0 = static.
+    side minus shape side minus a 1-pixel margin each side) crossed over the
+    whole clip, 0 = static.
     `start_x`, `start_y`: top-left corner at frame 0 as a fraction of the free
     path, chosen so the whole trajectory stays inside the frame.
     """
@@ -109,13 +110,16 @@ def _mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def positions(attrs: ShapeAttrs, num_frames: int, size: int) -> np.ndarray:
-    """Top-left corner in pixels per frame -> float (T, 2) as (x, y); linear from start to end."""
+    """Top-left corner in pixels per frame -> float (T, 2) as (x, y); linear from start to end.
+
+    A 1-pixel margin keeps the frame border pure background (what `analyse_frame` reads).
+    """
     side = attrs.size * size
-    free = size - side
+    free = size - side - 2.0
     s = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
     dx, dy = attrs.delta
-    x = (attrs.start_x + dx * attrs.speed * s) * free
-    y = (attrs.start_y + dy * attrs.speed * s) * free
+    x = 1.0 + (attrs.start_x + dx * attrs.speed * s) * free
+    y = 1.0 + (attrs.start_y + dy * attrs.speed * s) * free
     return np.stack([x, y], axis=-1)
 
 

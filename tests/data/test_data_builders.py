@@ -1,0 +1,121 @@
+"""video_text_folder builder: bad inputs are skipped and reported, too many fail the build, clips come at fps."""
+
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from emu_jax.data import builders, pipeline, video_io
+
+from test_data_video_io import index_video, read_indices  # noqa: E402  (same test directory)
+
+
+def write_folder(root, *, n_good=2, bad=("corrupt", "truncated", "short", "garbage_ext", "missing")):
+    """Two index videos (30 and 24 fps, 3 s) plus one file per kind of bad input; returns caption rows."""
+    videos = root / "videos"
+    videos.mkdir()
+    rows = []
+    for i in range(n_good):
+        fps = (30, 24)[i % 2]
+        (videos / f"good{i}.mp4").write_bytes(video_io.encode_mp4(index_video(3 * fps), fps, gop=12))
+        rows.append((f"good{i}.mp4", f"index video {i} at {fps} fps"))
+    full = video_io.encode_mp4(index_video(60), 30)
+    payloads = {"corrupt": ("corrupt.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8),
+                "truncated": ("truncated.mp4", full[: len(full) // 2]),
+                "short": ("short.mp4", video_io.encode_mp4(index_video(5), 30)),
+                "garbage_ext": ("garbage.mov", b"not a video at all" * 100)}
+    for kind in bad:
+        if kind == "missing":
+            rows.append(("missing.mp4", "no such file"))
+        else:
+            name, data = payloads[kind]
+            (videos / name).write_bytes(data)
+            rows.append((name, f"bad {kind}"))
+    return videos, rows
+
+
+def write_csv(path, rows, header="path,caption"):
+    path.write_text(header + "\n" + "".join(f'{p},"{c}"\n' for p, c in rows))
+    return path
+
+
+def test_bad_inputs_skipped_and_named(tmp_path):
+    videos, rows = write_folder(tmp_path, n_good=10)
+    captions = write_csv(tmp_path / "captions.csv", rows)
+    builder = builders.VideoTextFolder(videos_dir=str(videos), captions_file=str(captions), min_clip_seconds=1.0,
+                                       max_skip_fraction=0.5, data_dir=str(tmp_path / "tfds"))
+    builders.prepare(builder)
+    assert builder.info.splits["train"].num_examples == 10
+    report = json.loads((tmp_path / "tfds" / "video_text_folder" / "skipped.json").read_text())
+    reasons = {s["path"]: s["reason"] for s in report["files"]}
+    assert report["skipped"] == 5 and report["total"] == 15
+    assert set(reasons) == {"corrupt.mp4", "truncated.mp4", "short.mp4", "garbage.mov", "missing.mp4"}
+    assert reasons["missing.mp4"] == "missing file" and reasons["short.mp4"].startswith("too short")
+    assert reasons["truncated.mp4"].startswith("unreadable") and reasons["garbage.mov"].startswith("unreadable")
+
+    # The pipeline reads exactly num_frames at the target fps from both source rates.
+    cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=str(tmp_path / "tfds"), resolution=32,
+                                         num_frames=8, fps=4.0, text_max_length=16, worker_count=0))
+    loader = pipeline.make_loader(cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5,
+                                  num_epochs=1)
+    for batch in loader:
+        assert batch["video"].shape == (5, 8, 32, 32, 3)
+        for key, clip in zip(batch["key"], batch["video"]):
+            src_fps = 30 if int(key[4:-4]) % 2 == 0 else 24
+            idx = read_indices(np.round((clip + 1) * 127.5).astype(np.uint8))
+            steps = set(np.diff(idx).tolist())
+            assert steps <= {src_fps // 4, -(-src_fps // 4)}, (key, idx)  # 7.5 -> 7 or 8; 6 -> 6
+            assert idx[-1] < 3 * src_fps
+
+
+def test_too_many_skips_fail_with_names(tmp_path):
+    videos, rows = write_folder(tmp_path, n_good=2)
+    captions = write_csv(tmp_path / "captions.csv", rows)
+    builder = builders.VideoTextFolder(videos_dir=str(videos), captions_file=str(captions), max_skip_fraction=0.1,
+                                       data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(ValueError, match=r"5 of 7 videos skipped .*max_skip_fraction=0.1.*corrupt.mp4"):
+        builders.prepare(builder)
+    assert (tmp_path / "tfds" / "video_text_folder" / "skipped.json").exists()
+    assert not (tmp_path / "tfds" / "video_text_folder" / "1.0.0").exists()
+
+
+def test_jsonl_captions_and_test_split(tmp_path):
+    videos, rows = write_folder(tmp_path, n_good=6, bad=())
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps({"path": p, "caption": c, "extra": 1}) + "\n" for p, c in rows))
+    builder = builders.VideoTextFolder(videos_dir=str(videos), captions_file=str(captions), test_fraction=0.5,
+                                       data_dir=str(tmp_path / "tfds"))
+    builders.prepare(builder)
+    splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+    assert sum(splits.values()) == 6
+    record = pipeline.open_source("video_text_folder", str(tmp_path / "tfds"), "train")[0]
+    assert record["caption"].decode().startswith("index video") and record["num_frames"] in (72, 90)
+
+
+@pytest.mark.parametrize("text,match", [("file,text\na.mp4,hi\n", r"lacks column\(s\) \['path', 'caption'\]"),
+                                        ("path\na.mp4\n", r"lacks column\(s\) \['caption'\]")])
+def test_caption_columns_checked_before_any_work(tmp_path, text, match):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "c.csv").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        builders.VideoTextFolder(videos_dir=str(tmp_path / "videos"), captions_file=str(tmp_path / "c.csv"),
+                                 data_dir=str(tmp_path / "tfds"))
+    assert not (tmp_path / "tfds").exists()
+    (tmp_path / "c.jsonl").write_text('{"file": "a.mp4", "caption": "x"}\n')
+    with pytest.raises(ValueError, match="needs keys"):
+        builders.read_captions(tmp_path / "c.jsonl")
+
+
+def test_cli_builds_moving_shapes(tmp_path, capsys):
+    import argparse
+
+    from emu_jax.data import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["build", "moving_shapes", "--data-dir", str(tmp_path), "--num-train", "3",
+                              "--num-test", "0", "--resolution", "16", "--frames", "4", "--fps", "4"])
+    assert cli.main(args) == 0
+    assert "train=3" in capsys.readouterr().out
+    assert len(pipeline.open_source("moving_shapes", str(tmp_path), "train")) == 3
