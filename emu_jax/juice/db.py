@@ -71,7 +71,11 @@ def connect(path: str | os.PathLike, *, must_exist: bool = True) -> sqlite3.Conn
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ValueError(f"{path!r} is not a JUICE study database ({e})") from None
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
     # FULL syncs the WAL on every commit: a vote acknowledged is a vote kept.
@@ -96,7 +100,10 @@ def init_schema(conn: sqlite3.Connection) -> None:
 
 
 def get_study(conn: sqlite3.Connection) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM study WHERE id = 1").fetchone()
+    try:
+        row = conn.execute("SELECT * FROM study WHERE id = 1").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"not a JUICE study database ({e}); create one with `emu-video juice create`") from None
     if row is None:
         raise ValueError("database holds no JUICE study (table `study` is empty)")
     return row

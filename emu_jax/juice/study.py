@@ -2,8 +2,8 @@
 write pairs, rater tokens and seeded left/right assignments to a new database.
 
 The sampler writes, per item, `<stem>.json` (at least `prompt`,
-`prompt_index`, `seed`, and `video`: the mp4 file name relative to the JSON)
-next to `<stem>.mp4` (+ optional `<stem>.gif`). Items are matched by prompt
+`prompt_index`, `seed`, and `video`: the mp4 file name relative to the JSON,
+default `<stem>.mp4`) next to `<stem>.mp4` (+ optional `<stem>.gif`). Items are matched by prompt
 text; when a prompt occurs more than once on a side, by prompt_index, then in
 seed order. Paths are stored relative to each folder, whose absolute path the
 study keeps, and every path is checked to stay inside its folder.
@@ -72,13 +72,14 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Item], list[str]]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             skipped.append(f"{rel_json}: unreadable JSON ({e})")
             continue
-        if not isinstance(meta, dict) or not isinstance(meta.get("prompt"), str) or not isinstance(meta.get("video"), str):
-            skipped.append(f"{rel_json}: not a sample record (needs string 'prompt' and 'video')")
+        if not isinstance(meta, dict) or not isinstance(meta.get("prompt"), str):
+            skipped.append(f"{rel_json}: not a sample record (needs a string 'prompt')")
             continue
-        rel_dir = os.path.relpath(path.parent, folder)
-        video = os.path.normpath(os.path.join(rel_dir, meta["video"]))
+        name = meta.get("video") if isinstance(meta.get("video"), str) else path.stem + ".mp4"
+        # Relative names are relative to the JSON; an absolute one is fine if it lies inside the folder.
+        video = os.path.relpath(os.path.normpath(os.path.join(path.parent, name)), folder)
         if resolve_inside(folder, video) is None:
-            skipped.append(f"{rel_json}: video {meta['video']!r} is missing or outside {folder}")
+            skipped.append(f"{rel_json}: video {name!r} is missing or outside {folder}")
             continue
         gif = os.path.splitext(video)[0] + ".gif"
         items.append(Item(prompt=meta["prompt"], prompt_index=_int_or_none(meta.get("prompt_index")),

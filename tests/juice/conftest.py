@@ -9,11 +9,11 @@ from juice_helpers import PROMPTS, write_samples
 
 @pytest.fixture(scope="session")
 def sample_dirs(tmp_path_factory):
-    """(dir_a, dir_b) with the same 4 prompts; b is nested one folder per item."""
+    """(dir_a, dir_b) with the same 4 prompts; b is nested one folder per item and has GIFs."""
     root = tmp_path_factory.mktemp("juice_samples")
     a, b = str(root / "sys_a"), str(root / "sys_b")
     write_samples(a, PROMPTS, (200, 30, 30))
-    write_samples(b, PROMPTS, (30, 30, 200), nested=True)
+    write_samples(b, PROMPTS, (30, 30, 200), nested=True, gif=True)
     return a, b
 
 

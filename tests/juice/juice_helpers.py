@@ -7,35 +7,35 @@ import json
 import os
 import re
 
-import av
 import numpy as np
+
+from emu_jax.data import video_io
 
 PROMPTS = ["a red ball rolls left", "a cat <script>alert(1)</script> & dog", "waves at dusk", "a tiny robot dances"]
 
 
-def write_mp4(path: str, color: tuple[int, int, int], frames: int = 4, size: int = 16) -> None:
-    """A few frames of flat colour, libx264 yuv420p (even sizes, as H.264 needs)."""
-    with av.open(path, "w") as out:
-        stream = out.add_stream("libx264", rate=8)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for t in range(frames):
-            img = np.full((size, size, 3), color, np.uint8)
-            img[t % size, :, :] = 255  # a moving line, so frames differ
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+def frames(color: tuple[int, int, int], n: int = 4, size: int = 16) -> np.ndarray:
+    """uint8 (T, H, W, 3) flat colour with a moving white line, so frames differ."""
+    out = np.full((n, size, size, 3), color, np.uint8)
+    for t in range(n):
+        out[t, t % size] = 255
+    return out
 
 
-def write_samples(folder, prompts, color, seeds=None, nested=False) -> None:
-    """`<stem>.json` + `<stem>.mp4` per prompt, as the sampler writes them."""
+def write_mp4(path: str, color: tuple[int, int, int]) -> None:
+    video_io.write_mp4(path, frames(color), fps=8)
+
+
+def write_samples(folder, prompts, color, seeds=None, nested=False, gif=False) -> None:
+    """`<stem>.json` + `<stem>.mp4` (+ `<stem>.gif`) per prompt, as the sampler writes them."""
     os.makedirs(folder, exist_ok=True)
     for i, prompt in enumerate(prompts):
         stem = f"sample_{i:03d}"
         d = os.path.join(folder, stem) if nested else folder
         os.makedirs(d, exist_ok=True)
         write_mp4(os.path.join(d, stem + ".mp4"), color)
+        if gif:
+            video_io.write_gif(os.path.join(d, stem + ".gif"), frames(color), fps=8)
         meta = {"prompt": prompt, "prompt_index": i, "seed": (seeds or [0] * len(prompts))[i], "video": stem + ".mp4"}
         with open(os.path.join(d, stem + ".json"), "w") as f:
             json.dump(meta, f)

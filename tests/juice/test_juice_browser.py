@@ -13,6 +13,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)",
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs `pip install selenium`")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -53,7 +54,9 @@ def live(make_study):
 
 
 def _wait_text(driver, element_id, text):
-    WebDriverWait(driver, 15).until(lambda d: text in d.find_element(By.ID, element_id).text)
+    """Wait for the next page: the old page's elements go stale while it navigates."""
+    WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda d: text in d.find_element(By.ID, element_id).text)
 
 
 def _pair_id(driver):

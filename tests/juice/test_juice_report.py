@@ -90,6 +90,13 @@ def test_cli_report_and_create(voted_study, sample_dirs, tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["juice", "create", "--a", sample_dirs[0]])  # --b and --db are required
+    capsys.readouterr()
+    (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
+    for argv in (["serve", "--db", str(tmp_path / "none.db")], ["serve", "--db", str(tmp_path / "junk.db")],
+                 ["report", "--db", str(tmp_path / "none.db")], ["serve", "--db", voted_study, "--port", "70000"]):
+        assert cli.main(["juice", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert "error:" in err and ("database" in err or "70000" in err), (argv, err)
 
 
 def test_report_of_study_without_votes(make_study):

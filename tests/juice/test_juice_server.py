@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,19 +23,22 @@ GOOD = [("quality", "right"), ("quality_reasons", "motion_smoothness"),
 
 
 @pytest.fixture
-def server(make_study):
+def server(make_study, tmp_path):
     path, s = make_study(raters_per_pair=5)
+    log = open(tmp_path / "serve.log", "w+")  # a file, not a pipe: request logs can never block the server
     proc = subprocess.Popen([sys.executable, "-m", "emu_jax.cli", "juice", "serve", "--db", path, "--port", "0"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    line = proc.stdout.readline()
-    assert "serving" in line, line + proc.stdout.read() if proc.poll() is not None else line
-    base = line.split(" on ")[1].split()[0].rstrip("/")
+    deadline = time.monotonic() + 60
+    while "serving" not in (text := (tmp_path / "serve.log").read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, text
+        time.sleep(0.05)
+    base = text.split(" on ")[1].split()[0].rstrip("/")
     yield path, s.tokens, base, proc
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=10)
-    proc.stdout.close()
+    log.close()
 
 
 def _get(url):

@@ -92,6 +92,9 @@ def test_unmatched_and_unsafe_items_reported(tmp_path, sample_dirs):
     os.symlink(outside, a / "link.mp4")
     (a / "link.json").write_text(json.dumps({"prompt": PROMPTS[3], "video": "link.mp4"}))
     (a / "config.json").write_text(json.dumps({"lr": 1e-4}))
+    # No 'video' key: <stem>.mp4 beside the JSON; an absolute path inside the folder is fine too.
+    (a / "sample_000.json").write_text(json.dumps({"prompt": PROMPTS[0]}))
+    (a / "sample_001.json").write_text(json.dumps({"prompt": PROMPTS[1], "video": str(a / "sample_001.mp4")}))
     s = create_study(str(tmp_path / "s.db"), str(a), sample_dirs[1])
     assert s.n_pairs == 2
     assert s.unmatched_a == ["sample_002.json"]

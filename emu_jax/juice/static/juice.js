@@ -5,6 +5,7 @@
   var form = document.getElementById("vote-form");
   if (!form) { return; }
   var message = document.getElementById("message");
+  var submitted = false;
 
   function showMessage(text) {
     message.textContent = text;
@@ -27,6 +28,10 @@
   }
 
   form.addEventListener("submit", function (event) {
+    if (submitted) {
+      event.preventDefault();
+      return;
+    }
     var errs = problems();
     if (errs.length) {
       event.preventDefault();
@@ -35,6 +40,7 @@
     }
     showMessage("");
     // A second Enter while the post is in flight must not send the vote twice.
+    submitted = true;
     document.getElementById("submit").disabled = true;
   });
 
