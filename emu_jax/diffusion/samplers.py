@@ -9,9 +9,14 @@ Every method is numerically equal to a diffusers scheduler with
             EulerDiscreteScheduler.set_timesteps(timesteps=...) (diffusers would use fractional t)
   dpmpp_2m  DPMSolverMultistepScheduler(solver_order=2, algorithm_type="dpmsolver++",
             solver_type="midpoint", lower_order_final=True, euler_at_final=False,
-            final_sigmas_type="zero", use_karras_sigmas=False)
+            final_sigmas_type="zero", use_ve_sigmas=False)
 ZTSNR schedules behave like diffusers' `rescale_betas_zero_snr=True` (Euler / DPM clamp
-alphas_cumprod[-1] to 2**-24 so that sigma stays finite).
+alphas_cumprod[-1] to 2**-24 so that sigma stays finite). Measured (tests/diffusion/test_samplers.py,
+12 steps, float32, diffusers' own float32 schedule): max |ours - diffusers| <= 2.3e-6 on every
+intermediate sample, except Euler starting at t = N-1 under ZTSNR (sigma_max = 4096, where float32
+cancellation in both codes gives ~2e-5 on intermediate samples, 6e-6 on the result). One deliberate
+difference: DDIM's `sqrt(1 - a_prev - std**2)` is rearranged so it cannot go below 0 (diffusers gets
+sqrt(rounding noise) ~1e-4, or NaN, for eta = 1 at the zero-SNR first step; ours is exactly 0).
 
 The caller's `denoise_fn(x_t, t)` always sees the VP-space `x_t` (DDPM-style,
 `x_t = alpha x0 + sigma eps`) and `t` as a `(B,)` int32 array; Euler's sigma
@@ -182,7 +187,7 @@ def ddpm_step(
     return mean + jnp.where(t > 0, variance**0.5, 0.0) * noise, x0
 
 
-def karras_sigmas(schedule: Schedule, ts: jax.Array | np.ndarray) -> jax.Array:
+def ve_sigmas(schedule: Schedule, ts: jax.Array | np.ndarray) -> jax.Array:
     """VE sigmas `sqrt((1 - ac) / ac)` at integer timesteps `ts`, with one 0 appended: shape `(S+1,)`.
 
     A zero-SNR schedule's last alphas_cumprod is clamped to 2**-24 as diffusers does.
@@ -258,7 +263,7 @@ class SamplerState(NamedTuple):
 
 
 def _sigmas(plan: SamplingPlan, schedule: Schedule) -> jax.Array:
-    return karras_sigmas(schedule, plan.timesteps)
+    return ve_sigmas(schedule, plan.timesteps)
 
 
 def init_state(plan: SamplingPlan, schedule: Schedule, x_T: jax.Array) -> SamplerState:
@@ -279,7 +284,9 @@ def to_vp(plan: SamplingPlan, schedule: Schedule, x: jax.Array, i: jax.Array) ->
     return x / (sigma**2 + 1) ** 0.5
 
 
-def model_input(plan: SamplingPlan, schedule: Schedule, state: SamplerState, i: jax.Array) -> tuple[jax.Array, jax.Array]:
+def model_input(
+    plan: SamplingPlan, schedule: Schedule, state: SamplerState, i: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """`(x_t, t)` that the denoiser sees at step `i`: VP-space `x_t` and a `(B,)` int32 timestep."""
     t = jnp.asarray(plan.timesteps)[i]
     return to_vp(plan, schedule, state.x, i), jnp.full((state.x.shape[0],), t, jnp.int32)

@@ -1,4 +1,4 @@
-"""Shared helpers for the diffusion tests: a fixed nonlinear "denoiser" in numpy / torch / jax and a diffusers runner.
+"""Shared helpers for the diffusion tests: a fixed nonlinear "denoiser" in torch and jax, and a diffusers runner.
 
 Not a test module (no `test_` prefix); the diffusion tests import it.
 """
@@ -43,9 +43,8 @@ DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 
 def make_diffusers_scheduler(method, *, prediction, spacing, zero_snr, steps_offset=0, beta_schedule="scaled_linear",
-                             alphas_cumprod=None, set_alpha_to_one=True):
-    """The diffusers scheduler our `method` claims to equal; optionally with our alphas_cumprod swapped in."""
-    import torch
+                             set_alpha_to_one=True):
+    """The diffusers scheduler our `method` claims to equal, with its own (float32) schedule."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
     common = dict(
@@ -55,32 +54,23 @@ def make_diffusers_scheduler(method, *, prediction, spacing, zero_snr, steps_off
         timestep_spacing=spacing, steps_offset=steps_offset,
     )
     if method == "ddim":
-        sched = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=set_alpha_to_one)
-    elif method == "ddpm":
-        sched = DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
-    elif method == "euler":
-        sched = EulerDiscreteScheduler(**common)
-    else:
-        sched = DPMSolverMultistepScheduler(**common, solver_order=2, algorithm_type="dpmsolver++")
-    if alphas_cumprod is not None:
-        ac = torch.from_numpy(np.array(alphas_cumprod, np.float32))
-        if method in ("euler", "dpmpp_2m") and zero_snr:
-            ac[-1] = 2**-24  # what these schedulers do to their own zero-SNR schedule
-        sched.alphas_cumprod = ac
-        if method == "ddim":
-            sched.final_alpha_cumprod = torch.tensor(1.0) if set_alpha_to_one else ac[0]
-    return sched
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=set_alpha_to_one)
+    if method == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
+    if method == "euler":
+        return EulerDiscreteScheduler(**common)
+    return DPMSolverMultistepScheduler(**common, solver_order=2, algorithm_type="dpmsolver++")
 
 
-def run_diffusers(method, x_T, model_alphas_cumprod, *, num_steps, prediction, spacing, zero_snr, noise=None, eta=0.0, steps_offset=0,
-                  beta_schedule="scaled_linear", alphas_cumprod=None, set_alpha_to_one=True, timesteps=None):
+def run_diffusers(method, x_T, model_alphas_cumprod, *, num_steps, prediction, spacing, zero_snr, noise=None, eta=0.0,
+                  steps_offset=0, beta_schedule="scaled_linear", set_alpha_to_one=True, timesteps=None):
     """Sample with diffusers the way its pipelines do; returns (timesteps, final x, VP-space trajectory (S, ...))."""
     import torch
     from diffusers.schedulers import scheduling_ddpm
 
     sched = make_diffusers_scheduler(method, prediction=prediction, spacing=spacing, zero_snr=zero_snr,
                                      steps_offset=steps_offset, beta_schedule=beta_schedule,
-                                     alphas_cumprod=alphas_cumprod, set_alpha_to_one=set_alpha_to_one)
+                                     set_alpha_to_one=set_alpha_to_one)
     if timesteps is not None:
         sched.set_timesteps(timesteps=[int(t) for t in timesteps])
     else:
