@@ -23,20 +23,28 @@ from emu_jax.data import clips
 log = logging.getLogger(__name__)
 DATASETS = ("moving_shapes", "video_text_folder", "latents")
 ATTRIBUTE_FIELDS = ("shape", "color", "background", "direction", "speed", "size", "start_x", "start_y")
-Tokenizer = Callable[[str], Any]
+Tokenizer = Callable[..., Any]
 
 
-def byte_tokenizer(text: str) -> list[int]:
-    """Fallback tokenizer: UTF-8 bytes + 1 (0 is padding). Pass a real one (e.g. CLIP's) in training."""
-    return [b + 1 for b in text.encode("utf-8")]
+def default_tokenizer():
+    """emu_jax's offline byte-level tokenizer (259 ids: bytes, pad 256, bos 257, eos 258)."""
+    from emu_jax.models.tokenizers import ByteTokenizer
+
+    return ByteTokenizer()
 
 
 def tokenize(tokenizer: Tokenizer, text: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs `tokenizer(text)` -> (ids int32 (L,), mask bool (L,)), truncated / zero-padded to `max_length`.
+    """One caption -> (ids int32 (L,), mask bool (L,)) with L = `max_length`.
 
-    The tokenizer may return a sequence of ids or a mapping with `input_ids`
-    (and optionally `attention_mask`), as Hugging Face tokenizers do.
+    `tokenizer` is either an `emu_jax.models.tokenizers.Tokenizer` (anything
+    with `pad_id` called as `tok([text], max_length) -> TokenBatch(ids, mask)`),
+    or a plain `str -> ids` callable (or one returning a mapping with
+    `input_ids` / `attention_mask`, as Hugging Face tokenizers do), whose ids
+    are truncated and padded with 0 here.
     """
+    if hasattr(tokenizer, "pad_id"):
+        batch = tokenizer([text], max_length)
+        return np.asarray(batch.ids[0], np.int32), np.asarray(batch.mask[0], bool)
     out = tokenizer(text)
     if isinstance(out, Mapping):
         ids = np.asarray(out["input_ids"], np.int32).reshape(-1)
@@ -191,7 +199,7 @@ def preprocessor(cfg_data, *, seed: int, epoch_length: int, tokenizer: Tokenizer
     return _Preprocess(
         name=cfg_data.name, num_frames=int(cfg_data.num_frames), fps=target_fps(cfg_data),
         resolution=int(cfg_data.resolution), resize_method=cfg_data.get("resize_method", "bicubic"),
-        text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or byte_tokenizer, seed=seed,
+        text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or default_tokenizer(), seed=seed,
         epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip)
 
 
@@ -210,8 +218,7 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
         `jax.process_index()` / `jax.process_count()`. Shards are disjoint,
         equal-sized, and together cover each epoch's shuffled order (the
         remainder after `len % shard_count` is dropped per epoch).
-      tokenizer: `str -> ids` (or a mapping with `input_ids`); default
-        `byte_tokenizer`.
+      tokenizer: see `tokenize`; default `emu_jax.models.tokenizers.ByteTokenizer`.
       batch_size: per-process batch; the last partial batch of every epoch
         is dropped so all batches have equal shapes.
       num_epochs: None repeats forever (each epoch reshuffled).

@@ -54,6 +54,8 @@ def video_stream(container, src: Source):
 
 def _frame_time(frame, stream) -> float:
     """Seconds since the stream start (edit lists and non-zero start times removed)."""
+    if frame.pts is None:  # some containers leave pts unset; the decoder's best-effort time is next best
+        return float(frame.time or 0.0)
     start = stream.start_time or 0
     return float((frame.pts - start) * stream.time_base)
 
@@ -67,6 +69,7 @@ def probe(src: Source, *, decode: bool = True) -> VideoInfo:
     """
     with open_container(src) as container:
         stream = video_stream(container, src)
+        stream.thread_type = "AUTO"
         codec = stream.codec_context.name
         if not decode:
             rate = float(stream.average_rate or stream.guessed_rate or 0)

@@ -56,7 +56,7 @@ def test_bad_inputs_skipped_and_named(tmp_path):
 
     # The pipeline reads exactly num_frames at the target fps from both source rates.
     cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=str(tmp_path / "tfds"), resolution=32,
-                                         num_frames=8, fps=4.0, text_max_length=16, worker_count=0))
+                                         num_frames=8, fps=4.0, text_max_length=48, worker_count=0))
     loader = pipeline.make_loader(cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5,
                                   num_epochs=1)
     for batch in loader:

@@ -18,7 +18,7 @@ def test_cached_latents_equal_encoding_of_centred_clips(data_dir):
     import jax.numpy as jnp
 
     src_cfg = ml_collections.ConfigDict(dict(name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4,
-                                             fps=8.0, text_max_length=8))
+                                             fps=8.0, text_max_length=64))
     calls = []
 
     def encode_fn(video_BTHWC):  # a jnp function, like a bound VAE encode

@@ -34,7 +34,7 @@ def test_batch_layout(cfg):
     assert batch["text_mask"].dtype == bool
     for i in range(3):
         caption = batch["caption"][i]
-        assert batch["text_mask"][i].sum() == len(caption.encode())
+        assert batch["text_mask"][i].sum() == len(caption.encode()) + 2  # bos + bytes + eos
         attrs = shapes.ShapeAttrs.from_dict({k: batch[k][i] for k in pipeline.ATTRIBUTE_FIELDS})
         assert shapes.caption(attrs) == caption
         frame = np.asarray(np.round((batch["video"][i, 0] + 1) * 127.5), np.uint8)
@@ -137,9 +137,12 @@ def test_tokenizer_mapping_output_is_padded_and_truncated():
     ids, mask = pipeline.tokenize(lambda t: {"input_ids": [5, 6, 7, 8], "attention_mask": [1, 1, 1, 0]}, "x", 3)
     np.testing.assert_array_equal(ids, [5, 6, 7])
     np.testing.assert_array_equal(mask, [True, True, True])
-    ids, mask = pipeline.tokenize(pipeline.byte_tokenizer, "ab", 4)
-    np.testing.assert_array_equal(ids, [98, 99, 0, 0])
+    ids, mask = pipeline.tokenize(lambda t: [ord(c) for c in t], "ab", 4)
+    np.testing.assert_array_equal(ids, [97, 98, 0, 0])
     np.testing.assert_array_equal(mask, [True, True, False, False])
+    ids, mask = pipeline.tokenize(pipeline.default_tokenizer(), "ab", 5)  # bos, a, b, eos, pad
+    np.testing.assert_array_equal(ids, [257, 97, 98, 258, 256])
+    np.testing.assert_array_equal(mask, [True, True, True, True, False])
 
 
 def test_stored_video_is_h264_of_the_rendered_clip(cfg):
