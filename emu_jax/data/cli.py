@@ -97,6 +97,10 @@ def _build(args) -> int:
                                            min_clip_seconds=args.min_clip_seconds,
                                            max_skip_fraction=args.max_skip_fraction,
                                            test_fraction=args.test_fraction, data_dir=args.data_dir)
+    if builder.is_prepared():
+        print(f"{builder.name} is already prepared at {builder.data_dir}; nothing rebuilt "
+              "(delete that folder or pick another --data-dir to rebuild)")
+        return 0
     builders.prepare(builder)
     print(f"wrote {builder.name} to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
@@ -125,8 +129,11 @@ def _select_hq(args) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         if args.out.endswith(".csv"):
-            f.write("index,key,motion\n" + "".join(f"{s['index']},{s['key']},{s['motion']}\n"
-                                                   for s in result["selected"]))
+            import csv
+
+            writer = csv.writer(f)
+            writer.writerow(["index", "key", "motion"])
+            writer.writerows([s["index"], s["key"], s["motion"]] for s in result["selected"])
         else:
             json.dump(result, f, indent=1)
     print(f"selected {len(result['selected'])} of {result['total']} videos -> {args.out}; "

@@ -243,7 +243,7 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     target_fps(cfg_data)  # validates fps / clip_seconds before opening anything
     source = open_source(cfg_data.name, cfg_data.data_dir, split)
     if cfg_data.get("subset_file"):
-        source = _Subset(source, load_subset_indices(cfg_data.subset_file))
+        source = _Subset(source, load_subset_indices(cfg_data.subset_file, name=cfg_data.name, split=split))
     ds = grain.MapDataset.source(source)
     if shuffle:
         ds = ds.shuffle(seed=seed)
@@ -268,13 +268,24 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     return LoaderIterator(iter(iter_ds), fingerprint, batches_per_epoch)
 
 
-def load_subset_indices(path: str) -> list[int]:
-    """Record indices from a `select-hq` JSON file (`{"selected": [{"index": i, ...}, ...]}`)."""
+def load_subset_indices(path: str, *, name: str | None = None, split: str | None = None) -> list[int]:
+    """Record indices from a `select-hq` output (.json with `selected`, or .csv with an `index` column).
+
+    A JSON file made from another dataset or split than (`name`, `split`) is a ValueError.
+    """
+    if path.endswith(".csv"):
+        import csv
+
+        with open(path, newline="") as f:
+            return [int(row["index"]) for row in csv.DictReader(f)]
     with open(path) as f:
-        selected = json.load(f).get("selected")
-    if not isinstance(selected, list):
+        data = json.load(f)
+    if not isinstance(data.get("selected"), list):
         raise ValueError(f"subset file {path} has no 'selected' list (write it with `emu-video data select-hq`)")
-    return [int(s["index"]) for s in selected]
+    for field, want in (("dataset", name), ("split", split)):
+        if want is not None and data.get(field, want) != want:
+            raise ValueError(f"subset file {path} was made from {field} {data[field]!r}, not {want!r}")
+    return [int(s["index"]) for s in data["selected"]]
 
 
 def iterator_checkpoint_args(iterator: grain.DatasetIterator, *, restore: bool = False):

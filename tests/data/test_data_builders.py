@@ -119,3 +119,46 @@ def test_cli_builds_moving_shapes(tmp_path, capsys):
     assert cli.main(args) == 0
     assert "train=3" in capsys.readouterr().out
     assert len(pipeline.open_source("moving_shapes", str(tmp_path), "train")) == 3
+
+
+def test_cli_select_hq_output_feeds_the_loader_subset(tmp_path, capsys):
+    import argparse
+
+    from emu_jax.data import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    data_dir = str(tmp_path / "tfds")
+    assert cli.main(parser.parse_args(["build", "moving_shapes", "--data-dir", data_dir, "--num-train", "6",
+                                       "--num-test", "0", "--resolution", "16", "--frames", "12"])) == 0
+    out = tmp_path / "hq.json"
+    # A threshold between the videos' scores keeps some and drops others.
+    scores = sorted(s["motion"] for s in _select(parser, data_dir, out, 0.0)["selected"])
+    threshold = (scores[1] + scores[2]) / 2
+    result = _select(parser, data_dir, out, threshold)
+    assert len(result["selected"]) == sum(s > threshold for s in scores) and result["rejected"]["motion"] >= 2
+    cfg = ml_collections.ConfigDict(dict(name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4,
+                                         fps=8.0, text_max_length=64, subset_file=str(out)))
+    loader = pipeline.make_loader(cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=1,
+                                  num_epochs=1)
+    assert sorted(k for b in loader for k in b["key"]) == sorted(s["key"] for s in result["selected"])
+    with pytest.raises(SystemExit, match="must end in .json or .csv"):
+        cli.main(parser.parse_args(["select-hq", "--data-dir", data_dir, "--dataset", "moving_shapes",
+                                    "--out", str(tmp_path / "x.txt")]))
+
+
+def _select(parser, data_dir, out, threshold):
+    from emu_jax.data import cli
+
+    assert cli.main(parser.parse_args(["select-hq", "--data-dir", data_dir, "--dataset", "moving_shapes",
+                                       "--out", str(out), "--motion-threshold", str(threshold)])) == 0
+    return json.loads(out.read_text())
+
+
+def test_subset_file_from_another_split_is_rejected(tmp_path):
+    path = tmp_path / "hq.json"
+    path.write_text(json.dumps({"dataset": "moving_shapes", "split": "test", "selected": [{"index": 0}]}))
+    with pytest.raises(ValueError, match="split 'test'"):
+        pipeline.load_subset_indices(str(path), name="moving_shapes", split="train")
+    (tmp_path / "hq.csv").write_text("index,key,motion\n3,a,1.0\n1,\"b,c\",2.0\n")
+    assert pipeline.load_subset_indices(str(tmp_path / "hq.csv")) == [3, 1]
