@@ -67,11 +67,11 @@ def test_ddim_matches_diffusers(prediction, spacing, zero_snr, x_T):
 
 @pytest.mark.parametrize("prediction,spacing,zero_snr,eta", [
     ("eps", "leading", False, 1.0), ("v", "trailing", False, 1.0), ("x0", "linspace", False, 1.0),
-    ("v", "leading", True, 1.0), ("v", "trailing", True, 0.5), ("x0", "linspace", True, 0.5),
+    ("v", "leading", True, 1.0), ("v", "trailing", True, 1.0), ("x0", "linspace", True, 0.5),
 ])
 def test_ddim_eta_matches_diffusers_with_same_noise(prediction, spacing, zero_snr, eta, x_T, noise):
-    """eta = 1 starting at t = N-1 under ZTSNR is left out: there diffusers' direction coefficient is
-    sqrt(rounding noise) ~1e-4 where ours is exactly 0 (see `test_ddim_eta1_zero_snr_first_step_is_exact`)."""
+    """With 12 steps diffusers' zero-SNR first step happens to round to exactly 0 as ours does
+    (with 10 / 25 / 50 steps it does not: see `test_ddim_eta1_zero_snr_first_step_is_exact`)."""
     _compare("ddim", prediction, spacing, zero_snr, x_T, noise=noise, eta=eta)
 
 
@@ -98,7 +98,7 @@ def test_euler_matches_diffusers(prediction, spacing, zero_snr, x_T):
 @pytest.mark.parametrize("prediction,spacing", [("v", "trailing"), ("x0", "trailing"), ("v", "linspace")])
 def test_euler_zero_snr_from_t_max_matches_diffusers(prediction, spacing, x_T):
     """sigma_max = 4096 here, so the VE-space sample is ~4096 and float32 cancellation (in diffusers too)
-    costs ~1e-5 on the intermediate VP-space samples; the final sample stays within TOL."""
+    costs up to 3e-5 on intermediate VP-space samples; the final sample stays within TOL."""
     _compare("euler", prediction, spacing, True, x_T, traj_tol=5e-5)
 
 
@@ -158,14 +158,17 @@ def test_schedule_can_be_a_traced_argument_and_step_api_matches_scan(x_T):
 
 
 def test_ddim_eta1_zero_snr_first_step_is_exact(x_T, noise):
-    """At t = N-1 with alphas_cumprod = 0 and eta = 1 the step is x0 scaled plus pure fresh noise."""
+    """At t = N-1 with alphas_cumprod = 0 and eta = 1 the step is scaled x0 plus only fresh noise,
+    for the 10 / 25 / 50-step layouts where diffusers' formula gives 2.4e-4 / NaN / NaN instead of 0."""
     sched = _schedule(True)
     v = jnp.asarray(noise[1])
-    x_prev, x0 = samplers.ddim_step(sched, v, jnp.asarray(x_T), jnp.int32(999), jnp.int32(899), prediction="v",
-                                    eta=1.0, noise=jnp.asarray(noise[0]))
-    a_prev = float(sched.alphas_cumprod[899])
-    np.testing.assert_allclose(x0, -v, atol=1e-6)
-    np.testing.assert_allclose(x_prev, a_prev**0.5 * -v + (1 - a_prev) ** 0.5 * noise[0], atol=1e-6)
+    for n in (10, 25, 50):
+        t_prev = 999 - 1000 // n
+        x_prev, x0 = samplers.ddim_step(sched, v, jnp.asarray(x_T), jnp.int32(999), jnp.int32(t_prev),
+                                        prediction="v", eta=1.0, noise=jnp.asarray(noise[0]))
+        a_prev = float(sched.alphas_cumprod[t_prev])
+        np.testing.assert_allclose(x0, -v, atol=1e-6)
+        np.testing.assert_allclose(x_prev, a_prev**0.5 * -v + (1 - a_prev) ** 0.5 * noise[0], atol=1e-6)
 
 
 def _never_called(x, t):
