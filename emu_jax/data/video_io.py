@@ -113,24 +113,31 @@ def decode_at_times(src: Source, times: Sequence[float], *, seek: bool = True) -
             start = stream.start_time or 0
             container.seek(int(times[0] / stream.time_base) + start, stream=stream, backward=True, any_frame=False)
         k, prev, prev_t = 0, None, -np.inf
+        last = [None, None]  # (frame, RGB): only picked frames are converted, each once (the costly part)
+
+        def pick(f):
+            if last[0] is not f:
+                last[:] = [f, f.to_ndarray(format="rgb24")]
+            return last[1]
+
         try:
             for frame in container.decode(stream):
                 t = _frame_time(frame, stream)
                 # Each target takes the nearer of the frames on either side of it.
                 while k < len(times) and t >= times[k]:
                     use_prev = prev is not None and (times[k] - prev_t) <= (t - times[k])
-                    out[k] = prev if use_prev else frame.to_ndarray(format="rgb24")
+                    out[k] = pick(prev if use_prev else frame)
                     k += 1
                 if k == len(times):
                     break
-                prev, prev_t = frame.to_ndarray(format="rgb24"), t
+                prev, prev_t = frame, t
         except av.error.FFmpegError as e:
             raise VideoDecodeError(f"decode failed in {_name(src)}: {e}") from e
-    if prev is None and out[0] is None:
-        raise VideoDecodeError(f"no frames decoded from {_name(src)} at times {times[:3]}...")
-    for i in range(len(out)):
-        if out[i] is None:
-            out[i] = prev if prev is not None else out[i - 1]
+        if prev is None and out[0] is None:
+            raise VideoDecodeError(f"no frames decoded from {_name(src)} at times {times[:3]}...")
+        for i in range(len(out)):
+            if out[i] is None:  # past the end: repeat the last frame
+                out[i] = pick(prev) if prev is not None else out[i - 1]
     return np.stack(out)
 
 
