@@ -44,3 +44,15 @@ def test_invalid_attributes_name_the_field():
         shapes.ShapeAttrs("circle", "pink", "black", "left", 0.5, 0.3, 0.9, 0.2)
     with pytest.raises(ValueError, match="start_x"):
         shapes.ShapeAttrs("circle", "red", "black", "left", 0.5, 0.3, 0.1, 0.2)
+
+
+def test_data_configs_load_with_the_shared_layout():
+    from emu_jax.config import load_config
+
+    tiny = load_config("data/moving_shapes_tiny.py")
+    stage2 = load_config("data/video_folder.py:512")
+    assert sorted(tiny) == sorted(stage2)
+    assert (tiny.resolution, tiny.num_frames, tiny.fps) == (32, 8, 8.0)
+    assert (stage2.name, stage2.resolution, stage2.fps) == ("video_text_folder", 512, 4.0)
+    with pytest.raises(ValueError, match="stage '1024'"):
+        load_config("data/video_folder.py:1024")
