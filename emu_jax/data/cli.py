@@ -10,7 +10,6 @@ import json
 import logging
 import os
 
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

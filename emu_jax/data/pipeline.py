@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import grain
@@ -20,7 +19,6 @@ import numpy as np
 
 from emu_jax.data import clips
 
-log = logging.getLogger(__name__)
 DATASETS = ("moving_shapes", "video_text_folder", "latents")
 ATTRIBUTE_FIELDS = ("shape", "color", "background", "direction", "speed", "size", "start_x", "start_y")
 Tokenizer = Callable[..., Any]
