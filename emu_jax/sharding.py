@@ -165,6 +165,20 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(put, batch)
 
 
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Logical sharding constraint on an activation, fitted to its shape.
+
+    Dims that their mesh axes do not divide (batch 1 at init, a sampling batch
+    smaller than the mesh) stay replicated instead of failing; outside a mesh
+    this is a no-op.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    spec = nn.logical_to_mesh_axes(tuple(names), nn.get_logical_axis_rules())
+    return jax.lax.with_sharding_constraint(x, _fit_spec(spec, x.shape, mesh))
+
+
 @contextlib.contextmanager
 def use_mesh(mesh: Mesh, rules=DEFAULT_RULES):
     """Activate `mesh` and the logical rules so `nn.with_logical_constraint` resolves."""

@@ -8,3 +8,34 @@ _flag = "--xla_force_host_platform_device_count=8"
 if _flag not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Subprocess tests (resume after kill -9, multi-process) reuse compiled steps through the cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/emu_jax_test_jax_cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_dir(tmp_path_factory):
+    """A 32 px moving-shapes TFDS dataset (16 frames at 8 fps; 24 train / 8 test clips)."""
+    from emu_jax.data import builders
+
+    data_dir = tmp_path_factory.mktemp("shapes_data")
+    builders.prepare(builders.MovingShapes(resolution=32, num_frames=16, fps=8.0, num_train=24, num_test=8,
+                                           data_dir=str(data_dir)))
+    return str(data_dir)
+
+
+def tiny_config(data_dir: str, task: str = "t2v", **overrides):
+    """configs/tiny.py for `task` reading `data_dir`, with dotted overrides (`train__steps=3`)."""
+    from emu_jax.config import apply_override, load_config
+
+    cfg = load_config(str(REPO / "configs" / "tiny.py") + ":" + task)
+    cfg.data.data_dir = data_dir
+    for key, value in overrides.items():
+        apply_override(cfg, key.replace("__", "."), str(value))
+    return cfg

@@ -1,0 +1,219 @@
+"""The training run: config checks, mesh, model and state, input, compiled step, loop.
+
+Sections follow big_vision's train.py. Everything that can be wrong with a
+config is checked before anything is compiled; the loop never syncs with the
+host inside a step (metrics are fetched once per logging window); checkpoints
+hold state + data position + config, and a restart resumes from the newest
+complete one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax.core import meta
+
+from emu_jax import conditioning, sharding
+from emu_jax.diffusion.schedules import make_schedule
+from emu_jax.models.emu import EmuConfig, EmuModel
+from emu_jax.training import checkpoint as ckpt_lib
+from emu_jax.training import metrics as metrics_lib
+from emu_jax.training.init_from import load_init_params, overlay_params
+from emu_jax.training.optim import make_optimizer
+from emu_jax.training.state import abstract_state, create_state
+from emu_jax.training.step import LossSpec, make_train_step
+from emu_jax.training.trainable import make_trainable_rule
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: ml_collections.ConfigDict):
+    """Model, schedule and loss spec from a config, validated (no compile, no memory)."""
+    emu_cfg = EmuConfig.from_dict(cfg.model.to_dict())
+    d = cfg.diffusion
+    schedule = make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end,
+                             zero_terminal_snr=d.zero_terminal_snr)
+    if d.zero_terminal_snr and d.prediction == "eps":
+        raise ValueError("diffusion.zero_terminal_snr with prediction 'eps' is undefined at t = N "
+                         "(alphas_cumprod[-1] = 0); use diffusion.prediction='v'")
+    t = cfg.train
+    layout = conditioning.SlotLayout(t.slots.num_given, t.slots.factor, t.slots.pad)
+    spec = LossSpec(task=t.task, prediction=d.prediction, weighting=t.loss_weighting,
+                    min_snr_gamma=t.min_snr_gamma, drop_text=t.drop_text, drop_image=t.drop_image,
+                    drop_both=t.drop_both, aug_max_level=t.aug_max_level, layout=layout)
+    return emu_cfg, schedule, spec
+
+
+def expected_frames(emu_cfg: EmuConfig, spec: LossSpec) -> int | None:
+    """Clip length the task needs (None: any, t2i takes one frame of each clip)."""
+    if spec.task == "t2v":
+        return emu_cfg.num_frames
+    if spec.task == "interp":
+        return spec.layout.num_slots
+    return None
+
+
+def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec, mesh) -> None:
+    """Config errors a user can make, named before compiling."""
+    t = cfg.train
+    dp = sharding.data_parallel_size(mesh)
+    if t.batch_size % dp:
+        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
+                         f"(mesh {dict(mesh.shape)})")
+    if t.batch_size % jax.process_count():
+        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
+    for name in ("steps", "save_every", "log_every"):
+        if t[name] < 1:
+            raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
+    want = expected_frames(emu_cfg, spec)
+    if want is not None and cfg.data.num_frames != want:
+        raise ValueError(f"data.num_frames={cfg.data.num_frames} does not match the model: task {spec.task!r} "
+                         f"needs {want} frames per clip")
+    if cfg.data.resolution != emu_cfg.resolution:
+        raise ValueError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
+    if spec.task in ("t2v", "interp") and not emu_cfg.unet.temporal:
+        raise ValueError(f"task {spec.task!r} needs temporal layers: set model.unet.temporal=True")
+    if spec.task in ("t2v", "interp") and emu_cfg.unet.cond_channels != emu_cfg.unet.in_channels + 1:
+        raise ValueError(f"task {spec.task!r} needs model.unet.cond_channels = in_channels + 1 = "
+                         f"{emu_cfg.unet.in_channels + 1}, got {emu_cfg.unet.cond_channels}")
+
+
+def _batches(loader: Iterator[dict], model: EmuModel, mesh) -> Iterator[dict]:
+    """Process-local numpy batches -> sharded global arrays (captions tokenised here)."""
+    for batch in loader:
+        arrays = {k: v for k, v in batch.items() if k in ("video", "latents") or k.startswith("context")}
+        if not any(k.startswith("context_") for k in arrays):
+            arrays.update(model.tokenize_all([_text(c) for c in batch["caption"]]))
+        yield sharding.shard_batch(arrays, mesh)
+
+
+def _text(c: Any) -> str:
+    return c.decode() if isinstance(c, bytes) else str(c)
+
+
+@dataclasses.dataclass
+class Run:
+    """A configured run on a mesh: the model, the state's shardings and the compiled step."""
+
+    cfg: ml_collections.ConfigDict
+    model: EmuModel
+    mesh: Any
+    rules: Any
+    boxed_state: Any
+    state_shardings: Any
+    step_fn: Callable
+    _create: Callable
+
+    def init_state(self):
+        """Fresh state (with `train.init_from` overlaid), placed on the mesh.
+
+        Call outside `use_mesh`: Flax's init would otherwise constrain params to
+        their logical shardings before they are fitted to the mesh.
+        """
+        params = self.model.init(jax.random.key(self.cfg.seed))
+        if self.cfg.train.init_from:
+            params, report = overlay_params(params, load_init_params(self.cfg.train.init_from))
+            log.info("init_from %s: %s", self.cfg.train.init_from, report)
+        return jax.jit(self._create, out_shardings=self.state_shardings)(params)
+
+    def abstract_state(self):
+        """ShapeDtypeStructs with target shardings: the restore target on this mesh."""
+        return ckpt_lib.abstract_like(jax.eval_shape(lambda: meta.unbox(self.boxed_state)), self.state_shardings)
+
+
+def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
+    """Validate the config, then build model, shardings and the jitted step (compiled on first call)."""
+    emu_cfg, schedule, spec = build(cfg)
+    mesh = mesh if mesh is not None else sharding.make_mesh(dict(cfg.mesh.shape))
+    rules = sharding.normalize_rules(cfg.mesh.logical_axis_rules or None)
+    validate(cfg, emu_cfg, spec, mesh)
+    model = EmuModel(emu_cfg)
+    tx, lr_fn = make_optimizer(cfg.train.optimizer)
+    is_trainable = make_trainable_rule(cfg.train.trainable, cfg.train.train_text)
+    use_ema = cfg.train.ema_decay > 0
+    # Abstract (boxed) state: shardings without allocating anything.
+    boxed = abstract_state(model.abstract_params(), is_trainable, tx, use_ema)
+    if not jax.tree.leaves(boxed.trainable):
+        raise ValueError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
+    state_sh = sharding.params_shardings(boxed, mesh, rules)
+    step_fn = jax.jit(make_train_step(model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay),
+                      in_shardings=(state_sh, None), out_shardings=(state_sh, None), donate_argnums=0)
+    return Run(cfg, model, mesh, rules, boxed, state_sh, step_fn,
+               lambda p: create_state(p, is_trainable, tx, use_ema))
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+          make_loader: Callable[..., Any] | None = None, stop_after: int | None = None) -> dict:
+    """Run (or resume) a training run; returns the last logged metrics.
+
+    `stop_after`: stop (with a checkpoint) after this many steps of this call,
+    as a preemption would; used by resumable demos.
+    """
+    workdir = pathlib.Path(workdir)
+    run = make_run(cfg)  # every config error surfaces here, before compiling
+
+    # ---- Input -------------------------------------------------------------------------------
+    if make_loader is None:
+        from emu_jax.data.pipeline import make_loader
+    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed,
+                         batch_size=cfg.train.batch_size // jax.process_count())
+
+    # ---- Init or resume ------------------------------------------------------------------------
+    ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        state = ckpt.restore(latest, run.abstract_state(), data_iterator=loader)
+        log.info("resumed from step %d", latest)
+    else:
+        state = run.init_state()
+
+    with sharding.use_mesh(run.mesh, run.rules):
+        # ---- Loop ------------------------------------------------------------------------------
+        start = int(jax.device_get(state.step))
+        total = cfg.train.steps
+        writer = metrics_lib.MetricsWriter(workdir, total, cfg.train.batch_size, start_step=start)
+        window, last_row = [], {}
+        batches = _batches(iter(loader), run.model, run.mesh)
+        step = start
+        try:
+            while step < total:
+                state, m = run.step_fn(state, next(batches))
+                step += 1
+                window.append(m)
+                preempted = ckpt.reached_preemption(step)
+                stopping = preempted or (stop_after is not None and step - start >= stop_after)
+                saving = step % cfg.train.save_every == 0 or step == total or stopping
+                if saving or step % cfg.train.log_every == 0:
+                    fetched = metrics_lib.fetch(window)
+                    metrics_lib.check_finite(fetched)  # before any save: a bad state is never written
+                    last_row = writer.write(fetched)
+                    window = []
+                if saving:
+                    ckpt.save(step, state, data_iterator=loader, config=cfg.to_dict(), force=True)
+                if stopping:
+                    log.warning("stopping at step %d (%s)", step, "preemption" if preempted else "stop_after")
+                    break
+        finally:
+            ckpt.wait()
+            writer.close()
+        write_model_json(workdir, cfg, run.model.config)
+    return {"step": step, **last_row}
+
+
+def write_model_json(workdir: pathlib.Path, cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig) -> None:
+    """`emu_jax.json` beside the checkpoints: lets the sampler load a training workdir."""
+    import json
+    if jax.process_index() != 0:
+        return
+    meta = {"format": "emu_jax", "version": 1, "kind": "training_run", "task": cfg.train.task,
+            "model": emu_cfg.to_dict(), "diffusion": cfg.diffusion.to_dict(),
+            "sampling": cfg.sampling.to_dict() if "sampling" in cfg else {},
+            "slots": cfg.train.slots.to_dict()}
+    (workdir / "emu_jax.json").write_text(json.dumps(meta, indent=2))

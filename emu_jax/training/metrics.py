@@ -1,0 +1,95 @@
+"""Training metrics: JSON lines + TensorBoard on process 0, a progress bar on a terminal.
+
+Device metrics are fetched in one transfer per logging window, so the train
+loop never blocks on the host between steps.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient norm was NaN / Inf; the state of that step was not kept."""
+
+
+def check_finite(window: Sequence[dict]) -> None:
+    """Raise naming the first step whose loss or gradient norm was not finite."""
+    for m in window:
+        if not bool(m["finite"]):
+            raise NonFiniteError(
+                f"non-finite loss ({float(m['loss'])}) or gradient norm ({float(m['grad_norm'])}) "
+                f"at step {int(m['step']) + 1}: stopping; the last checkpoint precedes this step and "
+                "this step's update was discarded")
+
+
+class MetricsWriter:
+    """Writes per-window means to `workdir/metrics.jsonl` and TensorBoard."""
+
+    def __init__(self, workdir: str | pathlib.Path, total_steps: int, global_batch: int,
+                 start_step: int = 0, progress: bool | None = None):
+        self.is_main = jax.process_index() == 0
+        self.path = pathlib.Path(workdir) / "metrics.jsonl"
+        self.global_batch = global_batch
+        self.total = total_steps
+        self._t0, self._step0 = time.perf_counter(), start_step
+        self._tb = None
+        self._bar = None
+        if self.is_main:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                from tensorboardX import SummaryWriter
+                self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+            except ImportError:  # TensorBoard is optional; JSON lines always work.
+                self._tb = None
+            show = sys.stderr.isatty() if progress is None else progress
+            if show:
+                from tqdm import tqdm
+                self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
+
+    def write(self, window: Sequence[dict]) -> dict:
+        """Log the mean of a window of per-step metrics (already fetched to host)."""
+        last = int(window[-1]["step"]) + 1
+        now = time.perf_counter()
+        steps_per_s = (last - self._step0) / max(now - self._t0, 1e-9)
+        self._t0, self._step0 = now, last
+        row = {"step": last}
+        for k in window[0]:
+            if k in ("step", "finite"):
+                continue
+            row[k] = float(np.mean([float(m[k]) for m in window]))
+        row["steps_per_s"] = steps_per_s
+        row["examples_per_s"] = steps_per_s * self.global_batch
+        if self.is_main:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            if self._tb is not None:
+                for k, v in row.items():
+                    if k != "step":
+                        self._tb.add_scalar(f"train/{k}", v, last)
+            if self._bar is not None:
+                self._bar.n = last
+                self._bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+                self._bar.refresh()
+            else:
+                print(f"step {last}/{self.total} loss {row['loss']:.4f} grad_norm {row['grad_norm']:.3f} "
+                      f"lr {row['lr']:.2e} {steps_per_s:.2f} steps/s", flush=True)
+        return row
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def fetch(window: Sequence[dict]) -> list[dict]:
+    """One device->host transfer for a whole window of metrics."""
+    return jax.device_get(list(window))
