@@ -32,7 +32,9 @@ def partitioned(init: Init, names: Sequence[str | None]) -> Init:
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """Logical sharding constraint on an activation; a no-op outside a mesh/rules context."""
-    return nn.with_logical_constraint(x, tuple(names))
+    from emu_jax import sharding  # local: sharding is the one owner of name -> mesh resolution
+
+    return sharding.constrain(x, names)
 
 
 class Dense(nn.Module):
