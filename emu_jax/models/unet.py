@@ -13,6 +13,7 @@ that skips all temporal layers (keyframe generation with the same weights).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -109,7 +110,12 @@ def abstract_params(config: UNetConfig):
     return jax.eval_shape(lambda k: model.init(k, *dummy_inputs(config))["params"], jax.random.key(0))
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(config: UNetConfig):
+    model = UNet(config)
+    return jax.jit(lambda k, *a: model.init(k, *a)["params"])  # jit: eager init dispatches thousands of ops
+
+
 def init_params(config: UNetConfig, rng: jax.Array, **dummy_kw):
     """Fresh unboxed params (plain nested dict of fp32 arrays), temporal layers at identity."""
-    model = UNet(config)
-    return meta.unbox(model.init(rng, *dummy_inputs(config, **dummy_kw))["params"])
+    return meta.unbox(_jitted_init(config)(rng, *dummy_inputs(config, **dummy_kw)))
