@@ -370,9 +370,13 @@ def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = Non
         raise ValueError(f"video must be (B, T, H, W, C), got shape {x_BTHWC.shape}")
     b, t = x_BTHWC.shape[:2]
     x = x_BTHWC.reshape((b * t,) + x_BTHWC.shape[2:])
-    # Mean and log-variance travel together so one chunked pass serves both modes.
-    fn = lambda xc: (lambda p: jnp.concatenate([p.mean, p.logvar], -1))(encode(cfg, params, xc, dtype))
-    post = DiagonalGaussian.from_moments(_frames_in_chunks(fn, x, chunk))
+
+    def moments(xc: Array) -> Array:
+        # Mean and log-variance travel together so one chunked pass serves both modes.
+        post = encode(cfg, params, xc, dtype)
+        return jnp.concatenate([post.mean, post.logvar], axis=-1)
+
+    post = DiagonalGaussian.from_moments(_frames_in_chunks(moments, x, chunk))
     z = post.mean if rng is None else post.sample(rng)
     z = scale_latents(cfg, z)
     return z.reshape((b, t) + z.shape[1:])
