@@ -21,9 +21,9 @@ Array = jax.Array
 _ACT = ("activation_batch", "activation_length", "activation_embed")
 
 
-def embed(num: int, features: int, name: str) -> nn.Embed:
-    """Token / position table with logical names ('vocab', 'embed')."""
-    init = layers.partitioned(nn.initializers.normal(0.02), ("vocab", "embed"))
+def embed(num: int, features: int, name: str, names=("vocab", "embed")) -> nn.Embed:
+    """Lookup table (token / position / bias buckets) with logical names (default ('vocab', 'embed'))."""
+    init = layers.partitioned(nn.initializers.normal(0.02), names)
     return nn.Embed(num, features, embedding_init=init, name=name)
 
 

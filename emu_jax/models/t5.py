@@ -68,7 +68,8 @@ class T5Attention(nn.Module):
             pos = jnp.arange(length)
             buckets = relative_position_bucket(pos[None, :] - pos[:, None], cfg.relative_attention_num_buckets,
                                                cfg.relative_attention_max_distance)
-            table = embed(cfg.relative_attention_num_buckets, cfg.num_heads, "relative_attention_bias")
+            table = embed(cfg.relative_attention_num_buckets, cfg.num_heads, "relative_attention_bias",
+                          (None, "heads"))
             bias_BNLL = jnp.transpose(table(buckets), (2, 0, 1))[None].astype(jnp.float32)
         mask = mask_BL.astype(bool)[:, None, None, :]
         o = jax.nn.dot_product_attention(q, k, v, bias=bias_BNLL.astype(q.dtype), mask=mask, scale=1.0)
