@@ -1,9 +1,12 @@
-"""The emu_jax model checkpoint folder: `emu_jax.json` (what the model is) + Orbax `params/`.
+"""Model checkpoints that the rest of emu_jax loads: a folder with `emu_jax.json` + params.
 
-Written by the converters (`emu-video convert`) and read by sampling and
-fine-tuning. `emu_jax.json` holds `format: "emu_jax"`, a version and the
-model description (`EmuConfig.to_dict()`: unet, vae, text_encoders, ...);
-`params/` is a `StandardCheckpointer` save of `{"unet", "vae", "text": {"0", ...}}`.
+Two kinds share the same `emu_jax.json` (`format: "emu_jax"`, a version and
+the model description, `EmuConfig.to_dict()`, at top level or under "model"):
+- an exported / converted model: `params/`, a `StandardCheckpointer` save of
+  `{"unet", "vae", "text": {"0", ...}}` (written by `emu-video convert`);
+- a training workdir: `checkpoints/<step>/` of `emu-video train`, whose newest
+  complete step is read (EMA weights preferred).
+Either can be given to `emu-video sample --checkpoint` or to `train.init_from`.
 Tokenizer folders named by the text encoders sit beside them.
 """
 
@@ -13,14 +16,24 @@ import json
 import os
 from typing import Any, Mapping
 
+import jax
+import numpy as np
+
 FORMAT = "emu_jax"
 VERSION = 1
 META_FILE = "emu_jax.json"
 PARAMS_DIR = "params"
 
 
+class NotACheckpointError(FileNotFoundError):
+    """A folder that is not (or not yet) an emu_jax checkpoint."""
+
+
 def save_checkpoint(path: str, meta: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """Write `path/emu_jax.json` and `path/params` (the folder may exist but must not hold params yet)."""
+    """Write `path/params` then `path/emu_jax.json` (last, so a partial save is no checkpoint).
+
+    The folder may exist but must not hold params yet.
+    """
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
@@ -28,19 +41,28 @@ def save_checkpoint(path: str, meta: Mapping[str, Any], params: Mapping[str, Any
     if os.path.exists(os.path.join(path, PARAMS_DIR)):
         raise FileExistsError(f"{os.path.join(path, PARAMS_DIR)} already exists; choose a new output folder")
     ckptr = ocp.StandardCheckpointer()
-    ckptr.save(os.path.join(path, PARAMS_DIR), dict(params))
+    ckptr.save(os.path.join(path, PARAMS_DIR), jax.tree.map(np.asarray, dict(params)))
     ckptr.wait_until_finished()
-    with open(os.path.join(path, META_FILE), "w") as f:
-        json.dump({"format": FORMAT, "version": VERSION, **meta}, f, indent=2)
+    if jax.process_index() == 0:
+        with open(os.path.join(path, META_FILE), "w") as f:
+            json.dump({"format": FORMAT, "version": VERSION, **meta}, f, indent=2)
+
+
+save_model = save_checkpoint  # the name the sampling code uses
 
 
 def load_meta(path: str) -> dict[str, Any]:
     """Read and validate `path/emu_jax.json`."""
+    if not os.path.isdir(path):
+        raise NotACheckpointError(f"not an emu_jax checkpoint: {path} is not a folder")
     meta_path = os.path.join(path, META_FILE)
     if not os.path.isfile(meta_path):
-        raise FileNotFoundError(f"not an emu_jax checkpoint: {path} has no {META_FILE}")
-    with open(meta_path) as f:
-        meta = json.load(f)
+        raise NotACheckpointError(f"not an emu_jax checkpoint: {path} has no {META_FILE}")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     if int(meta.get("version", 0)) > VERSION:
@@ -48,15 +70,66 @@ def load_meta(path: str) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str, target: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """-> (meta, params). `target` (arrays or ShapeDtypeStructs with shardings) restores onto a mesh;
-    without it params come back as host numpy arrays."""
+read_meta = load_meta
+
+
+def model_config_dict(meta: Mapping[str, Any]) -> dict:
+    """The EmuConfig dict of a checkpoint (under 'model' for training runs, top level for converters)."""
+    if "model" in meta:
+        return dict(meta["model"])
+    keys = ("unet", "vae", "text_encoders", "resolution", "num_frames", "fps")
+    return {k: meta[k] for k in keys if k in meta}
+
+
+def normalize_params(params: Mapping[str, Any]) -> dict:
+    """Bundle params with text encoders keyed "0", "1", ... (lists become dicts)."""
+    out = dict(params)
+    if isinstance(out.get("text"), (list, tuple)):
+        out["text"] = {str(i): p for i, p in enumerate(out["text"])}
+    return out
+
+
+def _latest_step(run_dir: str) -> int:
+    import orbax.checkpoint as ocp
+
+    mngr = ocp.CheckpointManager(os.path.join(run_dir, "checkpoints"),
+                                 options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    step = mngr.latest_step()
+    mngr.close()
+    if step is None:
+        raise NotACheckpointError(f"training run {run_dir} has no complete checkpoint yet")
+    return step
+
+
+def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """-> (meta, params) from either checkpoint kind.
+
+    `target` (arrays or ShapeDtypeStructs with shardings) restores an exported
+    model onto a mesh; without it params come back as host numpy arrays. A
+    training run gives `merge(ema or trainable, frozen)` of its newest step and
+    `meta["step"]`.
+    """
     import orbax.checkpoint as ocp
 
     meta = load_meta(path)
-    params_path = os.path.join(os.path.abspath(path), PARAMS_DIR)
-    if not os.path.isdir(params_path):
-        raise FileNotFoundError(f"emu_jax checkpoint {path} has {META_FILE} but no {PARAMS_DIR}/ folder")
+    path = os.path.abspath(path)
     ckptr = ocp.StandardCheckpointer()
-    params = ckptr.restore(params_path, target) if target is not None else ckptr.restore(params_path)
-    return meta, params
+    if os.path.isdir(os.path.join(path, PARAMS_DIR)):
+        params_path = os.path.join(path, PARAMS_DIR)
+        params = ckptr.restore(params_path, target) if target is not None else ckptr.restore(params_path)
+        return meta, normalize_params(params)
+    if not os.path.isdir(os.path.join(path, "checkpoints")):
+        raise NotACheckpointError(f"emu_jax checkpoint {path} has {META_FILE} but neither {PARAMS_DIR}/ "
+                                  "nor checkpoints/")
+    if target is not None:
+        raise ValueError("restoring onto a target is for exported models; a training run resumes with emu-video train")
+    from emu_jax.training.state import merge_trees
+
+    step = _latest_step(path)
+    state = ckptr.restore(os.path.join(path, "checkpoints", str(step), "state"))
+    trainable = state["ema"] if prefer_ema and state.get("ema") else state["trainable"]
+    params = jax.tree.map(np.asarray, merge_trees(trainable, state["frozen"]))
+    return {**meta, "step": step}, normalize_params(params)
+
+
+load_params = load_checkpoint  # the name the sampling code uses

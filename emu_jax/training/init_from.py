@@ -17,7 +17,7 @@ from emu_jax import checkpoint_io
 
 
 def load_init_params(path: str) -> dict:
-    return checkpoint_io.load_params(path)[1]
+    return checkpoint_io.load_checkpoint(path)[1]
 
 
 def overlay_params(fresh: Any, loaded: Any) -> tuple[dict, str]:

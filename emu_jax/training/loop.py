@@ -167,6 +167,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
     # ---- Init or resume ------------------------------------------------------------------------
     ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
+    write_model_json(workdir, cfg, run.model.config)  # first: a killed run is still a loadable checkpoint
     latest = ckpt.latest_step()
     if latest is not None:
         state = ckpt.restore(latest, run.abstract_state(), data_iterator=loader)
@@ -203,7 +204,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         finally:
             ckpt.wait()
             writer.close()
-        write_model_json(workdir, cfg, run.model.config)
     return {"step": step, **last_row}
 
 
