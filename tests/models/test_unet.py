@@ -1,25 +1,19 @@
 """U-Net behaviour: identity temporal init, input validation, remat / dtype options, config round trip."""
 
-import importlib.util
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from emu_jax import config as config_lib
 from emu_jax.models import UNet, UNetConfig
 from emu_jax.models.layers import timestep_embedding
 from emu_jax.models.unet import init_params, validate_inputs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
 
 def load_config(name: str, arg=None) -> UNetConfig:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", "models", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return UNetConfig.from_dict(mod.get_config(arg).to_dict())
+    """UNetConfig from configs/models/<name>.py[:arg]."""
+    return UNetConfig.from_dict(config_lib.load_config(f"models/{name}" + (f":{arg}" if arg else "")).to_dict())
 
 
 @pytest.fixture(scope="module")
