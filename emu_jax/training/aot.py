@@ -1,0 +1,326 @@
+"""`emu-video aot`: compile the train step for a TPU slice from any host and report its memory.
+
+libtpu (from `jax[tpu]`) can describe a TPU topology without the chips being
+there, so a CPU host can lower and compile the real sharded train step for,
+say, a v5p-128 slice and read the compiler's per-device memory plan (as
+MaxText's train_compile does). That catches an out-of-memory config before a
+pod is booked. Nothing is allocated: the state and the batch are
+ShapeDtypeStructs with the shardings the run would use.
+
+Slice names (`--topology`) map to libtpu topologies as Cloud TPU names them:
+v4-N and v5p-N count TensorCores (2 per chip), v5e-N / v6e-N count chips, e.g.
+v5p-8 = 2x2x1, v5p-128 = 64 chips = 4x4x4, v5e-256 = 16x16. A raw libtpu name
+such as `v5p:2x2x2` is taken as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from typing import Callable
+
+GiB = 1024 ** 3
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    libtpu: str  # libtpu's name for the chip
+    hbm_gib: float  # HBM per chip
+    cores_per_name_unit: int  # 2: slice names count TensorCores (v4, v5p); 1: they count chips
+    ndim: int  # torus dimensions
+
+
+GENERATIONS = {
+    "v4": Generation("v4", 32, 2, 3),
+    "v5p": Generation("v5p", 95, 2, 3),
+    "v5e": Generation("v5e", 16, 1, 2),
+    "v6e": Generation("v6e", 32, 1, 2),
+}
+ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    name: str  # as given
+    generation: str
+    libtpu_name: str  # e.g. "v5p:4x4x4"
+    num_chips: int
+
+    @property
+    def hbm_bytes_per_chip(self) -> int:
+        return int(GENERATIONS[self.generation].hbm_gib * GiB)
+
+
+def chip_grid(num_chips: int, ndim: int) -> tuple[int, ...]:
+    """Cloud TPU's slice shape for `num_chips` (a power of two): from 2x2x1 (3D) or 1x1 (2D), double
+    the smallest dim, the last one on ties: 64 -> 4x4x4, 128 -> 4x4x8, 256 chips (2D) -> 16x16."""
+    if num_chips < 1 or num_chips & (num_chips - 1):
+        raise ValueError(f"a TPU slice has a power-of-two number of chips, got {num_chips}")
+    if ndim == 3 and num_chips < 4:
+        raise ValueError(f"3D TPU slices (v4, v5p) start at 4 chips (2x2x1), got {num_chips}")
+    dims = [2, 2, 1] if ndim == 3 else [1] * ndim
+    while math.prod(dims) < num_chips:
+        i = max(j for j, d in enumerate(dims) if d == min(dims))
+        dims[i] *= 2
+    return tuple(dims)
+
+def resolve_topology(name: str) -> Topology:
+    """`v5p-128` (Cloud name) or `v5p:4x4x4` (libtpu name) -> Topology; ValueError names what is allowed."""
+    allowed = f"GEN-N or GEN:AxBxC with GEN in {sorted(GENERATIONS)} (e.g. v5p-128, v5e-256, v5p:2x2x2)"
+    m = re.fullmatch(r"(v\d+[a-z]*)(?:-(\d+)|:(\d+(?:x\d+)+))", name.strip().lower())
+    gen = ALIASES.get(m.group(1), m.group(1)) if m else None
+    if gen not in GENERATIONS:
+        raise ValueError(f"unknown TPU topology {name!r}; expected {allowed}")
+    g = GENERATIONS[gen]
+    if m.group(3):
+        dims = tuple(int(d) for d in m.group(3).split("x"))
+        if len(dims) != g.ndim:
+            raise ValueError(f"{gen} slices have {g.ndim} torus dims, got {name!r}")
+        return Topology(name, gen, f"{g.libtpu}:{m.group(3)}", math.prod(dims))
+    n = int(m.group(2))
+    if n % g.cores_per_name_unit:
+        raise ValueError(f"{gen}-N counts TensorCores (2 per chip): N must be even, got {name!r}")
+    chips = n // g.cores_per_name_unit
+    if chips < 1 or chips & (chips - 1):
+        raise ValueError(f"{name!r}: {chips} chips is not a power of two; allowed e.g. {gen}-"
+                         f"{4 * g.cores_per_name_unit}, {gen}-{64 * g.cores_per_name_unit}")
+    grid = chip_grid(chips, g.ndim)
+    return Topology(name, gen, f"{g.libtpu}:{'x'.join(map(str, grid))}", chips)
+
+
+def require_libtpu() -> None:
+    if importlib.util.find_spec("libtpu") is None:
+        raise RuntimeError("emu-video aot needs libtpu to compile for TPU: pip install -e .[tpu]  "
+                           "(i.e. jax[tpu]; no TPU is needed, the CPU host compiles)")
+
+
+def topology_devices(topo: Topology) -> list:
+    """The slice's TPU devices, described by libtpu (no chips needed)."""
+    require_libtpu()
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # quiets libtpu's host discovery
+    from jax.experimental import topologies
+    try:
+        return list(topologies.get_topology_desc(platform="tpu", topology_name=topo.libtpu_name).devices)
+    except Exception as e:  # libtpu's message is long; keep its first line
+        raise ValueError(f"libtpu rejected topology {topo.libtpu_name!r} (from {topo.name!r}): "
+                         f"{str(e).splitlines()[0]}") from e
+
+
+@dataclasses.dataclass
+class AotReport:
+    topology: str
+    devices: int
+    mesh: dict
+    global_batch: int
+    per_device_batch: int
+    remat: str
+    argument_bytes: int  # per device
+    output_bytes: int
+    temp_bytes: int
+    alias_bytes: int  # donated state: counted in arguments and outputs once
+    hbm_bytes: int  # per device
+    flops: float  # per device, from the compiled module
+
+    @property
+    def total_bytes(self) -> int:
+        return self.argument_bytes + self.output_bytes + self.temp_bytes - self.alias_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.hbm_bytes
+
+    def table(self) -> str:
+        g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
+        rows = [("topology", f"{self.topology} ({self.devices} devices, mesh {self.mesh})"),
+                ("batch", f"{self.global_batch} global, {self.per_device_batch} per device"),
+                ("remat", self.remat), ("arguments", g(self.argument_bytes)), ("outputs", g(self.output_bytes)),
+                ("temporaries", g(self.temp_bytes)), ("aliased (donated)", g(self.alias_bytes)),
+                ("total", f"{g(self.total_bytes)} of {g(self.hbm_bytes)} HBM "
+                          f"({100 * self.total_bytes / self.hbm_bytes:.0f}%, {'fits' if self.fits else 'DOES NOT FIT'})"),
+                ("FLOPs per step", f"{self.flops:.3e} per device, {self.flops * self.devices:.3e} total")]
+        return "\n".join(f"{k:>18}: {v}" for k, v in rows)
+
+
+def abstract_batch(run, global_batch: int, input_kind: str) -> dict:
+    """ShapeDtypeStructs of one global batch, sharded over the data-parallel axes."""
+    import jax
+    import jax.numpy as jnp
+
+    from emu_jax import sharding
+    from emu_jax.training import loop
+
+    cfg, emu = run.cfg, run.model.config
+    _, _, spec = loop.build(cfg)
+    frames = loop.expected_frames(emu, spec) or cfg.data.num_frames
+    if input_kind == "latents":
+        shapes = {"latents": ((global_batch, frames, emu.latent_size, emu.latent_size, emu.unet.in_channels),
+                              jnp.float32)}
+    else:
+        shapes = {"video": ((global_batch, frames, emu.resolution, emu.resolution, 3), jnp.float32)}
+    for i, t in enumerate(emu.text):
+        shapes[f"text_ids_{i}"] = ((global_batch, t.max_length), jnp.int32)
+        shapes[f"text_mask_{i}"] = ((global_batch, t.max_length), jnp.bool_)
+    return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding.batch_sharding(run.mesh, len(s)))
+            for k, (s, d) in shapes.items()}
+
+
+def prepare_config(cfg, per_device_batch: int, num_devices: int, remat: str | None):
+    """The run's config with the AOT batch and remat; tokenizers become byte-level stand-ins
+    (only the empty prompt's tokens are computed from them; shapes come from max_length)."""
+    cfg = cfg.copy_and_resolve_references()
+    cfg.train.batch_size = per_device_batch * num_devices
+    if remat:
+        cfg.model.unet.remat = remat
+    for te in cfg.model.text_encoders:
+        te["tokenizer"] = "byte"
+    return cfg
+
+
+def compile_train_step(cfg, topo: Topology, devices: list, per_device_batch: int,
+                       remat: str | None = None, input_kind: str = "video") -> AotReport:
+    """Lower + compile the sharded train step for `devices`; memory and FLOPs per device."""
+    from emu_jax import sharding
+    from emu_jax.training import loop
+
+    cfg = prepare_config(cfg, per_device_batch, len(devices), remat)
+    mesh = sharding.make_mesh(dict(cfg.mesh.shape), devices)
+    run = loop.make_run(cfg, mesh)  # validates the config; abstract state only
+    t0 = time.perf_counter()
+    with sharding.use_mesh(run.mesh, run.rules):
+        lowered = run.step_fn.lower(run.abstract_state(), abstract_batch(run, cfg.train.batch_size, input_kind))
+    log.info("lowered in %.0f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    log.info("compiled in %.0f s", time.perf_counter() - t0)
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    hbm = topo.hbm_bytes_per_chip * topo.num_chips // len(devices)
+    return AotReport(topo.name, len(devices), dict(mesh.shape), cfg.train.batch_size, per_device_batch,
+                     run.model.config.unet.remat, int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
+                     int(mem.temp_size_in_bytes), int(mem.alias_size_in_bytes), hbm, float(cost.get("flops", 0.0)))
+
+
+def _out_of_memory(e: Exception) -> bool:
+    text = str(e).lower()
+    return "resource_exhausted" in text or "out of memory" in text or ("exceeds" in text and "memory" in text)
+
+
+def find_max_batch(try_batch: Callable[[int], AotReport | None], start: int = 1,
+                   limit: int = 4096) -> tuple[int, dict[int, AotReport | None]]:
+    """Largest per-device batch whose report fits (None = compile ran out of memory):
+    doubling from `start`, then bisection. Returns (best or 0, every tried report)."""
+    tried: dict[int, AotReport | None] = {}
+
+    def fits(b: int) -> bool:
+        if b not in tried:
+            tried[b] = try_batch(b)
+        return tried[b] is not None and tried[b].fits
+
+    lo, hi, b = 0, None, start
+    while b <= limit:
+        if not fits(b):
+            hi = b
+            break
+        lo, b = b, b * 2
+    if hi is None:
+        return lo, tried
+    while hi - lo > 1:  # lo fits (or is 0), hi does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo, tried
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from emu_jax.config import add_config_argument
+    add_config_argument(parser)
+    parser.add_argument("--topology", required=True,
+                        help="TPU slice: v5p-128 (v4/v5p count TensorCores), v5e-256 / v6e-64 (count chips), "
+                             "or a libtpu name like v5p:2x2x2")
+    parser.add_argument("--per-chip-batch", type=int, default=None,
+                        help="examples per device (global batch = this x devices); default: "
+                             "train.batch_size / devices")
+    parser.add_argument("--remat", choices=("none", "full", "save_dots"), default=None,
+                        help="U-Net rematerialisation policy (default: the config's model.unet.remat)")
+    parser.add_argument("--input", choices=("auto", "video", "latents"), default="auto",
+                        help="batch holds pixels (VAE encode inside the step) or cached latents; "
+                             "auto: latents when data.name == 'latents'")
+    parser.add_argument("--find-max-batch", action="store_true",
+                        help="search (doubling, then bisection) the largest per-chip batch that fits in HBM")
+    parser.add_argument("--json", default=None, help="also write the report(s) to this JSON file")
+
+
+def _setup(args: argparse.Namespace):
+    """Arguments, config, libtpu and the slice's devices: every error before a compile."""
+    from emu_jax.config import config_from_args
+
+    topo = resolve_topology(args.topology)
+    cfg = config_from_args(args.config, args.config_overrides)
+    if args.per_chip_batch is not None and args.per_chip_batch < 1:
+        raise ValueError(f"--per-chip-batch must be >= 1, got {args.per_chip_batch}")
+    require_libtpu()
+    import jax
+    if not os.environ.get("JAX_PLATFORMS"):
+        jax.config.update("jax_platforms", "cpu")  # the host compiles; never probe for a local TPU
+    devices = topology_devices(topo)
+    per_device = args.per_chip_batch
+    if per_device is None:
+        if cfg.train.batch_size % len(devices):
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {len(devices)} "
+                             f"devices of {topo.name}; pass --per-chip-batch")
+        per_device = cfg.train.batch_size // len(devices)
+    return topo, cfg, devices, per_device
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        topo, cfg, devices, per_device = _setup(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        print(f"emu-video aot: error: {e}", file=sys.stderr)
+        return 2
+    input_kind = args.input if args.input != "auto" else ("latents" if cfg.data.name == "latents" else "video")
+    print(f"{topo.name} -> libtpu {topo.libtpu_name}: {topo.num_chips} chips, {len(devices)} devices "
+          f"({devices[0].device_kind}), {topo.hbm_bytes_per_chip / GiB:.0f} GiB HBM per chip", flush=True)
+
+    def one(b: int) -> AotReport | None:
+        print(f"compiling per-device batch {b} ...", flush=True)
+        try:
+            report = compile_train_step(cfg, topo, devices, b, args.remat, input_kind)
+        except Exception as e:  # the TPU compiler refuses programs that cannot fit
+            if _out_of_memory(e):
+                print(f"  batch {b}: out of memory at compile time", flush=True)
+                return None
+            raise
+        print(report.table(), flush=True)
+        return report
+
+    if args.find_max_batch:
+        best, tried = find_max_batch(one, start=per_device)
+        print(f"largest per-chip batch that fits on {topo.name}: {best}"
+              + (f" (global {best * len(devices)})" if best else " (none: try --remat full or a bigger slice)"))
+        reports = [r for r in tried.values() if r is not None]
+        ok = best > 0
+    else:
+        report = one(per_device)
+        best, reports, ok = None, [report] if report else [], bool(report and report.fits)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"topology": topo.name, "libtpu_topology": topo.libtpu_name, "max_per_chip_batch": best,
+                       "reports": [dict(dataclasses.asdict(r), total_bytes=r.total_bytes, fits=r.fits)
+                                   for r in reports]}, f, indent=2)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from emu_jax.cli import main as cli_main
+    sys.exit(cli_main(["aot", *sys.argv[1:]]))
