@@ -107,6 +107,8 @@ def topology_devices(topo: Topology) -> list:
     """The slice's TPU devices, described by libtpu (no chips needed)."""
     require_libtpu()
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # quiets libtpu's host discovery
+    # No chip is opened, so a second AOT process (or a running job) need not hold libtpu's lockfile.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=topo.libtpu_name).devices)
