@@ -76,6 +76,9 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
     if want is not None and cfg.data.num_frames != want:
         raise ValueError(f"data.num_frames={cfg.data.num_frames} does not match the model: task {spec.task!r} "
                          f"needs {want} frames per clip")
+    if cfg.data.text_max_length != emu_cfg.text[0].max_length:
+        raise ValueError(f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
+                         f"max_length={emu_cfg.text[0].max_length}")
     if cfg.data.resolution != emu_cfg.resolution:
         raise ValueError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
     if spec.task in ("t2v", "interp") and not emu_cfg.unet.temporal:
@@ -86,11 +89,18 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
 
 
 def _batches(loader: Iterator[dict], model: EmuModel, mesh) -> Iterator[dict]:
-    """Process-local numpy batches -> sharded global arrays (captions tokenised here)."""
+    """Process-local numpy batches -> sharded global arrays.
+
+    The loader tokenises captions for text encoder 0 (with the model's
+    tokenizer, in its workers); any further encoders are tokenised here.
+    """
     for batch in loader:
         arrays = {k: v for k, v in batch.items() if k in ("video", "latents") or k.startswith("context")}
-        if not any(k.startswith("context_") for k in arrays):
-            arrays.update(model.tokenize_all([_text(c) for c in batch["caption"]]))
+        if "context_0" not in arrays:
+            arrays["text_ids_0"], arrays["text_mask_0"] = batch["text_ids"], batch["text_mask"]
+            captions = [_text(c) for c in batch["caption"]]
+            for i in range(1, len(model.config.text)):
+                arrays[f"text_ids_{i}"], arrays[f"text_mask_{i}"] = model.tokenize(captions, i)
         yield sharding.shard_batch(arrays, mesh)
 
 
@@ -162,7 +172,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     # ---- Input -------------------------------------------------------------------------------
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
-    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed,
+    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, tokenizer=run.model.tokenizers[0],
                          batch_size=cfg.train.batch_size // jax.process_count())
 
     # ---- Init or resume ------------------------------------------------------------------------
