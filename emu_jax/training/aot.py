@@ -244,6 +244,12 @@ def find_max_batch(try_batch: Callable[[int], AotReport | None], start: int = 1,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from emu_jax.config import add_config_argument
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "Needs libtpu (pip install -e .[tpu]); no TPU: this host compiles for the slice.\n"
+        "Slices: v4-N / v5p-N count TensorCores (v5p-8 = 2x2x1 chips, v5p-128 = 4x4x4),\n"
+        "v5e-N / v6e-N count chips (v5e-256 = 16x16). HBM per chip: v5p 95, v4 32, v6e 32, v5e 16 GiB.\n"
+        "Example: emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128 --find-max-batch")
     add_config_argument(parser)
     parser.add_argument("--topology", required=True,
                         help="TPU slice: v5p-128 (v4/v5p count TensorCores), v5e-256 / v6e-64 (count chips), "
@@ -300,7 +306,8 @@ def main(args: argparse.Namespace) -> int:
             report = compile_train_step(cfg, topo, devices, b, args.remat, input_kind)
         except Exception as e:  # the TPU compiler refuses programs that cannot fit
             if _out_of_memory(e):
-                print(f"  batch {b}: out of memory at compile time", flush=True)
+                why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
+                print(f"  batch {b}: does not fit (compile-time out of memory): {why}", flush=True)
                 return None
             raise
         print(report.table(), flush=True)
