@@ -29,7 +29,6 @@ def _load_safetensors_file(path: str) -> dict[str, np.ndarray]:
             for key in f.keys():
                 out[key] = np.asarray(f.get_tensor(key))
     except TypeError:  # bf16 is not representable in numpy: go through torch
-        import torch
         from safetensors.torch import load_file
 
         for key, t in load_file(path).items():

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+from emu_jax.models.layers import ATTENTION_IMPLS
+
 REMAT_POLICIES = ("none", "full", "save_dots")
 DTYPES = ("float32", "bfloat16")
-ATTENTION_IMPLS = (None, "xla", "cudnn")
 
 
 def _per_level(value: int | Sequence[int], levels: int, name: str) -> tuple[int, ...]:

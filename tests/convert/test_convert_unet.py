@@ -124,3 +124,17 @@ def test_unsupported_diffusers_configs_are_named(converted):
         config_from_diffusers(dict(d, down_block_types=["SimpleCrossAttnDownBlock2D"] * 3))
     with pytest.raises(FileNotFoundError):
         from_diffusers_unet(os.path.join(path, "does_not_exist"))
+
+
+def test_load_safetensors_upcasts_half_precision_and_names_bad_paths(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.randn(3, 2).to(torch.bfloat16), "h": torch.randn(2).half(), "i": torch.arange(3)},
+              str(tmp_path / "model.safetensors"))
+    state = load_safetensors_dir(str(tmp_path))
+    assert state["w"].dtype == np.float32 and state["h"].dtype == np.float32 and state["i"].dtype == np.int64
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(FileNotFoundError, match="index"):
+        load_safetensors_dir(str(tmp_path))  # two files, no index naming the shards
+    with pytest.raises(FileNotFoundError, match="no .safetensors"):
+        load_safetensors_dir(str(tmp_path.parent))
