@@ -114,12 +114,25 @@ def abstract_params(config: UNetConfig):
 def _jitted_init(config: UNetConfig):
     """Jitted init (eager init dispatches thousands of ops); cached per config."""
     model = UNet(config)
+    return jax.jit(lambda k, *a: model.init(k, *a)["params"], compiler_options=_init_compiler_options())
+
+
+def _init_compiler_options():
     # XLA:CPU spends most of the init compile optimising hundreds of RNG kernels that run once:
     # skipping backend optimisation makes it ~2.5x faster to compile and costs nothing that matters.
-    opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-    return jax.jit(lambda k, *a: model.init(k, *a)["params"], compiler_options=opts)
+    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
 
 
-def init_params(config: UNetConfig, rng: jax.Array, **dummy_kw):
-    """Fresh unboxed params (plain nested dict of fp32 arrays), temporal layers at identity."""
-    return meta.unbox(_jitted_init(config)(rng, *dummy_inputs(config, **dummy_kw)))
+def init_params(config: UNetConfig, rng: jax.Array, out_shardings=None, **dummy_kw):
+    """Fresh unboxed params (plain nested dict of fp32 arrays), temporal layers at identity.
+
+    `out_shardings` (e.g. `emu_jax.sharding.params_shardings(abstract_params(config), mesh)`)
+    creates each param directly in its shards, so a model larger than one device's memory can be
+    initialised.
+    """
+    if out_shardings is None:
+        return meta.unbox(_jitted_init(config)(rng, *dummy_inputs(config, **dummy_kw)))
+    model = UNet(config)
+    init = jax.jit(lambda k, *a: meta.unbox(model.init(k, *a)["params"]), out_shardings=out_shardings,
+                   compiler_options=_init_compiler_options())
+    return init(rng, *dummy_inputs(config, **dummy_kw))

@@ -93,6 +93,8 @@ class UNetConfig:
                                             ("attention_impl", self.attention_impl, ATTENTION_IMPLS)):
             if value not in allowed_values:
                 raise ValueError(f"{name}={value!r} not in {allowed_values}")
+        if self.attention_impl == "cudnn" and self.dtype != "bfloat16":
+            raise ValueError("attention_impl='cudnn' needs dtype='bfloat16' (cuDNN fused attention takes fp16/bf16)")
         for c in self.level_channels:
             if c % self.norm_groups:
                 raise ValueError(f"level width {c} not divisible by norm_groups={self.norm_groups}")

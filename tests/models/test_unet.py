@@ -158,6 +158,8 @@ def test_config_round_trip_and_errors():
         UNetConfig.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match="exactly one of num_heads"):
         cfg.replace(num_heads=8)
+    with pytest.raises(ValueError, match="cudnn"):
+        cfg.replace(attention_impl="cudnn", dtype="float32")
     with pytest.raises(ValueError, match="remat"):
         cfg.replace(remat="sometimes")
     with pytest.raises(ValueError, match="transformer_layers"):

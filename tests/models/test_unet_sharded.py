@@ -15,9 +15,13 @@ CFG = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=
 
 
 @pytest.fixture(scope="module")
-def setup():
+def devices8():
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 devices (tests/conftest.py sets --xla_force_host_platform_device_count=8)")
+
+
+@pytest.fixture(scope="module")
+def setup(devices8):
     params = init_params(CFG, jax.random.key(0))
     # Non-trivial temporal layers, so sharding of the temporal path is checked too.
     params = jax.tree_util.tree_map_with_path(
@@ -54,3 +58,15 @@ def test_sharded_forward_matches_single_device(setup, shape):
     kernel = sharded_params["mid_block"]["attentions_0"]["transformer_blocks_0"]["ff"]["net_0"]["proj"]["kernel"]
     assert len(kernel.sharding.device_set) == 8 and kernel.addressable_shards[0].data.shape != kernel.shape
     np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_sharded_init_places_params_in_shards(devices8):
+    micro = CFG.replace(channel_mult=(1,), attention_resolutions=(1,), context_dims=(16,), transformer_layers=1)
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 4, "tensor": 1})
+    p_shard = sharding.params_shardings(abstract_params(micro), mesh)
+    params = init_params(micro, jax.random.key(0), out_shardings=p_shard)
+    kernel = params["down_blocks_0"]["resnets_0"]["conv1"]["kernel"]  # (3, 3, 32, 32): out dim over fsdp
+    assert kernel.sharding == p_shard["down_blocks_0"]["resnets_0"]["conv1"]["kernel"]
+    assert kernel.addressable_shards[0].data.shape == (3, 3, 32, 8)
+    reference = init_params(micro, jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(kernel), reference["down_blocks_0"]["resnets_0"]["conv1"]["kernel"])
