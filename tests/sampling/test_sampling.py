@@ -1,0 +1,196 @@
+"""Sampling API on tiny random models: shapes, reproducibility, batch independence, conditioning, guidance."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sampling_helpers import LAYOUT, tiny_model
+
+from emu_jax import conditioning, sampling
+from emu_jax import sampling_stages as stages
+from emu_jax.diffusion import guidance, samplers
+
+STEPS = 2
+LONG = "a very long prompt about a small red circle drifting slowly to the left " * 4  # > 64 byte tokens
+PROMPTS = ["red circle", LONG, "blue square moving up"]
+H = 16  # latent size of the 32 px tiny model (VAE factor 2)
+
+
+@pytest.fixture(scope="module")
+def f_model():
+    return tiny_model("t2v", 0)
+
+
+@pytest.fixture(scope="module")
+def i_model():
+    return tiny_model("interp", 1)
+
+
+@pytest.fixture(scope="module")
+def pipe(f_model, i_model):
+    return sampling.Pipeline(f_model, sampling.Settings(num_steps=STEPS), interp=i_model, batch_size=2,
+                             progress=False)
+
+
+@pytest.fixture(scope="module")
+def mixed(pipe):
+    with pytest.warns(UserWarning, match="truncated"):
+        return [s for batch in pipe.run(PROMPTS, seed=3) for s in batch]
+
+
+def test_pipeline_shapes_fps_and_stitching(mixed, f_model):
+    lay = conditioning.SlotLayout(**LAYOUT)
+    assert [s.index for s in mixed] == [0, 1, 2] and [s.prompt for s in mixed] == PROMPTS
+    for s in mixed:
+        assert s.keyframe.shape == (32, 32, 3) and s.keyframe.dtype == np.uint8
+        assert s.video.shape == (8, 32, 32, 3) and s.fps == 8
+        # two halves of 9 slots, overlap dropped: (last + factor) + (last + 1 - pad); SPEC: 36 + 29 = 65
+        expect = lay.given_slots[-1] + lay.factor + lay.given_slots[-1] + 1 - lay.pad
+        assert s.interpolated.shape == (expect, 32, 32, 3) == (16, 32, 32, 3) and s.interp_fps == 16
+        assert s.stages == ["keyframe", "video", "interp", "decode"]
+        assert s.latents["keyframe"].shape == (1, H, H, 4) and s.latents["video"].shape == (8, H, H, 4)
+    assert not np.array_equal(mixed[0].video, mixed[2].video)  # different prompts / noise
+
+
+def test_same_seed_reproduces_and_item_does_not_depend_on_batch(pipe, mixed):
+    again = [s for b in pipe.run(PROMPTS[:2], seed=3) for s in b]
+    for a, b in zip(again, mixed[:2]):
+        np.testing.assert_array_equal(a.interpolated, b.interpolated)
+        np.testing.assert_array_equal(a.keyframe, b.keyframe)
+    # Item 1 (the long prompt) alone, in position 0 of its batch, vs inside the mixed batch.
+    with pytest.warns(UserWarning, match="truncated"):
+        alone = next(pipe.run([LONG], seed=3, indices=[1]))[0]
+    for k in ("keyframe", "video", "interp"):
+        np.testing.assert_allclose(alone.latents[k], mixed[1].latents[k], atol=1e-5, rtol=0)
+    assert np.abs(alone.video.astype(int) - mixed[1].video.astype(int)).max() <= 1
+    other_seed = next(pipe.run([LONG], seed=4, indices=[1]))[0]
+    assert np.abs(other_seed.latents["video"] - mixed[1].latents["video"]).max() > 1e-2
+
+
+class Spy:
+    """Wraps an EmuModel and records the keyword arguments `denoise` receives (traced under eval_shape)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+        self.config, self.null_tokens = model.config, model.null_tokens
+
+    def encode_text(self, *a):
+        return self.model.encode_text(*a)
+
+    def denoise(self, params, x, t, contexts, **kw):
+        self.calls.append(dict(x_shape=x.shape, **kw))
+        return self.model.denoise(params, x, t, contexts, **kw)
+
+
+def _tokens(model, prompts):
+    return {k: jnp.asarray(v) for k, v in model.tokenize_all(prompts).items()}
+
+
+def test_video_stage_receives_exactly_the_keyframe_latent(f_model):
+    m, p, sched = f_model.model, f_model.params, f_model.schedule
+    plan = samplers.make_plan(sched, method="ddim", num_steps=1, prediction=f_model.prediction, spacing="trailing")
+    tok, keys = _tokens(m, ["a", "b"]), stages.item_keys(0, jnp.arange(2))
+    kf = jax.random.normal(jax.random.key(5), (2, 1, H, H, 4))
+    spy = Spy(m)  # what the U-Net is called with in each stage (tracing only, nothing compiles)
+    jax.eval_shape(lambda: stages.generate_keyframe(spy, p, tok, keys, sched, plan))
+    jax.eval_shape(lambda: stages.generate_video(spy, p, tok, kf, keys, sched, plan))
+    key_call, vid_call = spy.calls
+    assert key_call["image_mode"] is True and key_call["cond"] is None and key_call["x_shape"] == (4, 1, H, H, 4)
+    assert vid_call["image_mode"] is False and vid_call["cond"].shape == (6, 8, H, H, 5)
+    # The values: the conditioning batch generate_video builds (video_start) around the keyframe latent.
+    cb, _, _ = jax.jit(lambda kf: stages.video_start(m, p, tok, None, keys, plan, sched, kf))(kf)
+    cond = np.asarray(cb["cond"]).reshape(3, 2, 8, H, H, 5)  # (none, image, full) x B
+    np.testing.assert_array_equal(cond[1, :, 0, ..., :4], np.asarray(kf[:, 0]))  # exactly the latent
+    np.testing.assert_array_equal(cond[2], cond[1])
+    assert np.all(cond[1, :, 1:, ..., :4] == 0) and np.all(cond[0] == 0)
+    np.testing.assert_array_equal(cond[1, 0, :, 0, 0, 4], [1, 0, 0, 0, 0, 0, 0, 0])
+    # contexts: (empty prompt, empty prompt, prompt) per item
+    ctx = np.asarray(cb["contexts"][0]).reshape((3, 2) + cb["contexts"][0].shape[1:])
+    np.testing.assert_array_equal(ctx[0], ctx[1])
+    assert np.abs(ctx[2] - ctx[1]).max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def plan(f_model):
+    return samplers.make_plan(f_model.schedule, method="ddim", num_steps=STEPS, prediction=f_model.prediction,
+                              spacing="trailing")
+
+
+@pytest.fixture(scope="module")
+def keyframe_fn(f_model, plan):
+    m = f_model.model
+    return jax.jit(lambda params, tok, keys, w: stages.generate_keyframe(m, params, tok, keys, f_model.schedule,
+                                                                         plan, guidance=w))
+
+
+def test_keyframe_never_runs_temporal_layers(f_model, keyframe_fn):
+    m = f_model.model
+    tok, keys = _tokens(m, ["red circle", "blue"]), stages.item_keys(1, jnp.arange(2))
+    base = keyframe_fn(f_model.params, tok, keys, 7.5)
+    perturbed = jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 1.0 if "temporal" in jax.tree_util.keystr(path) else x, f_model.params)
+    n_temporal = sum("temporal" in jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(
+        f_model.params))
+    assert n_temporal > 4
+    np.testing.assert_array_equal(np.asarray(keyframe_fn(perturbed, tok, keys, 7.5)), np.asarray(base))
+
+
+def test_keyframe_guidance_is_the_one_condition_formula(f_model, keyframe_fn, plan):
+    m, p, sched = f_model.model, f_model.params, f_model.schedule
+    tok, keys = _tokens(m, ["red circle", "blue"]), stages.item_keys(1, jnp.arange(2))
+    w = 3.0
+    ours = keyframe_fn(p, tok, keys, w)
+    ctx, mask = stages.encode(m, p, tok)
+    nctx, nmask = stages.encode(m, p, stages.null_token_batch(m), 2)
+
+    def by_hand(x, t):  # two separate forwards, combined as uncond + w (cond - uncond)
+        cond = m.denoise(p, x, t, ctx, image_mode=True, context_masks=mask)
+        uncond = m.denoise(p, x, t, nctx, image_mode=True, context_masks=nmask)
+        return uncond + w * (cond - uncond)
+
+    x_T = stages.normal(stages.fold(stages.fold(keys, stages.KEYFRAME), 0), (1, H, H, 4))
+    ref = jax.jit(lambda x: samplers.sample(by_hand, x, sched, method="ddim", num_steps=STEPS,
+                                            prediction=f_model.prediction, spacing="trailing"))(x_T)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=2e-5, rtol=1e-5)
+
+
+def test_two_condition_with_unit_scales_is_the_conditional_model(f_model, plan):
+    m, p, sched = f_model.model, f_model.params, f_model.schedule
+    tok, keys = _tokens(m, ["red circle", "blue"]), stages.item_keys(2, jnp.arange(2))
+    kf = jax.random.normal(jax.random.key(9), (2, 1, H, H, 4))
+    ours = jax.jit(lambda kf: stages.generate_video(m, p, tok, kf, keys, sched, plan, w_image=1.0, w_text=1.0))(kf)
+    ctx, mask = stages.encode(m, p, tok)
+    cond = conditioning.image_condition(kf, 8)
+    x_T = stages.normal(stages.fold(stages.fold(keys, stages.VIDEO), 0), (8, H, H, 4))
+    plain = guidance.guided_denoise_fn(lambda x, t, c: m.denoise(p, x, t, ctx, cond=c, context_masks=mask), cond,
+                                       mode="none")
+    ref = jax.jit(lambda x: samplers.sample(plain, x, sched, method="ddim", num_steps=STEPS,
+                                            prediction=f_model.prediction, spacing="trailing"))(x_T)
+    err = float(jnp.abs(ours - ref).max())
+    print(f"w_i = w_p = 1 vs conditional model: max |diff| = {err:.2e}")
+    assert err < 1e-4
+    assert float(jnp.abs(ref).max()) > 0.1  # a real signal, not two zeros
+
+
+def test_interpolation_layout_frame_counts(i_model):
+    m, p, sched, lay = i_model.model, i_model.params, i_model.schedule, i_model.layout
+    plan = samplers.make_plan(sched, method="ddim", num_steps=1, prediction=i_model.prediction, spacing="trailing")
+    tok, keys = _tokens(m, ["x"]), stages.item_keys(0, jnp.arange(1))
+    video = jax.random.normal(jax.random.key(1), (1, 4, H, H, 4))  # num_given frames: one pass
+    one = jax.eval_shape(lambda v: stages.interpolate(m, p, tok, v, keys, sched, plan, lay), video)
+    two = jax.eval_shape(lambda v: stages.interpolate(m, p, tok, v, keys, sched, plan, lay),
+                         jnp.zeros((1, 8, H, H, 4)))
+    assert one.shape == (1, lay.num_slots, H, H, 4) == (1, 9, H, H, 4)
+    assert two.shape == (1, 16, H, H, 4)  # two halves stitched: 9 + 7
+    cb, _, _ = jax.jit(lambda v: stages.interp_start(m, p, tok, None, keys, plan, sched, v, lay, 100))(video)
+    np.testing.assert_array_equal(np.asarray(cb["level"]), [100, 100, 100])
+    c = np.asarray(cb["cond"])
+    np.testing.assert_array_equal(c[1, :, 0, 0, 4], lay.mask())
+    assert np.all(c[0] == 0)
+    # the given slots hold the noise-augmented frames (level 100): sqrt(a) x + sqrt(1 - a) noise
+    given = c[1, lay.given_slots, ..., :4]
+    a = float(conditioning.augmentation_alpha_bar(jnp.asarray(sched.alphas_cumprod), jnp.int32(100)))
+    resid = (given - np.sqrt(a) * np.asarray(video[0])) / np.sqrt(1 - a)
+    assert 0.8 < resid.std() < 1.2 and np.all(c[1, 0, ..., :4] == 0)
+    with pytest.raises(ValueError, match="takes 4 or 8 frames"):
+        stages.split_halves(jnp.zeros((1, 6, H, H, 4)), tok, keys, lay)
