@@ -3,10 +3,22 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Simulated CPU devices share 2 cores with everything else: XLA's in-process collectives
+# abort a step whose devices do not all arrive within the default timeout, so allow minutes.
+PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_terminate_timeout_seconds=1200 "
+                       "--xla_cpu_collective_timeout_seconds=1200")
+
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a (sub)process with `devices` simulated CPU devices."""
+    return f"--xla_force_host_platform_device_count={devices} {PATIENT_COLLECTIVES}"
+
+
 # Eight simulated CPU devices let sharding tests run the same code as a pod.
-_flag = "--xla_force_host_platform_device_count=8"
-if _flag not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
+elif "collective_call_terminate" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " " + PATIENT_COLLECTIVES
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Subprocess tests (resume after kill -9, multi-process) reuse compiled steps through the cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/emu_jax_test_jax_cache")

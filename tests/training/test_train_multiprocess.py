@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 
 pytestmark = pytest.mark.multiprocess
 
@@ -21,7 +21,7 @@ def _free_port():
 
 def _launch(workdir, data_dir, steps):
     port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
     procs = [subprocess.Popen(
         [sys.executable, "-m", "emu_jax.train", "--config", str(REPO / "configs" / "tiny.py") + ":t2v",
          "--workdir", str(workdir), f"--config.data.data_dir={data_dir}", f"--config.train.steps={steps}",

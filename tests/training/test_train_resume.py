@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 from emu_jax import checkpoint_io
 
 STEPS, EVERY = 6, 2
@@ -31,7 +31,7 @@ def _cmd(workdir, data_dir, *extra):
 
 
 def _env():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
     return env
 
 
