@@ -1,0 +1,112 @@
+"""The moving-shapes demo recipe: one config per stage, two sizes.
+
+`get_config("STAGE[,SIZE]")`, STAGE in vae | t2i | t2v | interp, SIZE in
+default | tiny (tests). All stages read one moving-shapes dataset rendered at
+the interpolation frame rate (16 fps, 40 frames), so F's 8 frames at 4 fps and
+I's 37 slots at 16 fps are both clips of it. The recipe
+(`emu-video demo train`, emu_jax/demo/recipe.py) fills in `data.data_dir`,
+`train.init_from` and the VAE's measured latent scale.
+"""
+
+import ml_collections
+
+from emu_jax.config import load_config
+
+STAGES = ("vae", "t2i", "t2v", "interp")
+SIZES = ("default", "tiny")
+
+
+def model(size: str) -> ml_collections.ConfigDict:
+    """32 px frames, VAE 4x down (default; 2x tiny) to 4 latent channels, byte-level CLIP-style text."""
+    if size == "tiny":
+        return ml_collections.ConfigDict(dict(
+            unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=16, channel_mult=(1, 2),
+                      num_res_blocks=1, attention_resolutions=(2,), num_heads=None, head_dim=16,
+                      transformer_layers=1, context_dims=(16,), norm_groups=8, temporal=True,
+                      cond_level_embed=False),
+            vae=dict(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8,
+                     scaling_factor=1.0),
+            text_encoders=[dict(kind="clip", max_length=64, tokenizer="byte", config=dict(
+                vocab_size=259, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=64, eos_token_id=258))],
+            resolution=16, num_frames=4, fps=4))
+    return ml_collections.ConfigDict(dict(
+        unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=64, channel_mult=(1, 2),
+                  num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=32,
+                  transformer_layers=1, context_dims=(64,), norm_groups=16, temporal=True,
+                  cond_level_embed=False),
+        vae=dict(latent_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+                 scaling_factor=1.0),
+        text_encoders=[dict(kind="clip", max_length=64, tokenizer="byte", config=dict(
+            vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=64, eos_token_id=258))],
+        resolution=32, num_frames=8, fps=4))
+
+
+def slots(size: str) -> ml_collections.ConfigDict:
+    """Interpolation layout: SPEC's 8 -> 37 (factor 4, pad 4) by default; 4 -> 9 for tiny."""
+    if size == "tiny":
+        return ml_collections.ConfigDict(dict(num_given=4, factor=2, pad=1))
+    return ml_collections.ConfigDict(dict(num_given=8, factor=4, pad=4))
+
+
+def dataset(size: str) -> ml_collections.ConfigDict:
+    """How `MovingShapes` is built: at I's frame rate, long enough for I's slots (and F's span)."""
+    s, m = slots(size), model(size)
+    num_slots = s.pad * 2 + s.factor * (s.num_given - 1) + 1
+    fps = float(m.fps * s.factor)
+    if size == "tiny":
+        return ml_collections.ConfigDict(dict(resolution=m.resolution, num_frames=num_slots + 1, fps=fps,
+                                              num_train=16, num_test=8, seed=0))
+    return ml_collections.ConfigDict(dict(resolution=m.resolution, num_frames=num_slots + 3, fps=fps,
+                                          num_train=4096, num_test=256, seed=0))
+
+
+# (steps, batch, lr, warmup) per stage and size; default sized to what fitted ~70 min on 2 shared CPU cores (docs/demo.md).
+SCHEDULE = {
+    "default": {"vae": (600, 16, 1e-3, 50), "t2i": (900, 32, 1e-3, 50),
+                "t2v": (200, 8, 1e-3, 20), "interp": (40, 4, 1e-3, 5)},
+    "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
+}
+
+
+def get_config(arg=None):
+    parts = (arg or "t2v").split(",")
+    stage, size = parts[0], (parts[1] if len(parts) > 1 else "default")
+    if stage not in STAGES or size not in SIZES:
+        raise ValueError(f"configs/demo/shapes.py takes STAGE[,SIZE] with STAGE in {STAGES} and SIZE in {SIZES}, "
+                         f"got {arg!r}")
+    c = load_config("base.py")
+    c.model = model(size)
+    c.dataset = dataset(size)  # build parameters of the recipe's moving_shapes dataset
+    c.data = load_config("data/moving_shapes_tiny.py")
+    c.data.resolution = c.model.resolution
+    c.data.text_max_length = 64
+    steps, batch, lr, warmup = SCHEDULE[size][stage]
+    c.train.task = {"vae": "t2i", "t2i": "t2i", "t2v": "t2v", "interp": "interp"}[stage]
+    c.train.steps, c.train.batch_size = steps, batch
+    c.train.log_every = max(1, min(50, steps))
+    c.train.save_every = max(1, min(250, steps))
+    c.train.keep = 2
+    c.train.optimizer.lr, c.train.optimizer.warmup_steps = lr, warmup
+    c.train.slots = slots(size)
+    c.sampling.num_steps = 25 if size == "default" else 2
+    c.sampling.guidance_keyframe, c.sampling.guidance_text, c.sampling.guidance_image = 4.0, 4.0, 2.0
+    if stage == "vae":
+        c.data.num_frames, c.data.fps = 1, None  # single random frames
+        c.train.kl_weight = 1e-6     # small: latents stay informative, scale is fixed after training
+        c.train.loss = "l1+l2"       # pixel reconstruction only (no GAN / LPIPS at this scale)
+    elif stage == "t2i":
+        c.data.num_frames, c.data.fps = 1, None  # one random frame per clip (a text-to-image example)
+        c.train.trainable, c.train.train_text = "spatial", True
+        c.diffusion.zero_terminal_snr, c.diffusion.prediction = True, "v"
+    elif stage == "t2v":
+        c.data.num_frames, c.data.fps = c.model.num_frames, float(c.model.fps)
+        c.train.trainable = "temporal"
+    else:
+        c.model.unet.cond_level_embed = True
+        s = c.train.slots
+        c.data.num_frames = s.pad * 2 + s.factor * (s.num_given - 1) + 1
+        c.data.fps = float(c.model.fps * s.factor)
+        c.train.trainable = "temporal"
+    return c

@@ -1,0 +1,114 @@
+"""`emu-video demo eval`: text faithfulness of a moving-shapes model, read back automatically.
+
+Prompts come from held-out attribute draws (`np.random.default_rng([seed, 2, i])`;
+the dataset's train / test splits use split ids 0 / 1). Each prompt is sampled
+with the sampling pipeline's Python API in batches, then `analyse` reads the
+keyframe (background, shape colour and class) and the video (motion direction
+from the centroid track, frame consistency) and scores them against the
+prompt. The same analyser runs on real dataset clips (rendered, H.264-encoded
+and decoded exactly as the dataset does) as its own ceiling check.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from typing import Sequence
+
+import numpy as np
+
+from emu_jax.data import builders, clips, shapes
+from emu_jax.demo import analyse
+
+HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
+
+
+def default_checkpoint() -> str:
+    """The bundled demo model folder (F, with I in `interp/`)."""
+    return str(importlib.resources.files("emu_jax") / "assets" / "demo_model")
+
+
+def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
+    """Held-out attribute draws, one per prompt (reproducible from `seed`)."""
+    return [shapes.sample_attributes(np.random.default_rng([seed, HELD_OUT_SPLIT, i])) for i in range(num_prompts)]
+
+
+def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
+            source_frames: int = 40, source_fps: float = 16.0) -> dict:
+    """Analyser accuracy on real dataset clips: `make_shapes_example` (render + H.264) decoded by the
+    training pipeline's `load_clip` at the evaluated clip's frame count and rate (centred clip)."""
+    attrs, readings = [], []
+    for i in range(num_clips):
+        ex = builders.make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
+                                          resolution=resolution, num_frames=source_frames, fps=source_fps)
+        video = clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
+                                num_frames=num_frames, fps=fps, resolution=resolution)
+        readings.append(analyse.analyse_video(clips.from_unit_range(video)))
+        attrs.append(shapes.ShapeAttrs.from_dict(ex).to_dict())
+    return analyse.summarise(readings, attrs) if num_clips else {}
+
+
+def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs]) -> tuple[dict, list[dict]]:
+    """Keyframe attributes from `sample.keyframe`, motion and consistency from the final video
+    (interpolated if present, else F's video)."""
+    readings = []
+    for s in samples:
+        key = analyse.analyse_video(s.keyframe[None])
+        final = s.interpolated if s.interpolated is not None else s.video
+        vid = analyse.analyse_video(final)
+        readings.append({**vid, "background": key["background"], "color": key["color"], "shape": key["shape"],
+                         "background_brightness": key["background_brightness"],
+                         "video_color": vid["color"], "video_shape": vid["shape"]})
+    summary = analyse.summarise(readings, [w.to_dict() for w in wanted])
+    summary["video_frame0_color_accuracy"] = float(np.mean([r["video_color"] == w.color
+                                                            for r, w in zip(readings, wanted)]))
+    summary["video_frame0_shape_accuracy"] = float(np.mean([r["video_shape"] == w.shape
+                                                            for r, w in zip(readings, wanted)]))
+    return summary, readings
+
+
+def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 1234, batch_size: int = 25,
+        ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False) -> dict:
+    """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy."""
+    from emu_jax import sampling
+
+    path = checkpoint or default_checkpoint()
+    wanted = prompt_set(num_prompts, seed)
+    prompts = [shapes.caption(a) for a in wanted]
+    overrides = {"num_steps": num_steps} if num_steps else None
+    pipe = sampling.Pipeline.from_checkpoint(path, use_interp=use_interp, overrides=overrides,
+                                             batch_size=min(batch_size, num_prompts), progress=False)
+    cfg = pipe.main.model.config
+    t0 = time.perf_counter()
+    samples = [s for batch in pipe.run(prompts, seed=seed) for s in batch]
+    seconds = time.perf_counter() - t0
+    summary, readings = score_samples(samples, wanted)
+    return {
+        "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
+        "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
+        "model": summary,
+        "ceiling": ceiling(ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
+                           fps=float(cfg.fps)),
+        "per_prompt": [{"prompt": p, **{k: r[k] for k in ("background", "color", "shape", "direction",
+                                                           "shift_px", "area_cv", "consistent")}}
+                       for p, r in zip(prompts, readings)],
+    }
+
+
+TARGETS = {"color_accuracy": 0.90, "shape_accuracy": 0.90, "direction_accuracy": 0.80, "background_accuracy": 0.95}
+
+
+def format_report(report: dict) -> str:
+    """A short table: model vs ceiling per attribute, with the issue's targets."""
+    m, c = report["model"], report.get("ceiling") or {}
+    lines = [f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
+             f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
+             f"{report['sampling_seconds']} s sampling)",
+             f"{'attribute':<30}{'model':>8}{'ceiling':>9}{'target':>8}"]
+    for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
+                "consistent_fraction", "mean_area_cv", "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
+                "black_background_brightness_error", "white_background_brightness_error"):
+        target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
+        ceil = f"{c[key]:.3f}" if key in c else ""
+        lines.append(f"{key:<30}{m[key]:>8.3f}{ceil:>9}{target:>8}")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""The demo recipe end to end at the tiny size: every stage trains 2 steps, resumes, exports a loadable model."""
+
+import json
+
+import pytest
+
+from emu_jax import checkpoint_io
+from emu_jax.demo import recipe
+
+
+@pytest.fixture(scope="module")
+def tiny_recipe(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo_recipe")
+    # First call stops every stage after 1 step: the recipe halts at the unfinished VAE stage.
+    first = recipe.run_recipe(workdir, "tiny", stop_after=1)
+    second = recipe.run_recipe(workdir, "tiny")  # resumes the VAE, then runs the rest
+    return workdir, first, second
+
+
+def test_recipe_stops_then_resumes_every_stage(tiny_recipe):
+    workdir, first, second = tiny_recipe
+    assert first["stages"]["vae"]["done"] is False and "t2i" not in first["stages"]
+    assert all(second["stages"][s]["done"] for s in recipe.STAGES), second
+    vae_steps = [json.loads(line)["step"] for line in (workdir / "vae" / "metrics.jsonl").read_text().splitlines()]
+    assert vae_steps == [1, 2]  # step 2 continued from the saved step 1, not from scratch
+    for stage in recipe.TRAIN_STAGES:
+        assert second["stages"][stage]["seconds"] > 0
+    # A third run has nothing left to do and changes no checkpoint.
+    before = sorted(p.name for p in (workdir / "t2v" / "checkpoints").iterdir())
+    third = recipe.run_recipe(workdir, "tiny")
+    assert sorted(p.name for p in (workdir / "t2v" / "checkpoints").iterdir()) == before
+    assert third["stages"]["t2v"]["seconds"] < second["stages"]["t2v"]["seconds"] + 5
+
+
+def test_exported_model_folders_load_with_their_roles(tiny_recipe):
+    workdir, _, second = tiny_recipe
+    folder = workdir / recipe.EXPORT
+    assert second["stages"]["export"]["folder"] == str(folder)
+    meta_f, params_f = checkpoint_io.load_checkpoint(str(folder))
+    meta_i, params_i = checkpoint_io.load_checkpoint(str(folder / "interp"))
+    assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
+    assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
+    assert meta_i["slots"] == {"num_given": 4, "factor": 2, "pad": 1}
+    scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
+    assert meta_f["model"]["vae"]["scaling_factor"] == pytest.approx(scale["scaling_factor"])
+    # F carries the VAE trained in the first stage and I carries F's spatial layers.
+    _, vae_run = checkpoint_io.load_checkpoint(str(workdir / "vae"))
+    k = "conv_in"
+    assert (params_f["vae"]["encoder"][k]["kernel"] == vae_run["vae"]["encoder"][k]["kernel"]).all()
+    assert (params_i["unet"]["conv_in"]["kernel"] == params_f["unet"]["conv_in"]["kernel"]).all()
+
+
+def test_bad_stage_and_size_are_named():
+    with pytest.raises(ValueError, match="sizes"):
+        recipe.run_recipe("/tmp/never", "huge")
+    with pytest.raises(ValueError, match="'nope'"):
+        recipe.run_recipe("/tmp/never", "tiny", stages=["nope"])
