@@ -64,7 +64,7 @@ def dataset(size: str) -> ml_collections.ConfigDict:
 
 # (steps, batch, lr, warmup) per stage and size; default sized to what fitted ~70 min on 2 shared CPU cores (docs/demo.md).
 SCHEDULE = {
-    "default": {"vae": (600, 16, 1e-3, 50), "t2i": (900, 32, 1e-3, 50),
+    "default": {"vae": (600, 16, 1e-3, 50), "t2i": (1200, 32, 1e-3, 50),
                 "t2v": (200, 8, 1e-3, 20), "interp": (40, 4, 1e-3, 5)},
     "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
 }

@@ -50,11 +50,11 @@ def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps:
 
 def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs]) -> tuple[dict, list[dict]]:
     """Keyframe attributes from `sample.keyframe`, motion and consistency from the final video
-    (interpolated if present, else F's video)."""
+    (interpolated if present, else F's video; a t2i checkpoint has only the keyframe)."""
     readings = []
     for s in samples:
         key = analyse.analyse_video(s.keyframe[None])
-        final = s.interpolated if s.interpolated is not None else s.video
+        final = next(v for v in (s.interpolated, s.video, s.keyframe[None]) if v is not None)  # t2i: keyframe
         vid = analyse.analyse_video(final)
         readings.append({**vid, "background": key["background"], "color": key["color"], "shape": key["shape"],
                          "background_brightness": key["background_brightness"],

@@ -54,3 +54,25 @@ def test_wrong_readings_are_caught():
     assert not analyse.analyse_video(flicker)["consistent"]
     with pytest.raises(ValueError, match="must be"):
         analyse.analyse_video(video[0])
+
+
+def test_evaluation_scores_samples_and_prompt_set_is_held_out():
+    """`score_samples` reads keyframe attributes from the keyframe and motion from the video."""
+    import types
+
+    from emu_jax.demo import evaluate
+
+    wanted = evaluate.prompt_set(6, seed=3)
+    assert wanted == evaluate.prompt_set(6, seed=3) and wanted != evaluate.prompt_set(6, seed=4)
+    train_like = shapes.sample_attributes(np.random.default_rng([0, 0, 0]))  # the dataset's train example 0
+    assert all(w != train_like for w in wanted)
+    samples = []
+    for i, a in enumerate(wanted):
+        video = shapes.render_clip(a, 8, 32)
+        if i == 0:  # a video moving the wrong way: only its direction is wrong
+            video = video[::-1]
+        samples.append(types.SimpleNamespace(keyframe=video[0], video=video, interpolated=None))
+    summary, readings = evaluate.score_samples(samples, wanted)
+    assert summary["color_accuracy"] == summary["shape_accuracy"] == summary["background_accuracy"] == 1.0
+    assert summary["direction_accuracy"] == pytest.approx(5 / 6)
+    assert len(readings) == 6 and "background_brightness" in readings[0]
