@@ -183,7 +183,9 @@ def main(args: argparse.Namespace) -> int:
     except sampling.NonFiniteError as e:
         print(f"emu-video sample: error: {e}", file=sys.stderr)
         return 1
-    print(f"done: {len(v['prompts'])} prompt(s) in {time.perf_counter() - t0:.1f}s -> {args.out}")
+    compiled = ", ".join(f"{k} {t:.1f}s" for k, t in pipe.compile_s.items())
+    print(f"done: {len(v['prompts'])} prompt(s) in {time.perf_counter() - t0:.1f}s (compile: {compiled}) "
+          f"-> {args.out}")
     return 0
 
 

@@ -1,10 +1,12 @@
 """Sampling API on tiny random models: shapes, reproducibility, batch independence, conditioning, guidance."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampling_helpers import LAYOUT, tiny_model
+from sampling_helpers import LAYOUT
 
 from emu_jax import conditioning, sampling
 from emu_jax import sampling_stages as stages
@@ -14,16 +16,6 @@ STEPS = 2
 LONG = "a very long prompt about a small red circle drifting slowly to the left " * 4  # > 64 byte tokens
 PROMPTS = ["red circle", LONG, "blue square moving up"]
 H = 16  # latent size of the 32 px tiny model (VAE factor 2)
-
-
-@pytest.fixture(scope="module")
-def f_model():
-    return tiny_model("t2v", 0)
-
-
-@pytest.fixture(scope="module")
-def i_model():
-    return tiny_model("interp", 1)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +30,10 @@ def mixed(pipe):
         return [s for batch in pipe.run(PROMPTS, seed=3) for s in batch]
 
 
-def test_pipeline_shapes_fps_and_stitching(mixed, f_model):
+def test_pipeline_shapes_fps_and_stitching(pipe, mixed):
     lay = conditioning.SlotLayout(**LAYOUT)
     assert [s.index for s in mixed] == [0, 1, 2] and [s.prompt for s in mixed] == PROMPTS
+    assert pipe.mesh.shape["data"] == 2  # the batch of 2 is split over 2 of the 8 test devices
     for s in mixed:
         assert s.keyframe.shape == (32, 32, 3) and s.keyframe.dtype == np.uint8
         assert s.video.shape == (8, 32, 32, 3) and s.fps == 8
@@ -194,3 +187,25 @@ def test_interpolation_layout_frame_counts(i_model):
     assert 0.8 < resid.std() < 1.2 and np.all(c[1, 0, ..., :4] == 0)
     with pytest.raises(ValueError, match="takes 4 or 8 frames"):
         stages.split_halves(jnp.zeros((1, 6, H, H, 4)), tok, keys, lay)
+
+
+def test_t2i_checkpoint_gives_keyframes_only(f_model):
+    t2i = dataclasses.replace(f_model, task="t2i")
+    pipe = sampling.Pipeline(t2i, sampling.Settings(num_steps=STEPS), batch_size=2, progress=False)
+    s = next(pipe.run(["red circle"], seed=3))[0]
+    assert s.video is None and s.interpolated is None and s.stages == ["keyframe", "decode"]
+    assert any("keyframe only" in n for n in s.notes + pipe.notes)
+    assert s.keyframe.shape == (32, 32, 3)
+
+
+def test_pipeline_refuses_wrong_models_and_settings(f_model, i_model):
+    with pytest.raises(ValueError, match="pass it as the interpolation model"):
+        sampling.Pipeline(i_model, sampling.Settings(num_steps=2))
+    with pytest.raises(ValueError, match="not an interpolation model"):
+        sampling.Pipeline(f_model, sampling.Settings(num_steps=2), interp=f_model)
+    with pytest.raises(ValueError, match="unknown sampling method 'heun'"):
+        sampling.Pipeline(f_model, sampling.Settings(method="heun"))
+    with pytest.raises(ValueError, match="guidance keyframe must be a finite number >= 0, got inf"):
+        sampling.Pipeline(f_model, sampling.Settings(guidance_keyframe=float("inf")))
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        sampling.validate_prompts(["ok", ""])
