@@ -29,14 +29,29 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def fwd(tiny):
-    """Jitted forward of the tiny model (compiled once per input signature)."""
+    """Jitted forward of the tiny model with every optional input filled in.
+
+    Absent cond / cond_level / masks become zeros / zeros / all-valid (the
+    model's own defaults), so all tests share one compiled signature per mode.
+    """
     cfg = tiny[0]
-    return jax.jit(lambda p, *a, **k: UNet(cfg).apply({"params": p}, *a, **k), static_argnames=("image_mode",))
+    jitted = jax.jit(lambda p, x, t, ctx, cond, level, masks, image_mode: UNet(cfg).apply(
+        {"params": p}, x, t, ctx, cond=cond, cond_level=level, context_masks=masks, image_mode=image_mode),
+        static_argnames=("image_mode",))
+
+    def call(p, x, t, ctx, cond=None, cond_level=None, context_masks=None, image_mode=False):
+        cond = jnp.zeros(x.shape[:4] + (cfg.cond_channels,)) if cond is None else cond
+        cond_level = jnp.zeros(x.shape[:1], jnp.int32) if cond_level is None else cond_level
+        if context_masks is None:
+            context_masks = tuple(jnp.ones(c.shape[:2], bool) for c in ctx)
+        return jitted(p, x, t, ctx, cond, cond_level, context_masks, image_mode=image_mode)
+
+    return call
 
 
 def test_video_mode_equals_image_mode_at_init(tiny, fwd):
     cfg, params, x, t, ctx = tiny
-    video = fwd(params, x, t, ctx, cond=jnp.zeros(x.shape[:4] + (cfg.cond_channels,)))
+    video = fwd(params, x, t, ctx)  # zero cond
     image = fwd(params, x, t, ctx, image_mode=True)
     one_frame = fwd(params, x[:, 1:2], t, ctx, image_mode=True)
     assert video.shape == x.shape[:4] + (cfg.out_channels,)
@@ -72,10 +87,10 @@ def test_conditioning_conv_starts_at_zero_and_then_matters(tiny, fwd):
 def test_cond_level_embedding_zero_init(tiny, fwd):
     cfg, params, x, t, ctx = tiny
     assert "cond_level_embed" in params
-    a = fwd(params, x, t, ctx, cond_level=jnp.array([100, 250]))
-    np.testing.assert_array_equal(a, fwd(params, x, t, ctx, cond_level=jnp.array([0, 0])))  # zero-init projection
+    a = fwd(params, x, t, ctx, cond_level=jnp.array([100, 250], jnp.int32))
+    np.testing.assert_array_equal(a, fwd(params, x, t, ctx))  # zero-init projection: level 0 == level 100
     p = dict(params, cond_level_embed=jax.tree.map(lambda v: v + 0.1, params["cond_level_embed"]))
-    assert float(jnp.max(jnp.abs(fwd(p, x, t, ctx, cond_level=jnp.array([100, 250])) - a))) > 1e-4
+    assert float(jnp.max(jnp.abs(fwd(p, x, t, ctx, cond_level=jnp.array([100, 250], jnp.int32)) - a))) > 1e-4
 
 
 def test_timestep_embedding_matches_diffusers():
@@ -146,7 +161,7 @@ def test_context_mask_hides_padded_tokens(tiny, fwd):
     noisy = ctx[0].at[:, 3:].set(100.0)
     a = fwd(params, x, t, (ctx[0],), context_masks=(mask,))
     b = fwd(params, x, t, (noisy,), context_masks=(mask,))
-    assert float(jnp.max(jnp.abs(fwd(params, x, t, (noisy,)) - a))) > 1e-3  # unmasked, the padding matters
+    assert float(jnp.max(jnp.abs(fwd(params, x, t, (noisy,)) - a))) > 1e-3  # all-valid mask: padding matters
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
