@@ -3,9 +3,12 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Simulated CPU devices share 2 cores with everything else: XLA's in-process collectives
-# abort a step whose devices do not all arrive within the default timeout, so allow minutes.
-PATIENT_COLLECTIVES = ("--xla_cpu_collective_call_terminate_timeout_seconds=1200 "
+# Simulated CPU devices share 2 cores. With multi-threaded Eigen, a device's convolution
+# finishes on the shared pool and its collectives then wait there; when every pool thread is
+# parked in a rendezvous the other devices never arrive (seen as a hang, then XLA's abort).
+# Single-threaded Eigen keeps each device on its own thread; the timeouts allow slow machines.
+PATIENT_COLLECTIVES = ("--xla_cpu_multi_thread_eigen=false "
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=1200 "
                        "--xla_cpu_collective_timeout_seconds=1200")
 
 

@@ -2,31 +2,20 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from conftest import tiny_config
-from emu_jax import conditioning, sharding
-from emu_jax.data.pipeline import make_loader
+from emu_jax import conditioning
 from emu_jax.training import loop
-from emu_jax.training.step import loss_fn
+from train_helpers import fixed_batch_loss_before_after
 
 
 def test_tiny_interpolation_model_reduces_its_loss(tiny_shapes_dir):
     cfg = tiny_config(tiny_shapes_dir, "interp", train__batch_size=4, train__optimizer__lr=3e-3,
                       train__optimizer__warmup_steps=0)
-    run = loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
-    _, schedule, spec = loop.build(cfg)
+    _, _, spec = loop.build(cfg)
     assert spec.layout.num_slots == cfg.data.num_frames == 9
-    state = run.init_state()
-    with sharding.use_mesh(run.mesh, run.rules):
-        batch = next(loop._batches(make_loader(cfg.data, split="train", seed=0, batch_size=4), run.model, run.mesh))
-        assert batch["video"].shape[1] == 9
-        eval_loss = jax.jit(lambda p: sum(loss_fn(run.model, schedule, spec, p, batch, jax.random.key(i))[0]
-                                          for i in range(4)) / 4)
-        before = float(eval_loss(state.params))
-        for _ in range(20):
-            state, _ = run.step_fn(state, batch)
-        after = float(eval_loss(state.params))
+    before, after, batch = fixed_batch_loss_before_after(cfg, steps=20)
+    assert batch["video"].shape[1] == 9
     print(f"interp fixed-draw loss before {before:.4f} after 20 steps {after:.4f}")
     assert after < 0.95 * before
 

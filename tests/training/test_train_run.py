@@ -3,16 +3,15 @@
 import json
 
 import grain
-import jax
 import numpy as np
 import pytest
 
 from conftest import tiny_config
+from train_helpers import fixed_batch_loss_before_after
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader
 from emu_jax.training import loop
 from emu_jax.training.metrics import NonFiniteError
-from emu_jax.training.step import loss_fn
 
 
 def test_loss_goes_down_on_tiny_moving_shapes(tiny_shapes_dir):
@@ -20,19 +19,9 @@ def test_loss_goes_down_on_tiny_moving_shapes(tiny_shapes_dir):
     cfg = tiny_config(tiny_shapes_dir, "t2i", train__batch_size=8, train__optimizer__lr=3e-3,
                       train__optimizer__warmup_steps=0, train__drop_text=0.0, train__drop_image=0.0,
                       train__drop_both=0.0)
-    run = loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
-    _, schedule, spec = loop.build(cfg)
-    state = run.init_state()
-    with sharding.use_mesh(run.mesh, run.rules):
-        batch = next(loop._batches(make_loader(cfg.data, split="train", seed=0, batch_size=8), run.model, run.mesh))
-        eval_loss = jax.jit(lambda p: sum(loss_fn(run.model, schedule, spec, p, batch, jax.random.key(i))[0]
-                                          for i in range(4)) / 4)
-        before = float(eval_loss(state.params))
-        for _ in range(25):
-            state, _ = run.step_fn(state, batch)
-        after = float(eval_loss(state.params))
+    before, after, _ = fixed_batch_loss_before_after(cfg, steps=25)
     print(f"fixed-draw loss before {before:.4f} after 25 steps {after:.4f}")
-    assert after < 0.95 * before  # fixed draws: no sampling noise in this comparison
+    assert after < 0.95 * before
 
 
 class _NaNAt(grain.DatasetIterator):
