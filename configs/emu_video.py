@@ -22,10 +22,11 @@ trainable temporal params are spread over the slice (on v5p-128 that is
 slices much larger than the batch, use `--config.mesh.shape.data=N` so that
 `fsdp` stays at 16-64 chips and all-gathers stay inside a pod.
 
-Remat: `model.unet.remat` ('save_dots' keeps matmul outputs, recomputes
-the rest; 'full' recomputes everything, 'none' stores all activations).
-`emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128`
-reports which one fits (docs/aot.md).
+Remat: `model.unet.remat = 'full'` (each U-Net block recomputes its
+activations in the backward pass). 'save_dots' keeps every matmul output,
+including the spatial attention scores (4096 x 4096 per head and frame at a
+64x64 latent): `emu-video aot` measured 299 GiB of temporaries per v5p chip
+at 4 clips per chip, so it does not fit (docs/aot.md).
 
 Paths (`train.init_from`, `data.data_dir`, `data.subset_file`) are
 placeholders under workdir/; set them with `--config.train.init_from=...`.
@@ -86,6 +87,7 @@ def get_config(arg=None):
         t.slots = ml_collections.ConfigDict(dict(num_given=8, factor=4, pad=4))  # 37 slots
         c.data.num_frames, c.data.fps, c.data.min_clip_seconds = 37, 16.0, 2.5
         c.model.fps = 16
+    c.model.unet.remat = "full"  # save_dots keeps the attention scores: out of HBM (docs/aot.md)
     c.data.data_dir = "workdir/emu_video/data"
     c.data.text_max_length = 77
     return c
