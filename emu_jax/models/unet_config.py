@@ -76,17 +76,18 @@ class UNetConfig:
                 object.__setattr__(self, name, tuple(int(x) for x in v))
         _per_level(self.num_res_blocks, levels, "num_res_blocks")
         layers = _per_level(self.transformer_layers, levels, "transformer_layers")
-        if (self.num_heads is None) == (self.head_dim is None):
-            raise ValueError(f"set exactly one of num_heads ({self.num_heads}) and head_dim ({self.head_dim})")
-        if self.num_heads is not None:
-            _per_level(self.num_heads, levels, "num_heads")
         allowed = {2 ** i for i in range(levels)}
         bad = [r for r in self.attention_resolutions if r not in allowed]
         if bad:
             raise ValueError(f"attention_resolutions {bad} are not level downsample factors {sorted(allowed)}")
+        if (self.num_heads is None) == (self.head_dim is None):
+            raise ValueError(f"set exactly one of num_heads ({self.num_heads}) and head_dim ({self.head_dim})")
+        if self.num_heads is not None:
+            _per_level(self.num_heads, levels, "num_heads")
         if not self.context_dims:
             raise ValueError("context_dims needs at least one text-encoder width")
-        if len(self.context_dims) > 1 and any(n != len(self.context_dims) for n in layers):
+        attn_layers = [n for i, n in enumerate(layers) if 2 ** i in self.attention_resolutions or i == levels - 1]
+        if len(self.context_dims) > 1 and any(n != len(self.context_dims) for n in attn_layers):
             raise ValueError(f"with {len(self.context_dims)} contexts, transformer_layers must be "
                              f"{len(self.context_dims)} everywhere (layer i attends context i), got {layers}")
         for name, value, allowed_values in (("dtype", self.dtype, DTYPES), ("remat", self.remat, REMAT_POLICIES),

@@ -79,6 +79,8 @@ def test_parity_with_diffusers_and_identity_init(fixture, request):
     print(f"[{variant}] image-mode parity vs diffusers (T={t_frames}): relative L2 error {rel:.2e}")
     assert rel <= 1e-4
 
+    if variant != "sd1":
+        return  # identity init is a property of our temporal layers: one variant shows it after conversion
     video = np.asarray(fwd(params, jnp.asarray(x), jnp.asarray(t), (jnp.asarray(ctx),),
                            cond=jnp.zeros((b, t_frames, 16, 16, 5))))
     rel_v = np.linalg.norm(video - image) / np.linalg.norm(image)

@@ -10,7 +10,7 @@ from emu_jax.models import UNet, UNetConfig
 from emu_jax.models.unet import abstract_params, init_params
 
 CFG = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1, 2),
-                 num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=8,
+                 num_res_blocks=1, attention_resolutions=(2,), num_heads=None, head_dim=8,
                  context_dims=(16, 24), transformer_layers=2, norm_groups=8)  # two text encoders
 
 
@@ -65,8 +65,12 @@ def test_sharded_init_places_params_in_shards(devices8):
     mesh = sharding.make_mesh({"data": 2, "fsdp": 4, "tensor": 1})
     p_shard = sharding.params_shardings(abstract_params(micro), mesh)
     params = init_params(micro, jax.random.key(0), out_shardings=p_shard)
-    kernel = params["down_blocks_0"]["resnets_0"]["conv1"]["kernel"]  # (3, 3, 32, 32): out dim over fsdp
-    assert kernel.sharding == p_shard["down_blocks_0"]["resnets_0"]["conv1"]["kernel"]
-    assert kernel.addressable_shards[0].data.shape == (3, 3, 32, 8)
-    reference = init_params(micro, jax.random.key(0))
-    np.testing.assert_array_equal(np.asarray(kernel), reference["down_blocks_0"]["resnets_0"]["conv1"]["kernel"])
+    resnet = params["down_blocks_0"]["resnets_0"]
+    assert resnet["conv1"]["kernel"].sharding == p_shard["down_blocks_0"]["resnets_0"]["conv1"]["kernel"]
+    assert resnet["conv1"]["kernel"].addressable_shards[0].data.shape == (3, 3, 32, 8)  # out dim over fsdp
+    # Values are right too: the temporal conv, sharded the same way, is still the identity.
+    kernel = resnet["temporal_conv1"]["conv"]["kernel"]
+    assert kernel.addressable_shards[0].data.shape == (3, 1, 1, 32, 8)
+    expected = np.zeros((3, 1, 1, 32, 32), np.float32)
+    expected[1, 0, 0] = np.eye(32)
+    np.testing.assert_array_equal(np.asarray(kernel), expected)
