@@ -48,9 +48,6 @@ def save_checkpoint(path: str, meta: Mapping[str, Any], params: Mapping[str, Any
             json.dump({"format": FORMAT, "version": VERSION, **meta}, f, indent=2)
 
 
-save_model = save_checkpoint  # the name the sampling code uses
-
-
 def load_meta(path: str) -> dict[str, Any]:
     """Read and validate `path/emu_jax.json`."""
     if not os.path.isdir(path):
@@ -68,9 +65,6 @@ def load_meta(path: str) -> dict[str, Any]:
     if int(meta.get("version", 0)) > VERSION:
         raise ValueError(f"{meta_path}: version {meta['version']} is newer than this emu_jax reads ({VERSION})")
     return meta
-
-
-read_meta = load_meta
 
 
 def model_config_dict(meta: Mapping[str, Any]) -> dict:
@@ -131,5 +125,3 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
     params = jax.tree.map(np.asarray, merge_trees(trainable, state["frozen"]))
     return {**meta, "step": step}, normalize_params(params)
 
-
-load_params = load_checkpoint  # the name the sampling code uses

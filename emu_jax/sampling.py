@@ -119,7 +119,7 @@ def describe_checkpoint(path: str) -> tuple[dict, Any, str, Schedule, str]:
     """(meta, EmuConfig, task, schedule, prediction) from `emu_jax.json` alone: cheap, for validation."""
     from emu_jax.models.emu import EmuConfig
 
-    meta = checkpoint_io.read_meta(str(path))
+    meta = checkpoint_io.load_meta(str(path))
     config = EmuConfig.from_dict(checkpoint_io.model_config_dict(meta))
     d = {**DEFAULT_DIFFUSION, **dict(meta.get("diffusion") or {})}
     schedule = make_schedule(d["beta_schedule"], int(d["num_train_steps"]), float(d["beta_start"]),
@@ -132,7 +132,7 @@ def load_model(path: str) -> LoadedModel:
     from emu_jax.models.emu import EmuModel
 
     meta, config, task, schedule, prediction = describe_checkpoint(path)
-    meta, params = checkpoint_io.load_params(str(path), prefer_ema=True)
+    meta, params = checkpoint_io.load_checkpoint(str(path), prefer_ema=True)
     layout = conditioning.SlotLayout(**meta["slots"]) if task == "interp" and meta.get("slots") else (
         conditioning.SlotLayout() if task == "interp" else None)
     return LoadedModel(str(path), meta, EmuModel(config, root=path), params, task, schedule, prediction, layout)

@@ -54,5 +54,5 @@ def sampling_meta(meta):
 
 
 def save(loaded: sampling.LoadedModel, path: str, params=None) -> str:
-    checkpoint_io.save_model(path, loaded.meta, loaded.params if params is None else params)
+    checkpoint_io.save_checkpoint(path, loaded.meta, loaded.params if params is None else params)
     return path
