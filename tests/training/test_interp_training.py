@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from conftest import tiny_config
+from emu_test_utils import tiny_config
 from emu_jax import conditioning
 from emu_jax.training import loop
 from train_helpers import fixed_batch_loss_before_after

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, xla_flags
+from emu_test_utils import REPO, xla_flags
 
 pytestmark = pytest.mark.multiprocess
 

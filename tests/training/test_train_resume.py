@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, xla_flags
+from emu_test_utils import REPO, xla_flags
 from emu_jax import checkpoint_io
 
 STEPS, EVERY = 6, 2

@@ -6,7 +6,7 @@ import grain
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from emu_test_utils import tiny_config
 from train_helpers import fixed_batch_loss_before_after
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader

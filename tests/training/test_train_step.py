@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from emu_test_utils import tiny_config
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader
 from emu_jax.training import loop
