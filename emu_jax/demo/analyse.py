@@ -57,13 +57,20 @@ def _template(shape: str, cover_HW: np.ndarray) -> np.ndarray:
     return shapes.render_clip(attrs, 1, size)[0, ..., 0].astype(np.float32) / 255.0
 
 
+def _pool2(x_HW: np.ndarray) -> np.ndarray:
+    """2x2 mean pooling: compares shapes at the resolution H.264's 4:2:0 chroma keeps (blue on black
+    is nearly all chroma, so its edges are blurred at full resolution)."""
+    h, w = (x_HW.shape[0] // 2) * 2, (x_HW.shape[1] // 2) * 2
+    return x_HW[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
 def classify(frame_HWC: np.ndarray, mask_HW: np.ndarray, bg_rgb: np.ndarray) -> str | None:
     """Shape class whose template (same area and centroid) best matches the frame's coverage."""
     if mask_HW.sum() < MIN_AREA or frame_HWC.shape[0] != frame_HWC.shape[1]:
         return None
     fg = np.median(np.asarray(frame_HWC, np.float32)[mask_HW], axis=0)
     cover = coverage(frame_HWC, bg_rgb, fg)
-    errors = {s: float(np.abs(_template(s, cover) - cover).sum()) for s in shapes.SHAPES}
+    errors = {s: float(np.abs(_pool2(_template(s, cover)) - _pool2(cover)).sum()) for s in shapes.SHAPES}
     return min(errors, key=errors.get)
 
 
