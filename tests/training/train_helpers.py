@@ -12,7 +12,7 @@ def fixed_batch_loss_before_after(cfg, steps: int, draws: int = 4):
     """Loss at fixed (t, noise) draws before and after `steps` updates on one batch, on 1 device.
 
     Fixed draws make the comparison free of sampling noise, so a modest drop is real.
-    Returns (before, after, first batch).
+    Returns (before, after, the batch, the run, params before, params after).
     """
     run = loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
     _, schedule, spec = loop.build(cfg)
@@ -23,8 +23,8 @@ def fixed_batch_loss_before_after(cfg, steps: int, draws: int = 4):
         batch = next(loop._batches(loader, run.model, run.mesh))
         eval_loss = jax.jit(lambda p: sum(loss_fn(run.model, schedule, spec, p, batch, jax.random.key(i))[0]
                                           for i in range(draws)) / draws)
-        before = float(eval_loss(state.params))
+        before, params0 = float(eval_loss(state.params)), jax.device_get(state.params)
         for _ in range(steps):
             state, _ = run.step_fn(state, batch)
         after = float(eval_loss(state.params))
-    return before, after, batch
+    return before, after, batch, run, params0, jax.device_get(state.params)
