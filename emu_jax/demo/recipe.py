@@ -85,8 +85,11 @@ def _finished(cfg, run_dir: pathlib.Path) -> bool:
 
 
 def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Path | None = None) -> pathlib.Path:
-    """F (from the t2v run) -> `out`, I (from the interp run) -> `out/interp`; weights only (EMA if any)."""
+    """F (from the t2v run) -> `out`, I (from the interp run, bfloat16) -> `out/interp`; weights only."""
     from emu_jax import checkpoint_io
+
+    import jax
+    import numpy as np
 
     out = pathlib.Path(out or workdir / EXPORT)
     for stage, folder in (("t2v", out), ("interp", out / "interp")):
@@ -94,6 +97,11 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
             continue
         cfg = stage_config(stage, size, workdir, latent_scale=latent_scale)
         meta, params = checkpoint_io.load_checkpoint(str(workdir / stage))
+        if stage == "interp":
+            # I is stored in bfloat16 so F + I fit the package's 50 MB budget; Flax promotes the
+            # weights back to the fp32 activations, so only the weights' rounding changes.
+            params = jax.tree.map(lambda x: np.asarray(x).astype(jax.numpy.bfloat16)
+                                  if np.issubdtype(np.asarray(x).dtype, np.floating) else x, params)
         checkpoint_io.save_checkpoint(str(folder), {
             "kind": "model", "task": cfg.train.task, "model": meta["model"], "diffusion": cfg.diffusion.to_dict(),
             "sampling": cfg.sampling.to_dict(), "slots": cfg.train.slots.to_dict(),
