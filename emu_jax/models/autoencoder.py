@@ -349,13 +349,26 @@ def decode(cfg: VAEConfig, params, z_NhwC: Array, dtype=None) -> Array:
 
 
 def _frames_in_chunks(fn, x_BT: Array, chunk: int) -> Array:
-    """Apply `fn` to (B*T, ...) frames `chunk` at a time with lax.map (one compile, bounded memory)."""
-    n = x_BT.shape[0]
-    chunk = max(1, min(int(chunk), n))
-    pad = (-n) % chunk
-    x = jnp.concatenate([x_BT, jnp.zeros((pad,) + x_BT.shape[1:], x_BT.dtype)]) if pad else x_BT
-    y = jax.lax.map(fn, x.reshape((-1, chunk) + x.shape[1:]))
-    return y.reshape((-1,) + y.shape[2:])[:n]
+    """Apply the per-frame `fn` to a video (B, T, ...) `chunk` frames of every clip at a time.
+
+    lax.map runs over frame chunks while the batch axis stays leading inside
+    each step, so a batch sharded over devices stays sharded (mapping over the
+    flattened B*T axis would gather every clip onto every device). One
+    compile, memory bounded by B * chunk frames.
+    """
+    b, t = x_BT.shape[:2]
+    chunk = max(1, min(int(chunk), t))
+    pad = (-t) % chunk
+    x = jnp.pad(x_BT, [(0, 0), (0, pad)] + [(0, 0)] * (x_BT.ndim - 2)) if pad else x_BT
+    n = (t + pad) // chunk
+    xs = jnp.swapaxes(x.reshape((b, n, chunk) + x.shape[2:]), 0, 1)  # (n, B, chunk, ...)
+
+    def one(xc: Array) -> Array:  # (B, chunk, ...): batch-major, so the batch sharding carries over
+        y = fn(xc.reshape((b * chunk,) + xc.shape[2:]))
+        return y.reshape((b, chunk) + y.shape[1:])
+
+    ys = jax.lax.map(one, xs)  # (n, B, chunk, ...)
+    return jnp.swapaxes(ys, 0, 1).reshape((b, n * chunk) + ys.shape[3:])[:, :t]
 
 
 def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = None,
@@ -368,18 +381,14 @@ def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = Non
     check_pixels(cfg, x_BTHWC.shape)
     if x_BTHWC.ndim != 5:
         raise ValueError(f"video must be (B, T, H, W, C), got shape {x_BTHWC.shape}")
-    b, t = x_BTHWC.shape[:2]
-    x = x_BTHWC.reshape((b * t,) + x_BTHWC.shape[2:])
-
     def moments(xc: Array) -> Array:
         # Mean and log-variance travel together so one chunked pass serves both modes.
         post = encode(cfg, params, xc, dtype)
         return jnp.concatenate([post.mean, post.logvar], axis=-1)
 
-    post = DiagonalGaussian.from_moments(_frames_in_chunks(moments, x, chunk))
+    post = DiagonalGaussian.from_moments(_frames_in_chunks(moments, x_BTHWC, chunk))
     z = post.mean if rng is None else post.sample(rng)
-    z = scale_latents(cfg, z)
-    return z.reshape((b, t) + z.shape[1:])
+    return scale_latents(cfg, z)
 
 
 def decode_video(cfg: VAEConfig, params, z_BTHWC: Array, chunk: int = 8, dtype=None) -> Array:
@@ -387,7 +396,5 @@ def decode_video(cfg: VAEConfig, params, z_BTHWC: Array, chunk: int = 8, dtype=N
     check_latents(cfg, z_BTHWC.shape)
     if z_BTHWC.ndim != 5:
         raise ValueError(f"video latents must be (B, T, h, w, z), got shape {z_BTHWC.shape}")
-    b, t = z_BTHWC.shape[:2]
-    z = unscale_latents(cfg, z_BTHWC.reshape((b * t,) + z_BTHWC.shape[2:]))
-    x = _frames_in_chunks(lambda zc: decode(cfg, params, zc, dtype), z, chunk)
-    return x.reshape((b, t) + x.shape[1:])
+    z = unscale_latents(cfg, z_BTHWC)
+    return _frames_in_chunks(lambda zc: decode(cfg, params, zc, dtype), z, chunk)
