@@ -33,10 +33,16 @@ def _use_temporal(module: nn.Module, cfg: UNetConfig, image_mode: bool) -> bool:
 
 
 def _remat(cls, cfg: UNetConfig, static_argnums: tuple[int, ...]):
-    """Wrap a block class in `nn.remat` according to `cfg.remat` ('none' | 'full' | 'save_dots')."""
+    """Wrap a block class in `nn.remat` according to `cfg.remat`.
+
+    'save_dots' keeps every matmul output, attention scores included (large at
+    64x64 latents); 'save_dots_no_batch' keeps only matmuls without batch
+    dimensions (projections, feed-forward), recomputing the scores.
+    """
     if cfg.remat == "none":
         return cls
-    policy = jax.checkpoint_policies.checkpoint_dots if cfg.remat == "save_dots" else None
+    policy = {"save_dots": jax.checkpoint_policies.checkpoint_dots,
+              "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}.get(cfg.remat)
     return nn.remat(cls, policy=policy, static_argnums=static_argnums)
 
 

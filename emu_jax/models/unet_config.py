@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from emu_jax.models.layers import ATTENTION_IMPLS
 
-REMAT_POLICIES = ("none", "full", "save_dots")
+REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch")
 DTYPES = ("float32", "bfloat16")
 
 

@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Callable
 
+from emu_jax.models.unet_config import REMAT_POLICIES
+
 GiB = 1024 ** 3
 log = logging.getLogger(__name__)
 
@@ -257,7 +259,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-chip-batch", type=int, default=None,
                         help="examples per device (global batch = this x devices); default: "
                              "train.batch_size / devices")
-    parser.add_argument("--remat", choices=("none", "full", "save_dots"), default=None,
+    parser.add_argument("--remat", choices=REMAT_POLICIES, default=None,
                         help="U-Net rematerialisation policy (default: the config's model.unet.remat)")
     parser.add_argument("--input", choices=("auto", "video", "latents"), default="auto",
                         help="batch holds pixels (VAE encode inside the step) or cached latents; "

@@ -114,7 +114,7 @@ def test_remat_same_output_and_grad(tiny):
         return jax.jit(jax.value_and_grad(lambda p: jnp.mean(UNet(c).apply({"params": p}, x, t, ctx) ** 2)))
 
     l0, g0 = grad_fn("none")(params)
-    for remat in ("full", "save_dots"):
+    for remat in ("full", "save_dots", "save_dots_no_batch"):
         l1, g1 = grad_fn(remat)(params)
         np.testing.assert_allclose(l1, l0, rtol=1e-6)
         for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
