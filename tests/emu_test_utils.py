@@ -1,6 +1,7 @@
 """Helpers shared by tests in several folders (a uniquely named module: every folder's
 conftest.py is a module called `conftest`, so importing helpers from it is ambiguous)."""
 
+import json
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -28,3 +29,21 @@ def tiny_config(data_dir: str, task: str = "t2v", **overrides):
     for key, value in overrides.items():
         apply_override(cfg, key.replace("__", "."), str(value))
     return cfg
+
+
+def write_clip_tokenizer(folder) -> dict:
+    """A tiny CLIP vocab.json / merges.txt in `folder`: letters, word-final letters, a few merges,
+    bos/eos. Returns the vocabulary."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {c: i for i, c in enumerate(letters)}
+    vocab.update({c + "</w>": 26 + i for i, c in enumerate(letters)})
+    merges = ["a t</w>", "c at</w>", "t h", "th e</w>", "d o", "do g</w>"]
+    for m in merges:
+        vocab["".join(m.split())] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return vocab

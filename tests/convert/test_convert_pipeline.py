@@ -17,6 +17,7 @@ from emu_jax.models import autoencoder as ae  # noqa: E402
 from emu_jax.models import text as text_lib  # noqa: E402
 from emu_jax.models.emu import EmuConfig, load_tokenizer  # noqa: E402
 from emu_jax.models.unet import UNet  # noqa: E402
+from emu_test_utils import write_clip_tokenizer  # noqa: E402
 
 TOL = 1e-4
 PROMPTS = ["the cat", "a dog ate the cat"]
@@ -27,28 +28,10 @@ def rel_err(ours, ref) -> float:
     return float(np.linalg.norm(ours - ref) / np.linalg.norm(ref))
 
 
-def write_clip_tokenizer(folder) -> int:
-    """Tiny CLIP vocab.json / merges.txt; returns the vocabulary size."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": 26 + i for i, c in enumerate(letters)})
-    merges = ["a t</w>", "c at</w>", "t h", "th e</w>", "d o", "do g</w>"]
-    for m in merges:
-        vocab["".join(m.split())] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vocab.json"), "w") as f:
-        json.dump(vocab, f)
-    with open(os.path.join(folder, "merges.txt"), "w") as f:
-        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return len(vocab)
-
-
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("sd")
-    vocab_size = write_clip_tokenizer(str(root / "vocab"))
+    vocab_size = len(write_clip_tokenizer(root / "vocab"))
     tokenizer = transformers.CLIPTokenizer.from_pretrained(str(root / "vocab"), model_max_length=16)
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(

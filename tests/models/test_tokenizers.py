@@ -1,33 +1,18 @@
 """Tokenizers: same ids as transformers for CLIP BPE and sentencepiece, padding, truncation, vocab check."""
 
-import json
 import warnings
 
 import pytest
 
 from emu_jax.models import tokenizers as tk
+from emu_test_utils import write_clip_tokenizer
 
 CAPTIONS = ["the cat", "The  DOG ate the cat", "a b c d e f g h i j k l m n o p"]
 
 
-def write_clip_files(folder):
-    """A tiny CLIP vocab.json / merges.txt: letters, word-final letters, a few merges, bos/eos."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {c: i for i, c in enumerate(letters)}
-    vocab.update({c + "</w>": 26 + i for i, c in enumerate(letters)})
-    merges = ["a t</w>", "c at</w>", "t h", "th e</w>", "d o", "do g</w>"]
-    for m in merges:
-        vocab["".join(m.split())] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return vocab
-
-
 def test_clip_bpe_matches_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    vocab = write_clip_files(tmp_path)
+    vocab = write_clip_tokenizer(tmp_path)
     ref = transformers.CLIPTokenizer.from_pretrained(str(tmp_path))
     want = ref(CAPTIONS, padding="max_length", max_length=10, truncation=True)
     with pytest.warns(UserWarning, match=r"dropped 8 tokens: 'i j k l m n o p'"):
