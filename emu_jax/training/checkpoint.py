@@ -15,10 +15,7 @@ from typing import Any, Mapping
 import jax
 import orbax.checkpoint as ocp
 
-
-def _data_args(iterator: Any, restore: bool):
-    import grain.checkpoint as gc  # imported here: only runs with a grain iterator need it
-    return gc.CheckpointRestore(iterator) if restore else gc.CheckpointSave(iterator)
+from emu_jax.data.pipeline import iterator_checkpoint_args
 
 
 class RunCheckpointer:
@@ -44,7 +41,7 @@ class RunCheckpointer:
              config: Mapping[str, Any] | None = None, force: bool = False) -> bool:
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
-            items["data"] = _data_args(data_iterator, restore=False)
+            items["data"] = iterator_checkpoint_args(data_iterator)
         if config is not None:
             items["config"] = ocp.args.JsonSave(json.loads(json.dumps(dict(config), default=str)))
         return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
@@ -55,7 +52,7 @@ class RunCheckpointer:
         restored in place."""
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iterator is not None:
-            items["data"] = _data_args(data_iterator, restore=True)
+            items["data"] = iterator_checkpoint_args(data_iterator, restore=True)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
