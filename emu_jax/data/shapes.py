@@ -91,6 +91,10 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
                       size=float(rng.uniform(*size_range)), start_x=starts[0], start_y=starts[1])
 
 
+# Every word a caption can hold (the `moving_shapes` word tokenizer's vocabulary, in a fixed order).
+VOCABULARY = ("a", "moving", "on", "background", *COLORS, *SHAPES, *DIRECTIONS, *BACKGROUNDS)
+
+
 def caption(attrs: ShapeAttrs) -> str:
     """'a red circle moving left on a black background'."""
     return f"a {attrs.color} {attrs.shape} moving {attrs.direction} on a {attrs.background} background"

@@ -30,7 +30,7 @@ class TextEncoderSpec:
     kind: str  # 'clip' | 't5'
     config: text_lib.TextConfig
     max_length: int = 77
-    tokenizer: str = "byte"  # 'byte' or a tokenizer folder (relative to the checkpoint)
+    tokenizer: str = "byte"  # a built-in name ('byte', 'moving_shapes') or a folder (relative to the checkpoint)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "config": self.config.to_dict(), "max_length": self.max_length,
@@ -93,8 +93,8 @@ def _inner(tree: Any) -> Any:
 
 def load_tokenizer(spec: TextEncoderSpec, root: str | pathlib.Path | None = None):
     from emu_jax.models import tokenizers
-    if spec.tokenizer == "byte":
-        return tokenizers.ByteTokenizer()
+    if spec.tokenizer in tokenizers.BUILTIN:
+        return tokenizers.load_tokenizer(spec.tokenizer)
     path = pathlib.Path(spec.tokenizer)
     if not path.is_absolute() and root is not None:
         path = pathlib.Path(root) / path

@@ -3,8 +3,9 @@
 Loaded from the files that ship with a checkpoint, never from the network:
 `tokenizer.json` (tokenizers), CLIP's `vocab.json` + `merges.txt` (the same
 BPE pipeline as transformers' CLIPTokenizer), `spiece.model` (sentencepiece,
-T5). `ByteTokenizer` (UTF-8 bytes + pad/bos/eos, 259 ids) is the offline
-default for small configs. Every tokenizer pads to `max_length`; truncation
+T5). Built in, named instead of a folder: `byte` (UTF-8 bytes + pad/bos/eos,
+259 ids), the offline default for small configs, and `moving_shapes` (one id
+per word of the demo dataset's captions). Every tokenizer pads to `max_length`; truncation
 keeps the trailing special tokens (EOS) and warns with the dropped text.
 """
 
@@ -84,6 +85,46 @@ class ByteTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(int(i) for i in ids if int(i) < 256).decode("utf-8", errors="replace")
+
+
+class WordTokenizer(Tokenizer):
+    """Closed-vocabulary words split on whitespace (lower-cased): pad 0, unk 1, the words, then bos
+    and eos (EOS is the largest id, as in `ByteTokenizer`). For captions from a fixed grammar, where
+    one id per word spares a small text encoder from learning to spell."""
+
+    n_prefix, n_suffix = 1, 1
+    pad_id, unk_id = 0, 1
+
+    def __init__(self, words: Sequence[str]):
+        words = list(dict.fromkeys(w.lower() for w in words))
+        bad = [w for w in words if not w or any(c.isspace() for c in w)]
+        if bad:
+            raise ValueError(f"vocabulary words must be non-empty and without whitespace, got {bad}")
+        self.words = words
+        self.ids = {w: i + 2 for i, w in enumerate(words)}
+        self.bos_id, self.eos_id = len(words) + 2, len(words) + 3
+        self.vocab_size = len(words) + 4
+
+    def _encode(self, text: str) -> list[int]:
+        tokens = text.lower().split()
+        unknown = [t for t in tokens if t not in self.ids]
+        if unknown:
+            warnings.warn(f"words outside the tokenizer's {len(self.words)}-word vocabulary become <unk>: "
+                          f"{unknown}", stacklevel=4)
+        return [self.bos_id] + [self.ids.get(t, self.unk_id) for t in tokens] + [self.eos_id]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        names = {i: w for w, i in self.ids.items()} | {self.unk_id: "<unk>"}
+        return " ".join(names[int(i)] for i in ids if int(i) in names)
+
+
+def _moving_shapes() -> WordTokenizer:
+    from emu_jax.data import shapes
+
+    return WordTokenizer(shapes.VOCABULARY)
+
+
+BUILTIN = {"byte": ByteTokenizer, "moving_shapes": _moving_shapes}
 
 
 class HFTokenizer(Tokenizer):
@@ -174,11 +215,13 @@ def _special_tokens(folder: str) -> dict[str, str]:
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-    """'byte' -> ByteTokenizer; else a folder with tokenizer.json, vocab.json + merges.txt or spiece.model."""
-    if path == "byte":
-        return ByteTokenizer()
+    """A built-in name (`BUILTIN`: 'byte', 'moving_shapes'), else a folder with tokenizer.json,
+    vocab.json + merges.txt or spiece.model."""
+    if path in BUILTIN:
+        return BUILTIN[path]()
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"tokenizer folder {path!r} does not exist (or pass 'byte')")
+        raise FileNotFoundError(f"tokenizer folder {path!r} does not exist (or pass a built-in name: "
+                                f"{sorted(BUILTIN)})")
     special = _special_tokens(path)
     join = lambda n: os.path.join(path, n)  # noqa: E731
     if os.path.isfile(join("tokenizer.json")):
@@ -192,7 +235,7 @@ def load_tokenizer(path: str) -> Tokenizer:
     if os.path.isfile(join("spiece.model")):
         return SentencePieceTokenizer(join("spiece.model"))
     raise FileNotFoundError(f"no tokenizer in {path!r}: expected one of {list(TOKENIZER_FILES)}; "
-                            f"found {sorted(os.listdir(path))}")
+                            f"found {sorted(os.listdir(path))}; built-in names: {sorted(BUILTIN)}")
 
 
 def check_vocab(tokenizer: Tokenizer, model_vocab_size: int) -> None:
