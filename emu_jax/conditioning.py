@@ -140,3 +140,15 @@ def stitched_given_positions(layout: SlotLayout) -> np.ndarray:
     first = layout.given_slots
     offset = int(layout.given_slots[-1]) + layout.factor - layout.pad
     return np.concatenate([first, layout.given_slots + offset])
+
+
+def output_given_positions(num_given_frames: int, layout: SlotLayout) -> np.ndarray:
+    """Where the `num_given_frames` given frames sit in the interpolated output: the slots of one
+    window, or of two stitched halves (`stitch_halves`)."""
+    if num_given_frames == layout.num_given:
+        return layout.given_slots
+    if num_given_frames == 2 * layout.num_given:
+        return stitched_given_positions(layout)
+    raise ValueError(f"{num_given_frames} given frames: the layout interpolates {layout.num_given} "
+                     f"(one window) or {2 * layout.num_given} (two halves)")
+

@@ -11,13 +11,26 @@ I's 37 slots at 16 fps are both clips of it. The recipe
 import ml_collections
 
 from emu_jax.config import load_config
+from emu_jax.models.tokenizers import load_tokenizer
 
 STAGES = ("vae", "t2i", "t2v", "interp")
 SIZES = ("default", "tiny")
 
 
+TEXT_MAX_LENGTH = 16  # captions are 10 words, + BOS / EOS
+
+
+def text_encoder(hidden: int, layers: int, heads: int) -> dict:
+    """A CLIP-style encoder over the built-in word-level `moving_shapes` tokenizer (one id per caption word)."""
+    vocab = load_tokenizer("moving_shapes")
+    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer="moving_shapes", config=dict(
+        vocab_size=vocab.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, max_position_embeddings=TEXT_MAX_LENGTH, eos_token_id=vocab.eos_id))
+
+
 def model(size: str) -> ml_collections.ConfigDict:
-    """32 px frames, VAE 4x down (default; 2x tiny) to 4 latent channels, byte-level CLIP-style text."""
+    """32 px frames, VAE 2x down to 16x16x4 latents (the shapes stay 4-6 latent pixels wide), word-level
+    CLIP-style text."""
     if size == "tiny":
         return ml_collections.ConfigDict(dict(
             unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=16, channel_mult=(1, 2),
@@ -26,20 +39,16 @@ def model(size: str) -> ml_collections.ConfigDict:
                       cond_level_embed=False),
             vae=dict(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8,
                      scaling_factor=1.0),
-            text_encoders=[dict(kind="clip", max_length=64, tokenizer="byte", config=dict(
-                vocab_size=259, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                num_attention_heads=2, max_position_embeddings=64, eos_token_id=258))],
+            text_encoders=[text_encoder(hidden=16, layers=1, heads=2)],
             resolution=16, num_frames=4, fps=4))
     return ml_collections.ConfigDict(dict(
         unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=64, channel_mult=(1, 2),
                   num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=32,
                   transformer_layers=1, context_dims=(64,), norm_groups=16, temporal=True,
                   cond_level_embed=False),
-        vae=dict(latent_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+        vae=dict(latent_channels=4, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16,
                  scaling_factor=1.0),
-        text_encoders=[dict(kind="clip", max_length=64, tokenizer="byte", config=dict(
-            vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=64, eos_token_id=258))],
+        text_encoders=[text_encoder(hidden=64, layers=2, heads=4)],
         resolution=32, num_frames=8, fps=4))
 
 
@@ -81,7 +90,7 @@ def get_config(arg=None):
     c.dataset = dataset(size)  # build parameters of the recipe's moving_shapes dataset
     c.data = load_config("data/moving_shapes_tiny.py")
     c.data.resolution = c.model.resolution
-    c.data.text_max_length = 64
+    c.data.text_max_length = TEXT_MAX_LENGTH
     steps, batch, lr, warmup = SCHEDULE[size][stage]
     c.train.task = {"vae": "t2i", "t2i": "t2i", "t2v": "t2v", "interp": "interp"}[stage]
     c.train.steps, c.train.batch_size = steps, batch

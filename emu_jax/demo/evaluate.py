@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from emu_jax import conditioning
 from emu_jax.data import builders, clips, shapes
 from emu_jax.demo import analyse
 
@@ -48,9 +49,24 @@ def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps:
     return analyse.summarise(readings, attrs) if num_clips else {}
 
 
-def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs]) -> tuple[dict, list[dict]]:
+def given_frame_error(samples: Sequence, layout) -> dict:
+    """How closely I's output keeps F's frames at their slots: pixel RMS (0-255) between each F frame
+    and its slot in the interpolated video, next to the RMS between consecutive F frames (the motion
+    the interpolation has to fill in; an output that ignored its inputs would be off by about that)."""
+    pairs = [(s.video.astype(np.float32), s.interpolated.astype(np.float32)) for s in samples
+             if s.video is not None and s.interpolated is not None]
+    if not pairs:
+        return {}
+    pos = conditioning.output_given_positions(pairs[0][0].shape[0], layout)
+    rms = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
+    return {"interp_given_rms": float(np.mean([rms(v, i[pos]) for v, i in pairs])),
+            "video_interframe_rms": float(np.mean([rms(v[1:], v[:-1]) for v, _ in pairs]))}
+
+
+def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout=None) -> tuple[dict, list[dict]]:
     """Keyframe attributes from `sample.keyframe`, motion and consistency from the final video
-    (interpolated if present, else F's video; a t2i checkpoint has only the keyframe)."""
+    (interpolated if present, else F's video; a t2i checkpoint has only the keyframe). With I's slot
+    `layout`, also `given_frame_error`."""
     readings = []
     for s in samples:
         key = analyse.analyse_video(s.keyframe[None])
@@ -64,6 +80,8 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs]) -> tup
                                                             for r, w in zip(readings, wanted)]))
     summary["video_frame0_shape_accuracy"] = float(np.mean([r["video_shape"] == w.shape
                                                             for r, w in zip(readings, wanted)]))
+    if layout is not None:
+        summary.update(given_frame_error(samples, layout))
     return summary, readings
 
 
@@ -82,7 +100,7 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     t0 = time.perf_counter()
     samples = [s for batch in pipe.run(prompts, seed=seed) for s in batch]
     seconds = time.perf_counter() - t0
-    summary, readings = score_samples(samples, wanted)
+    summary, readings = score_samples(samples, wanted, pipe.interp.layout if pipe.interp else None)
     return {
         "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
@@ -107,7 +125,10 @@ def format_report(report: dict) -> str:
              f"{'attribute':<30}{'model':>8}{'ceiling':>9}{'target':>8}"]
     for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
                 "consistent_fraction", "mean_area_cv", "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
-                "black_background_brightness_error", "white_background_brightness_error"):
+                "black_background_brightness_error", "white_background_brightness_error",
+                "interp_given_rms", "video_interframe_rms"):
+        if key not in m:
+            continue
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
         ceil = f"{c[key]:.3f}" if key in c else ""
         lines.append(f"{key:<30}{m[key]:>8.3f}{ceil:>9}{target:>8}")

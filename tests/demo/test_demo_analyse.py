@@ -76,3 +76,27 @@ def test_evaluation_scores_samples_and_prompt_set_is_held_out():
     assert summary["color_accuracy"] == summary["shape_accuracy"] == summary["background_accuracy"] == 1.0
     assert summary["direction_accuracy"] == pytest.approx(5 / 6)
     assert len(readings) == 6 and "background_brightness" in readings[0]
+
+
+def test_given_frame_error_reads_the_given_slots():
+    """I's output that holds F's frames at slots 4, 8, ..., 32 scores 0; shifting them by one slot
+    scores about the inter-frame motion."""
+    import types
+
+    from emu_jax import conditioning
+    from emu_jax.demo import evaluate
+
+    layout = conditioning.SlotLayout(num_given=8, factor=4, pad=4)
+    attrs = evaluate.prompt_set(3, seed=5)
+    dense = [shapes.render_clip(a, layout.num_slots + 1, 32) for a in attrs]  # 16 fps ground truth
+    samples = [types.SimpleNamespace(video=d[layout.given_slots], interpolated=d[:-1]) for d in dense]
+    exact = evaluate.given_frame_error(samples, layout)
+    assert exact["interp_given_rms"] == 0.0 and exact["video_interframe_rms"] > 10.0
+    shifted = [types.SimpleNamespace(video=d[layout.given_slots], interpolated=d[1:]) for d in dense]
+    off = evaluate.given_frame_error(shifted, layout)["interp_given_rms"]
+    assert 0.0 < off < exact["video_interframe_rms"]
+    assert evaluate.given_frame_error([types.SimpleNamespace(video=d, interpolated=None) for d in dense], layout) == {}
+    two = conditioning.output_given_positions(16, layout)
+    assert two.tolist()[:9] == [4, 8, 12, 16, 20, 24, 28, 32, 36] and len(two) == 16
+    with pytest.raises(ValueError, match="5 given frames"):
+        conditioning.output_given_positions(5, layout)
