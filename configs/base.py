@@ -20,7 +20,7 @@ def get_config(arg=None):
         zero_terminal_snr=True, prediction="v"))  # stage 2 / HQ / interpolation (SPEC)
 
     c.train = ml_collections.ConfigDict(dict(
-        task="t2v",                 # 't2i' keyframe model | 't2v' model F | 'interp' model I
+        task="t2v",                 # 't2i' keyframe model | 't2v' model F | 'interp' model I | 'vae' autoencoder
         trainable="temporal",       # 'temporal' (F, I) | 'spatial' (T2I) | 'all'
         train_text=False,           # also train the text encoders (the demo learns its own)
         steps=1000, batch_size=8, log_every=50, save_every=500, keep=3, async_save=True,

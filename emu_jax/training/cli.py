@@ -28,7 +28,10 @@ def main(args: argparse.Namespace) -> int:
     if args.distributed or args.coordinator:
         from emu_jax.training.distributed import initialize
         initialize(args.coordinator, args.num_processes, args.process_id)
-    from emu_jax.training.loop import train
+    if cfg.train.task == "vae":
+        from emu_jax.training.vae_train import train_vae as train
+    else:
+        from emu_jax.training.loop import train
     summary = train(cfg, args.workdir, stop_after=args.stop_after)
     print({k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()})
     return 0

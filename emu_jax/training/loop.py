@@ -81,6 +81,9 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
                          f"max_length={emu_cfg.text[0].max_length}")
     if cfg.data.resolution != emu_cfg.resolution:
         raise ValueError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
+    if spec.task == "t2i" and t.trainable == "temporal":
+        raise ValueError("task 't2i' runs the U-Net in image mode, where the temporal layers are unused, so "
+                         "train.trainable='temporal' would train nothing; use 'spatial' or 'all'")
     if spec.task in ("t2v", "interp") and not emu_cfg.unet.temporal:
         raise ValueError(f"task {spec.task!r} needs temporal layers: set model.unet.temporal=True")
     if spec.task in ("t2v", "interp") and emu_cfg.unet.cond_channels != emu_cfg.unet.in_channels + 1:

@@ -72,3 +72,5 @@ def test_config_errors_before_compile(tiny_shapes_dir, monkeypatch):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", diffusion__prediction="eps"), mesh)
     with pytest.raises(ValueError, match="unknown train task 'video'"):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", train__task="video"), mesh)
+    with pytest.raises(ValueError, match="trainable='temporal' would train nothing"):
+        loop.make_run(tiny_config(tiny_shapes_dir, "t2i", train__trainable="temporal"), mesh)
