@@ -30,7 +30,8 @@ def get_config(arg=None):
         init_from="",               # emu_jax checkpoint or training workdir to start from
         slots=ml_collections.ConfigDict(dict(num_given=8, factor=4, pad=4)),
         optimizer=ml_collections.ConfigDict(dict(
-            lr=1e-4, warmup_steps=1000, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0)),
+            lr=1e-4, warmup_steps=1000, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=1.0,
+            decay="constant", end_lr_ratio=0.1)),  # 'cosine': decay to end_lr_ratio * lr at train.steps
     ))
 
     c.sampling = ml_collections.ConfigDict(dict(

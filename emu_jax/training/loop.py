@@ -148,7 +148,7 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     rules = sharding.normalize_rules(cfg.mesh.logical_axis_rules or None)
     validate(cfg, emu_cfg, spec, mesh)
     model = EmuModel(emu_cfg)
-    tx, lr_fn = make_optimizer(cfg.train.optimizer)
+    tx, lr_fn = make_optimizer(cfg.train.optimizer, cfg.train.steps)
     is_trainable = make_trainable_rule(cfg.train.trainable, cfg.train.train_text)
     use_ema = cfg.train.ema_decay > 0
     # Abstract (boxed) state: shardings without allocating anything.

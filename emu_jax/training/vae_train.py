@@ -122,7 +122,7 @@ def train_vae(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     mesh = sharding.make_mesh(dict(cfg.mesh.shape))
     rules = sharding.normalize_rules(cfg.mesh.logical_axis_rules or None)
     vcfg = validate(cfg, mesh)
-    tx, lr_fn = make_optimizer(cfg.train.optimizer)
+    tx, lr_fn = make_optimizer(cfg.train.optimizer, cfg.train.steps)
     boxed = abstract_state(_boxed_params(vcfg), _all, tx, use_ema=False)
     state_sh = sharding.params_shardings(boxed, mesh, rules)
     step_fn = jax.jit(make_step(vcfg, tx, lr_fn, cfg.seed, float(cfg.train.get("kl_weight", 1e-6)),
