@@ -71,10 +71,11 @@ def dataset(size: str) -> ml_collections.ConfigDict:
                                           num_train=4096, num_test=256, seed=0))
 
 
-# (steps, batch, lr, warmup) per stage and size; default sized to what fitted ~70 min on 2 shared CPU cores (docs/demo.md).
+# (steps, batch, lr, warmup) per stage and size; default sized to fit 90 min on 2 idle CPU cores (docs/demo.md).
+# The VAE keeps a constant LR; the diffusion stages decay it with a cosine to 10%.
 SCHEDULE = {
-    "default": {"vae": (600, 16, 1e-3, 50), "t2i": (1200, 32, 1e-3, 50),
-                "t2v": (200, 8, 1e-3, 20), "interp": (40, 4, 1e-3, 5)},
+    "default": {"vae": (2500, 16, 1e-3, 50), "t2i": (1800, 32, 1e-3, 100),
+                "t2v": (400, 8, 1e-3, 20), "interp": (150, 4, 1e-3, 10)},
     "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
 }
 
@@ -98,6 +99,7 @@ def get_config(arg=None):
     c.train.save_every = max(1, min(250, steps))
     c.train.keep = 2
     c.train.optimizer.lr, c.train.optimizer.warmup_steps = lr, warmup
+    c.train.optimizer.decay = "constant" if stage == "vae" or steps <= warmup else "cosine"
     c.train.slots = slots(size)
     c.sampling.num_steps = 25 if size == "default" else 2
     c.sampling.guidance_keyframe, c.sampling.guidance_text, c.sampling.guidance_image = 4.0, 4.0, 2.0
