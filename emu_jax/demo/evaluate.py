@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from emu_jax import conditioning
-from emu_jax.data import builders, clips, shapes
+from emu_jax.data import clips, shapes
 from emu_jax.demo import analyse
 
 HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
@@ -38,6 +38,8 @@ def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps:
             source_frames: int = 40, source_fps: float = 16.0) -> dict:
     """Analyser accuracy on real dataset clips: `make_shapes_example` (render + H.264) decoded by the
     training pipeline's `load_clip` at the evaluated clip's frame count and rate (centred clip)."""
+    from emu_jax.data import builders  # TFDS, only for the ceiling
+
     attrs, readings = [], []
     for i in range(num_clips):
         ex = builders.make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
