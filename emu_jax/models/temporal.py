@@ -49,17 +49,28 @@ class TemporalConv(nn.Module):
 
 
 class TemporalBlock(nn.Module):
-    """One temporal transformer layer on `(B*H*W, T, C)`: self-attention over frames, then GEGLU MLP."""
+    """One temporal transformer layer on `(B*H*W, T, C)`: self-attention over frames, optionally a
+    zero-initialised cross-attention to the text context, then GEGLU MLP."""
 
     num_heads: int
     head_dim: int
     attention_impl: str | None = None
     dtype: Dtype = jnp.float32
+    cross_attention: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, context: jax.Array | None = None,
+                 context_mask: jax.Array | None = None) -> jax.Array:
         x = x + Attention(self.num_heads, self.head_dim, implementation=self.attention_impl, dtype=self.dtype,
                           name="attn1")(LayerNorm(dtype=self.dtype, name="norm1")(x))
+        if self.cross_attention:
+            # Rows are (b, h, w): fold pixels and frames into the query length, one context row per video.
+            n, t, c = x.shape
+            b = context.shape[0]
+            q = LayerNorm(dtype=self.dtype, name="norm2")(x).reshape(b, (n // b) * t, c)
+            y = Attention(self.num_heads, self.head_dim, zero_out=True, implementation=self.attention_impl,
+                          dtype=self.dtype, name="attn2")(q, context.astype(self.dtype), context_mask)
+            x = x + y.reshape(n, t, c)
         x = x + GEGLUFeedForward(dtype=self.dtype, name="ff")(LayerNorm(dtype=self.dtype, name="norm3")(x))
         return x
 
@@ -69,8 +80,8 @@ class TemporalAttention(nn.Module):
 
     GroupNorm over (T, H, W, channel group) as diffusers' TransformerTemporalModel,
     `proj_in`, a sinusoidal frame-index encoding (so attention knows frame
-    order), `num_layers` TemporalBlocks, then a zero-initialised `proj_out`
-    added to the input.
+    order), `num_layers` TemporalBlocks (with `cross_attention`, each also
+    attends to `context`), then a zero-initialised `proj_out` added to the input.
     """
 
     num_frames: int
@@ -79,9 +90,13 @@ class TemporalAttention(nn.Module):
     norm_groups: int = 32
     attention_impl: str | None = None
     dtype: Dtype = jnp.float32
+    cross_attention: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, context: jax.Array | None = None,
+                 context_mask: jax.Array | None = None) -> jax.Array:
+        if self.cross_attention and context is None:
+            raise ValueError("temporal cross-attention needs the text context")
         n, h, w, c = x.shape
         b, t = n // self.num_frames, self.num_frames
         x_BTHWC = x.reshape(b, t, h, w, c)
@@ -93,7 +108,7 @@ class TemporalAttention(nn.Module):
         y_NTC = y_NTC + pos_TC[None]
         for i in range(self.num_layers):
             y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
-                                  name=f"transformer_blocks_{i}")(y_NTC)
+                                  self.cross_attention, name=f"transformer_blocks_{i}")(y_NTC, context, context_mask)
         y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)
         y = y_NTC.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
         return x + y.astype(x.dtype)

@@ -161,8 +161,9 @@ class LevelBlock(nn.Module):
                 h = attn_cls(cfg, heads, cfg.level_transformer_layers[self.level], name=f"attentions_{i}")(
                     h, contexts, context_masks)
                 if _use_temporal(self, cfg, image_mode):
-                    z = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
-                                  _dtype(cfg), name=f"temporal_attentions_{i}")(h)
+                    tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
+                                      _dtype(cfg), cfg.temporal_cross_attention, name=f"temporal_attentions_{i}")
+                    z = tattn(h, contexts[0], context_masks[0]) if cfg.temporal_cross_attention else tattn(h)
                     h = h if image_mode else z
             outputs.append(h)
         if self.resample:

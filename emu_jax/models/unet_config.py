@@ -58,6 +58,10 @@ class UNetConfig:
     temporal: bool = True
     temporal_kernel: int = 3
     temporal_layers: int = 1  # transformer layers inside each temporal attention block
+    # Ours, off by default (SPEC's temporal layers see text only through the frozen spatial features):
+    # each temporal layer also cross-attends to text context 0, zero-initialised, so motion words reach
+    # the trainable temporal layers directly.
+    temporal_cross_attention: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
     attention_impl: str | None = None

@@ -179,3 +179,27 @@ def test_config_round_trip_and_errors():
         cfg.replace(remat="sometimes")
     with pytest.raises(ValueError, match="transformer_layers"):
         cfg.replace(transformer_layers=1)  # two contexts need one layer each
+
+
+def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
+    """With `temporal_cross_attention`, each temporal layer gains a zero-initialised text cross-attention
+    (under temporal_*, so F's trainable rule takes it): at init the model equals the one without it;
+    once trained, each video's temporal path reads its own prompt."""
+    keys = lambda tree: {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}  # noqa: E731
+    cfg0, params0, x, t, ctx = tiny
+    cfg = cfg0.replace(temporal_cross_attention=True)
+    params = init_params(cfg, jax.random.key(0))
+    added = keys(params) - keys(params0)
+    assert added and all("temporal_attentions" in k and ("attn2" in k or "norm2" in k) for k in added)
+    run = jax.jit(lambda cfg_, p, c: UNet(cfg_).apply({"params": p}, x, t, c), static_argnums=0)
+    np.testing.assert_allclose(run(cfg, params, ctx), run(cfg0, params0, ctx), atol=1e-6)
+
+    trained = jax.tree_util.tree_map_with_path(
+        lambda p, v: v + 0.05 if "temporal_attentions" in jax.tree_util.keystr(p) else v, params)
+    silenced = jax.tree_util.tree_map_with_path(  # the same, with the cross-attention's output back at zero
+        lambda p, v: jnp.zeros_like(v) if "attn2']['to_out_0" in jax.tree_util.keystr(p) else v, trained)
+    ctx2 = (ctx[0].at[1].set(-ctx[0][1]),)  # only video 1's prompt changes
+    a, b = run(cfg, trained, ctx), run(cfg, trained, ctx2)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # video 0 does not see video 1's prompt
+    through_spatial = run(cfg, silenced, ctx2)[1] - run(cfg, silenced, ctx)[1]
+    assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4  # the temporal path reads text
