@@ -114,8 +114,12 @@ def get_config(arg=None):
     elif stage == "t2v":
         c.data.num_frames, c.data.fps = c.model.num_frames, float(c.model.fps)
         c.train.trainable = "temporal"
+        # Motion words must reach the temporal layers: with frozen spatial layers alone, direction stayed
+        # at chance in the GPU ablation run (docs/demo.md). The new cross-attention starts at zero.
+        c.model.unet.temporal_cross_attention = True
     else:
         c.model.unet.cond_level_embed = True
+        c.model.unet.temporal_cross_attention = True
         s = c.train.slots
         c.data.num_frames = s.pad * 2 + s.factor * (s.num_given - 1) + 1
         c.data.fps = float(c.model.fps * s.factor)
