@@ -126,7 +126,7 @@ def format_report(report: dict) -> str:
     lines = [f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
              f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
              f"{report['sampling_seconds']} s sampling)",
-             f"{'attribute':<30}{'model':>8}{'ceiling':>9}{'target':>8}"]
+             f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}"]
     for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
                 "consistent_fraction", "mean_area_cv", "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
                 "black_background_brightness_error", "white_background_brightness_error",
@@ -135,5 +135,5 @@ def format_report(report: dict) -> str:
             continue
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
         ceil = f"{c[key]:.3f}" if key in c else ""
-        lines.append(f"{key:<30}{m[key]:>8.3f}{ceil:>9}{target:>8}")
+        lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
     return "\n".join(lines)
