@@ -102,6 +102,7 @@ class WordTokenizer(Tokenizer):
             raise ValueError(f"vocabulary words must be non-empty and without whitespace, got {bad}")
         self.words = words
         self.ids = {w: i + 2 for i, w in enumerate(words)}
+        self._names = {i: w for w, i in self.ids.items()} | {self.unk_id: "<unk>"}
         self.bos_id, self.eos_id = len(words) + 2, len(words) + 3
         self.vocab_size = len(words) + 4
 
@@ -114,8 +115,7 @@ class WordTokenizer(Tokenizer):
         return [self.bos_id] + [self.ids.get(t, self.unk_id) for t in tokens] + [self.eos_id]
 
     def decode(self, ids: Sequence[int]) -> str:
-        names = {i: w for w, i in self.ids.items()} | {self.unk_id: "<unk>"}
-        return " ".join(names[int(i)] for i in ids if int(i) in names)
+        return " ".join(self._names[int(i)] for i in ids if int(i) in self._names)
 
 
 def _moving_shapes() -> WordTokenizer:
