@@ -151,4 +151,3 @@ def output_given_positions(num_given_frames: int, layout: SlotLayout) -> np.ndar
         return stitched_given_positions(layout)
     raise ValueError(f"{num_given_frames} given frames: the layout interpolates {layout.num_given} "
                      f"(one window) or {2 * layout.num_given} (two halves)")
-
