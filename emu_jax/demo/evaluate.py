@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.resources
 import time
+import types
 from typing import Sequence
 
 import numpy as np
@@ -67,6 +68,38 @@ def given_frame_error(samples: Sequence, layout) -> dict:
             "video_interframe_rms": float(np.mean([rms(v[1:], v[:-1]) for v, _ in pairs]))}
 
 
+ATTRIBUTE_WORDS = {"color": tuple(shapes.COLORS), "shape": shapes.SHAPES, "direction": tuple(shapes.DIRECTIONS),
+                   "background": tuple(shapes.BACKGROUNDS)}
+
+
+def text_sensitivity(encode, wanted: Sequence[shapes.ShapeAttrs]) -> dict:
+    """How much the text contexts change when one attribute's word is swapped, per attribute.
+
+    `encode(prompts) -> (B, ...)` contexts. For each prompt and attribute, the
+    word is replaced by the next allowed value; the score is the mean of
+    |ctx(swapped) - ctx| / |ctx| over prompts. An attribute near 0 is one the
+    text encoder has erased: no later layer can follow it (this is how the
+    demo's collapsed direction words were found, docs/demo.md).
+    """
+    base = np.asarray(encode([shapes.caption(w) for w in wanted]), np.float32)
+    norm = np.linalg.norm(base.reshape(len(wanted), -1), axis=-1)
+    out = {}
+    for field, words in ATTRIBUTE_WORDS.items():
+        # caption() only reads the attribute words, so a namespace skips ShapeAttrs' path checks.
+        swapped = [types.SimpleNamespace(**{**w.to_dict(), field: words[(words.index(getattr(w, field)) + 1)
+                                                                         % len(words)]}) for w in wanted]
+        ctx = np.asarray(encode([shapes.caption(w) for w in swapped]), np.float32)
+        out[field] = float(np.mean(np.linalg.norm((ctx - base).reshape(len(wanted), -1), axis=-1) / norm))
+    return out
+
+
+def model_contexts(loaded, prompts: Sequence[str]) -> np.ndarray:
+    """Every text encoder's per-token contexts for `prompts`, flattened and joined -> (B, N)."""
+    m, toks = loaded.model, loaded.model.tokenize_all(list(prompts))
+    return np.concatenate([np.asarray(m.encode_text(loaded.params, toks[f"text_ids_{i}"], toks[f"text_mask_{i}"], i)
+                                      ).reshape(len(prompts), -1) for i in range(len(m.config.text))], axis=1)
+
+
 def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout=None) -> tuple[dict, list[dict]]:
     """Keyframe attributes from `sample.keyframe`, motion and consistency from the final video
     (interpolated if present, else F's video; a t2i checkpoint has only the keyframe). With I's slot
@@ -105,6 +138,7 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     samples = [s for batch in pipe.run(prompts, seed=seed) for s in batch]
     seconds = time.perf_counter() - t0
     summary, readings = score_samples(samples, wanted, pipe.interp.layout if pipe.interp else None)
+    summary["text_sensitivity"] = text_sensitivity(lambda p: model_contexts(pipe.main, p), wanted)
     return {
         "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
@@ -136,4 +170,6 @@ def format_report(report: dict) -> str:
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
         ceil = f"{c[key]:.3f}" if key in c else ""
         lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
+    for field, value in (m.get("text_sensitivity") or {}).items():
+        lines.append(f"{'text_sensitivity.' + field:<34}{value:>8.3f}")
     return "\n".join(lines)
