@@ -76,7 +76,7 @@ def dataset(size: str) -> ml_collections.ConfigDict:
 # The VAE keeps a constant LR; the diffusion stages decay it with a cosine to 10%.
 SCHEDULE = {
     "default": {"vae": (2500, 16, 1e-3, 50), "t2i": (1800, 32, 1e-3, 100),
-                "t2v": (400, 8, 1e-3, 20), "interp": (150, 4, 1e-3, 10)},
+                "t2v": (400, 8, 1e-3, 20), "interp": (100, 4, 1e-3, 10)},
     "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
 }
 
@@ -110,7 +110,9 @@ def get_config(arg=None):
         c.train.loss = "l1+l2"       # pixel reconstruction only (no GAN / LPIPS at this scale)
     elif stage == "t2i":
         c.data.num_frames, c.data.fps = 1, None  # one random frame per clip (a text-to-image example)
-        c.train.trainable, c.train.train_text = "spatial", True
+        # The text encoder stays frozen at its random init, as Emu keeps T5 / CLIP frozen: trained on
+        # single frames it erased the direction words that F needs (docs/demo.md, "Direction").
+        c.train.trainable, c.train.train_text = "spatial", False
         c.diffusion.zero_terminal_snr, c.diffusion.prediction = True, "v"
     elif stage == "t2v":
         c.data.num_frames, c.data.fps = c.model.num_frames, float(c.model.fps)
