@@ -102,8 +102,9 @@ def model_contexts(loaded, prompts: Sequence[str]) -> np.ndarray:
 
 def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout=None) -> tuple[dict, list[dict]]:
     """Keyframe attributes from `sample.keyframe`, motion and consistency from the final video
-    (interpolated if present, else F's video; a t2i checkpoint has only the keyframe). With I's slot
-    `layout`, also `given_frame_error`."""
+    (interpolated if present, else F's video; a t2i checkpoint has only the keyframe); with
+    interpolation, F's video is also scored (`f_video_*`). With I's slot `layout`, also
+    `given_frame_error`."""
     readings = []
     for s in samples:
         key = analyse.analyse_video(s.keyframe[None])
@@ -117,6 +118,12 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
                                                             for r, w in zip(readings, wanted)]))
     summary["video_frame0_shape_accuracy"] = float(np.mean([r["video_shape"] == w.shape
                                                             for r, w in zip(readings, wanted)]))
+    if all(s.video is not None and s.interpolated is not None for s in samples):
+        # F's own 8 frames too, so one interpolated run reports both stages' motion.
+        f_reads = [analyse.analyse_video(s.video) for s in samples]
+        summary["f_video_direction_accuracy"] = float(np.mean([r["direction"] == w.direction
+                                                               for r, w in zip(f_reads, wanted)]))
+        summary["f_video_consistent_fraction"] = float(np.mean([r["consistent"] for r in f_reads]))
     if layout is not None:
         summary.update(given_frame_error(samples, layout))
     return summary, readings
@@ -162,7 +169,8 @@ def format_report(report: dict) -> str:
              f"{report['sampling_seconds']} s sampling)",
              f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}"]
     for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
-                "consistent_fraction", "mean_area_cv", "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
+                "consistent_fraction", "f_video_direction_accuracy", "f_video_consistent_fraction", "mean_area_cv",
+                "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
                 "black_background_brightness_error", "white_background_brightness_error",
                 "interp_given_rms", "video_interframe_rms"):
         if key not in m:

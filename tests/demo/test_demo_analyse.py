@@ -95,6 +95,14 @@ def test_given_frame_error_reads_the_given_slots():
     shifted = [types.SimpleNamespace(video=d[layout.given_slots], interpolated=d[1:]) for d in dense]
     off = evaluate.given_frame_error(shifted, layout)["interp_given_rms"]
     assert 0.0 < off < exact["video_interframe_rms"]
+    # With interpolation, F's own frames are scored as well: here F's first video runs backwards.
+    for s, d in zip(samples, dense):
+        s.keyframe = d[0]
+    samples[0].video = samples[0].video[::-1]
+    summary, _ = evaluate.score_samples(samples, attrs, layout)
+    assert summary["direction_accuracy"] == 1.0
+    assert summary["f_video_direction_accuracy"] == pytest.approx(2 / 3)
+    assert summary["f_video_consistent_fraction"] == 1.0
     assert evaluate.given_frame_error([types.SimpleNamespace(video=d, interpolated=None) for d in dense], layout) == {}
     two = conditioning.output_given_positions(16, layout)
     assert two.tolist()[:9] == [4, 8, 12, 16, 20, 24, 28, 32, 36] and len(two) == 16
