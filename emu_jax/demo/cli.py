@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--workdir", required=True,
                    help="recipe folder (one sub-folder per stage); re-running resumes and skips finished stages")
     t.add_argument("--size", default="default", choices=("default", "tiny"),
-                   help="default: the shipped demo model (~1.75 h on 2 CPU cores); tiny: seconds, for tests")
+                   help="default: the demo model (~1.5 h on 2 CPU cores, docs/demo.md); tiny: seconds, for tests")
     t.add_argument("--stages", default="data,vae,t2i,t2v,interp,export",
                    help="comma-separated subset of data,vae,t2i,t2v,interp,export (run in that order)")
     t.add_argument("--stop-after", type=int, default=None,
