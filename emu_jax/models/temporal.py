@@ -18,13 +18,13 @@ from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForwa
 
 
 def identity_temporal_kernel_init(key, shape, dtype=jnp.float32):
-    """Conv kernel `(k, 1, 1, C, C)` that copies its input: eye(C) at the centre tap, zeros elsewhere."""
+    """Conv kernel `(k, s, s, C, C)` that copies its input: eye(C) at the centre tap, zeros elsewhere."""
     del key
-    k, cin, cout = shape[0], shape[-2], shape[-1]
+    cin, cout = shape[-2], shape[-1]
     if cin != cout:
         raise ValueError(f"identity temporal conv needs in == out channels, got {cin} -> {cout}")
     kernel = jnp.zeros(shape, dtype)
-    return kernel.at[k // 2, 0, 0].set(jnp.eye(cin, dtype=dtype))
+    return kernel.at[tuple(k // 2 for k in shape[:-2])].set(jnp.eye(cin, dtype=dtype))
 
 
 class TemporalConv(nn.Module):
@@ -33,17 +33,22 @@ class TemporalConv(nn.Module):
     Implemented as a `(k, 1, 1)` 3D conv on `(B, T, H, W, C)` (zero padding
     over frames), which avoids transposing to `(B*H*W, T, C)`; the kernel
     layout `(k, 1, 1, C, C)` matches diffusers' `TemporalConvLayer` Conv3d.
+    With `spatial_kernel` s > 1 it is a full `(k, s, s)` 3D conv (ours): it can
+    move content between neighbouring pixels from frame to frame, which the
+    frozen per-frame spatial layers cannot learn to do.
     """
 
     num_frames: int
     kernel_size: int = 3
     dtype: Dtype = jnp.float32
+    spatial_kernel: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
         x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
-        y = Conv(c, kernel_size=(self.kernel_size, 1, 1), window_names=("kernel_t", "kernel_h", "kernel_w"),
+        s = self.spatial_kernel
+        y = Conv(c, kernel_size=(self.kernel_size, s, s), window_names=("kernel_t", "kernel_h", "kernel_w"),
                  kernel_init=identity_temporal_kernel_init, dtype=self.dtype, name="conv")(x5)
         return y.reshape(n, h, w, c)
 

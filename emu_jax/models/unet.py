@@ -68,7 +68,8 @@ class UNet(nn.Module):
             h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
                          name="conv_in_cond")(c_in.reshape(b * nt, hh, ww, -1))
         if cfg.temporal and (not image_mode or self.is_initializing()):
-            z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, name="temporal_conv_in")(h)
+            z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, spatial_kernel=cfg.temporal_spatial_kernel,
+                             name="temporal_conv_in")(h)
             h = h if image_mode else z
         h = constrain(h, SPATIAL_NAMES)
 

@@ -52,7 +52,8 @@ def conv3x3(parent: nn.Module, cfg: UNetConfig, x: jax.Array, features: int, nam
     dtype = _dtype(cfg)
     y = Conv(features, (3, 3), strides=(strides, strides), dtype=dtype, name=name)(x)
     if _use_temporal(parent, cfg, image_mode):
-        z = TemporalConv(num_frames, cfg.temporal_kernel, dtype=dtype, name=f"temporal_{name}")(y)
+        z = TemporalConv(num_frames, cfg.temporal_kernel, dtype=dtype, spatial_kernel=cfg.temporal_spatial_kernel,
+                         name=f"temporal_{name}")(y)
         y = y if image_mode else z
     return y
 

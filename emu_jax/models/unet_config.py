@@ -57,6 +57,9 @@ class UNetConfig:
     freq_shift: float = 0.0
     temporal: bool = True
     temporal_kernel: int = 3
+    # Ours, 1 by default (SPEC's 1D conv over frames): the temporal convs' spatial extent, so the
+    # trainable layers can shift content across pixels between frames (motion), not only mix frames.
+    temporal_spatial_kernel: int = 1
     temporal_layers: int = 1  # transformer layers inside each temporal attention block
     # Ours, off by default (SPEC's temporal layers see text only through the frozen spatial features):
     # each temporal layer also cross-attends to text context 0, zero-initialised, so motion words reach
@@ -105,6 +108,9 @@ class UNetConfig:
                 raise ValueError(f"level width {c} not divisible by norm_groups={self.norm_groups}")
         if self.temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel={self.temporal_kernel} must be odd (same-length padding)")
+        if self.temporal_spatial_kernel < 1 or self.temporal_spatial_kernel % 2 != 1:
+            raise ValueError(f"temporal_spatial_kernel={self.temporal_spatial_kernel} must be odd and >= 1 "
+                             "(same-size padding)")
 
     # ---- derived per-level values -------------------------------------------------------
     @property

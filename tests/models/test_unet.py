@@ -1,5 +1,6 @@
 """U-Net behaviour: identity temporal init, input validation, remat / dtype options, config round trip."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -203,3 +204,54 @@ def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # video 0 does not see video 1's prompt
     through_spatial = run(cfg, silenced, ctx2)[1] - run(cfg, silenced, ctx)[1]
     assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4  # the temporal path reads text
+
+
+def test_spatial_temporal_conv_starts_as_identity_and_can_move_content():
+    """`temporal_spatial_kernel` 3 makes each temporal conv a (3, 3, 3) conv: the identity at init (the
+    video model still equals the image model), and able to carry a pixel to its neighbour in the next
+    frame, which a (3, 1, 1) conv cannot."""
+    from emu_jax.models.temporal import TemporalConv
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2 * 4, 5, 5, 3)), jnp.float32)  # (B*T, H, W, C), T = 4
+    conv = TemporalConv(num_frames=4, spatial_kernel=3)
+    params = nn.unbox(conv.init(jax.random.key(0), x))
+    assert params["params"]["conv"]["kernel"].shape == (3, 3, 3, 3, 3)
+    np.testing.assert_allclose(conv.apply(params, x), x, atol=1e-6)
+
+    # Kernel tap (t-1, w-1) -> copy: frame t at column w reads frame t-1 at column w-1, a move right.
+    shift = jnp.zeros((3, 3, 3, 3, 3)).at[0, 1, 0].set(jnp.eye(3))
+    moved = conv.apply({"params": {"conv": {"kernel": shift, "bias": jnp.zeros(3)}}}, x)
+    x5, m5 = x.reshape(2, 4, 5, 5, 3), moved.reshape(2, 4, 5, 5, 3)
+    np.testing.assert_allclose(m5[:, 1:, :, 1:], x5[:, :-1, :, :-1], atol=1e-6)
+    np.testing.assert_allclose(m5[:, 0], 0.0, atol=1e-6)  # zero padding before the first frame
+
+    cfg = load_config("unet_tiny").replace(temporal_spatial_kernel=3)
+    p = init_params(cfg, jax.random.key(0))
+    xv = jnp.asarray(rng.normal(size=(1, 3, 8, 8, cfg.in_channels)), jnp.float32)
+    ctx = (jnp.asarray(rng.normal(size=(1, 5, cfg.context_dims[0])), jnp.float32),)
+    run = jax.jit(lambda p, image_mode: UNet(cfg).apply({"params": p}, xv, jnp.array([300]), ctx,
+                                                        image_mode=image_mode), static_argnums=1)
+    np.testing.assert_allclose(run(p, False), run(p, True), atol=1e-5)
+    for bad in (0, 2):
+        with pytest.raises(ValueError, match="temporal_spatial_kernel"):
+            cfg.replace(temporal_spatial_kernel=bad)
+
+
+def test_one_d_temporal_convs_load_into_spatial_ones_unchanged(tiny):
+    """A checkpoint with (3, 1, 1) temporal convs (a T2I or F stage) initialises a `temporal_spatial_kernel`
+    3 model: each kernel sits at the spatial centre, so the video output is the same; other shape
+    mismatches stay errors."""
+    from emu_jax.training.init_from import overlay_params
+
+    cfg1, params1, x, t, ctx = tiny
+    trained = jax.tree_util.tree_map_with_path(  # temporal convs away from the identity
+        lambda p, v: v + 0.02 if "temporal_conv" in jax.tree_util.keystr(p) else v, nn.unbox(params1))
+    cfg3 = cfg1.replace(temporal_spatial_kernel=3)
+    params3, report = overlay_params(nn.unbox(init_params(cfg3, jax.random.key(5))), trained)
+    assert "0 kept from init" in report
+    run = jax.jit(lambda cfg_, p: UNet(cfg_).apply({"params": p}, x, t, ctx), static_argnums=0)
+    np.testing.assert_allclose(run(cfg3, params3), run(cfg1, trained), atol=1e-5)
+    wider = cfg1.replace(model_channels=48)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        overlay_params(nn.unbox(init_params(wider, jax.random.key(0))), trained)
