@@ -10,6 +10,7 @@ import json
 import logging
 import os
 
+from emu_jax.data.shapes import SPEED_RANGE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
     shapes.add_argument("--fps", type=float, default=8.0, help="frame rate of the stored videos (default 8)")
     shapes.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    shapes.add_argument("--speed-range", type=float, nargs=2, default=SPEED_RANGE, metavar=("LOW", "HIGH"),
+                        help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)")
 
     folder = kinds.add_parser(
         "video_text_folder", help="your own videos + a captions file",
@@ -90,7 +93,7 @@ def _build(args) -> int:
     if args.dataset == "moving_shapes":
         builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
                                         num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                                        data_dir=args.data_dir)
+                                        speed_range=tuple(args.speed_range), data_dir=args.data_dir)
     else:
         builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
                                            min_clip_seconds=args.min_clip_seconds,

@@ -115,10 +115,15 @@ def test_cli_builds_moving_shapes(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     args = parser.parse_args(["build", "moving_shapes", "--data-dir", str(tmp_path), "--num-train", "3",
-                              "--num-test", "0", "--resolution", "16", "--frames", "4", "--fps", "4"])
+                              "--num-test", "0", "--resolution", "16", "--frames", "4", "--fps", "4",
+                              "--speed-range", "0.2", "0.3"])
     assert cli.main(args) == 0
     assert "train=3" in capsys.readouterr().out
-    assert len(pipeline.open_source("moving_shapes", str(tmp_path), "train")) == 3
+    source = pipeline.open_source("moving_shapes", str(tmp_path), "train")
+    assert len(source) == 3
+    assert all(0.2 <= float(source[i]["speed"]) <= 0.3 for i in range(3))
+    with pytest.raises(ValueError, match=r"speed_range=\(0.5, 0.2\)"):
+        builders.MovingShapes(speed_range=(0.5, 0.2), data_dir=str(tmp_path / "bad"))
 
 
 def test_cli_select_hq_output_feeds_the_loader_subset(tmp_path, capsys):
