@@ -72,6 +72,7 @@ class _Preprocess:
     shard_index: int
     shard_count: int
     random_clip: bool
+    text: bool = True
 
     def __call__(self, index: int, record: Mapping[str, Any]) -> dict:
         epoch, i = divmod(index, self.epoch_length)
@@ -87,7 +88,8 @@ class _Preprocess:
                 record["video"], src_fps=float(record["fps"]), src_num_frames=int(record["num_frames"]),
                 num_frames=self.num_frames, fps=self.fps, resolution=self.resolution,
                 resize_method=self.resize_method, rng=rng)
-        out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
+        if self.text:
+            out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
         for field in ATTRIBUTE_FIELDS:
             if field in record:
                 value = record[field]
@@ -192,18 +194,21 @@ def target_fps(cfg_data) -> float | None:
 
 
 def preprocessor(cfg_data, *, seed: int, epoch_length: int, tokenizer: Tokenizer | None = None,
-                 shard_index: int = 0, shard_count: int = 1, random_clip: bool = True) -> _Preprocess:
+                 shard_index: int = 0, shard_count: int = 1, random_clip: bool = True,
+                 text: bool = True) -> _Preprocess:
     """The per-record transform `(index, record) -> example` that `make_loader` maps over its shard."""
     return _Preprocess(
         name=cfg_data.name, num_frames=int(cfg_data.num_frames), fps=target_fps(cfg_data),
         resolution=int(cfg_data.resolution), resize_method=cfg_data.get("resize_method", "bicubic"),
         text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or default_tokenizer(), seed=seed,
-        epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip)
+        epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip,
+        text=text)
 
 
 def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = None,
                 shard_count: int | None = None, tokenizer: Tokenizer | None = None, batch_size: int,
-                num_epochs: int | None = None, shuffle: bool = True, random_clip: bool = True) -> LoaderIterator:
+                num_epochs: int | None = None, shuffle: bool = True, random_clip: bool = True,
+                text: bool = True) -> LoaderIterator:
     """Builds the resumable batch iterator for one process.
 
     Args:
@@ -221,6 +226,8 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
         is dropped so all batches have equal shapes.
       num_epochs: None repeats forever (each epoch reshuffled).
       shuffle / random_clip: False gives a fixed order and centred clips (evaluation).
+      text: False leaves captions untokenised (no `text_ids` / `text_mask`): for the autoencoder,
+        which never reads them and whose config has no tokenizer to fit them.
 
     Returns:
       A `LoaderIterator` yielding dicts: `video` float32 (B, T, R, R, 3) in
@@ -251,7 +258,8 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
         raise ValueError(f"{cfg_data.name}/{split}: shard {shard_index}/{shard_count} holds {len(ds)} examples, "
                          f"fewer than batch_size={batch_size}")
     ds = ds.map_with_index(preprocessor(cfg_data, seed=seed, epoch_length=len(ds), tokenizer=tokenizer,
-                                        shard_index=shard_index, shard_count=shard_count, random_clip=random_clip))
+                                        shard_index=shard_index, shard_count=shard_count, random_clip=random_clip,
+                                        text=text))
     ds = ds.batch(batch_size, drop_remainder=True).repeat(num_epochs)
     iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=int(cfg_data.get("read_threads", 2)),
                                                    prefetch_buffer_size=int(cfg_data.get("prefetch_batches", 4))))

@@ -131,7 +131,7 @@ def train_vae(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
-    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed,
+    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, text=False,
                          batch_size=cfg.train.batch_size // jax.process_count())
     ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
     write_meta(workdir, cfg)
@@ -193,7 +193,7 @@ def latent_scale(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         from emu_jax.data.pipeline import make_loader
     split = "test" if cfg.get("dataset", {}).get("num_test", 0) else cfg.data.split
     loader = make_loader(cfg.data, split=split, seed=0, batch_size=cfg.train.batch_size, shuffle=False,
-                         num_epochs=None, shard_index=0, shard_count=1)
+                         num_epochs=None, shard_index=0, shard_count=1, text=False)
     module = vae_lib.AutoencoderKL(vcfg)
     # Posterior samples, as the diffusion stages draw them (`EmuModel.batch_latents`).
     enc = jax.jit(lambda x, k: module.apply({"params": params["vae"]}, x, method=module.encode).sample(k))

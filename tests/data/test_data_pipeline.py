@@ -41,6 +41,21 @@ def test_batch_layout(cfg):
         assert shapes.analyse_frame(frame)["background"] == attrs.background
 
 
+def test_text_false_leaves_captions_untokenised(cfg, recwarn):
+    """The autoencoder's loader: same clips, no token ids, and no truncation warning for long captions."""
+    short = cfg.copy_and_resolve_references()
+    short.text_max_length = 4  # every caption is longer: tokenising would warn for each one
+    kw = dict(split="train", seed=0, shard_index=0, shard_count=1, batch_size=3)
+    plain = next(pipeline.make_loader(short, text=False, **kw))
+    assert "text_ids" not in plain and "text_mask" not in plain and len(plain["caption"]) == 3
+    assert not [w for w in recwarn if "truncated" in str(w.message)]
+    next(pipeline.make_loader(short, **kw))
+    assert [w for w in recwarn if "truncated" in str(w.message)]  # the warning text=False avoids
+    with_text = next(pipeline.make_loader(cfg, **kw))
+    np.testing.assert_array_equal(plain["video"], with_text["video"])
+    assert list(plain["key"]) == list(with_text["key"])
+
+
 def test_same_seed_same_order_other_seed_other_order(cfg):
     kw = dict(split="train", shard_index=0, shard_count=1, batch_size=4)
     a = keys(pipeline.make_loader(cfg, seed=1, **kw), 6)
