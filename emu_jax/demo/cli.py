@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--batch-size", type=int, default=25, help="prompts sampled per batch")
     e.add_argument("--ceiling-clips", type=int, default=200,
                    help="real (rendered) clips analysed as the analyser's own ceiling check")
+    e.add_argument("--word-use-clips", type=int, default=32,
+                   help="real clips on which to measure word use: the loss rise when one attribute's word is "
+                        "swapped (0: skip)")
     e.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     e.add_argument("--interp", action="store_true",
                    help="also run the interpolation model and judge motion on its 16 fps video "
@@ -73,12 +76,13 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from emu_jax.demo import evaluate
 
-    if args.num_prompts < 1 or args.batch_size < 1 or args.ceiling_clips < 0:
-        print("error: --num-prompts and --batch-size must be >= 1, --ceiling-clips >= 0", file=sys.stderr)
+    if args.num_prompts < 1 or args.batch_size < 1 or args.ceiling_clips < 0 or args.word_use_clips < 0:
+        print("error: --num-prompts and --batch-size must be >= 1, --ceiling-clips and --word-use-clips >= 0",
+              file=sys.stderr)
         return 2
     report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
                           batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
-                          use_interp=args.interp)
+                          use_interp=args.interp, word_use_clips=args.word_use_clips)
     print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -35,23 +35,32 @@ def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
     return [shapes.sample_attributes(np.random.default_rng([seed, HELD_OUT_SPLIT, i])) for i in range(num_prompts)]
 
 
-def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
-            source_frames: int = 40, source_fps: float = 16.0) -> dict:
-    """Analyser accuracy on real dataset clips: `make_shapes_example` (render + H.264) decoded by the
-    training pipeline's `load_clip` at the evaluated clip's frame count and rate (centred clip)."""
-    if not num_clips:
-        return {}
-    from emu_jax.data import builders  # TFDS, only for the ceiling
+def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
+               source_frames: int = 40, source_fps: float = 16.0,
+               speed_range: tuple[float, float] = shapes.SPEED_RANGE) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
+    """Held-out dataset clips: `make_shapes_example` (render + H.264) decoded by the training pipeline's
+    `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
+    their attributes). `speed_range` as the dataset's build parameter."""
+    from emu_jax.data import builders  # TFDS, only for real clips
 
-    attrs, readings = [], []
+    videos, attrs = [], []
     for i in range(num_clips):
         ex = builders.make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
-                                          resolution=resolution, num_frames=source_frames, fps=source_fps)
-        video = clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
-                                num_frames=num_frames, fps=fps, resolution=resolution)
-        readings.append(analyse.analyse_video(clips.from_unit_range(video)))
-        attrs.append(shapes.ShapeAttrs.from_dict(ex).to_dict())
-    return analyse.summarise(readings, attrs)
+                                          resolution=resolution, num_frames=source_frames, fps=source_fps,
+                                          speed_range=speed_range)
+        videos.append(clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
+                                      num_frames=num_frames, fps=fps, resolution=resolution))
+        attrs.append(shapes.ShapeAttrs.from_dict(ex))
+    return np.stack(videos) if videos else np.zeros((0,)), attrs
+
+
+def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float) -> dict:
+    """Analyser accuracy on real dataset clips (`real_clips`): what a perfect model would score."""
+    if not num_clips:
+        return {}
+    videos, attrs = real_clips(num_clips, seed, resolution=resolution, num_frames=num_frames, fps=fps)
+    return analyse.summarise([analyse.analyse_video(clips.from_unit_range(v)) for v in videos],
+                             [a.to_dict() for a in attrs])
 
 
 def given_frame_error(samples: Sequence, layout) -> dict:
@@ -72,6 +81,16 @@ ATTRIBUTE_WORDS = {"color": tuple(shapes.COLORS), "shape": shapes.SHAPES, "direc
                    "background": tuple(shapes.BACKGROUNDS)}
 
 
+def swap_word(wanted: Sequence, field: str) -> list:
+    """Each prompt's attributes with `field` replaced by the next allowed word. Namespaces, not
+    ShapeAttrs: `shapes.caption` only reads the attribute words, so path checks are skipped."""
+    words, out = ATTRIBUTE_WORDS[field], []
+    for w in wanted:
+        d = w.to_dict()
+        out.append(types.SimpleNamespace(**{**d, field: words[(words.index(d[field]) + 1) % len(words)]}))
+    return out
+
+
 def text_sensitivity(encode, wanted: Sequence[shapes.ShapeAttrs]) -> dict:
     """How much the text contexts change when one attribute's word is swapped, per attribute.
 
@@ -84,13 +103,73 @@ def text_sensitivity(encode, wanted: Sequence[shapes.ShapeAttrs]) -> dict:
     base = np.asarray(encode([shapes.caption(w) for w in wanted]), np.float32)
     norm = np.linalg.norm(base.reshape(len(wanted), -1), axis=-1)
     out = {}
-    for field, words in ATTRIBUTE_WORDS.items():
-        # caption() only reads the attribute words, so a namespace skips ShapeAttrs' path checks.
-        swapped = [types.SimpleNamespace(**{**w.to_dict(), field: words[(words.index(getattr(w, field)) + 1)
-                                                                         % len(words)]}) for w in wanted]
-        ctx = np.asarray(encode([shapes.caption(w) for w in swapped]), np.float32)
+    for field in ATTRIBUTE_WORDS:
+        ctx = np.asarray(encode([shapes.caption(w) for w in swap_word(wanted, field)]), np.float32)
         out[field] = float(np.mean(np.linalg.norm((ctx - base).reshape(len(wanted), -1), axis=-1) / norm))
     return out
+
+
+WORD_USE_TIMESTEPS = (500, 750, 999)  # mid to pure noise: where the prompt decides what the clip becomes
+
+
+def word_use(loss, videos: np.ndarray, wanted: Sequence, batch_size: int = 8) -> dict:
+    """How much the model's diffusion loss on real clips rises when one attribute's word is swapped.
+
+    `loss(videos, prompts) -> (B,)` per-clip loss with noise and timesteps
+    fixed, so only the prompt differs between calls (`model_loss`). Score per
+    attribute: mean over clips of loss(swapped prompt) / loss(true prompt) - 1.
+    Near 0: the model does not read that word. Unlike sampling probes, this
+    needs no sampler and no analyser; it is how we found that F ignores the
+    direction words (docs/demo.md). A video model conditioned on the first
+    frame may rightly score near 0 on colour, shape and background, which the
+    frame already shows; direction is the one word it must read.
+    """
+    wanted = list(wanted)
+    if len(videos) != len(wanted) or not wanted:
+        raise ValueError(f"word_use needs one attribute set per clip and at least one clip, got "
+                         f"{len(videos)} clips and {len(wanted)} attribute sets")
+    sums = dict.fromkeys(ATTRIBUTE_WORDS, 0.0)
+    for i in range(0, len(wanted), batch_size):
+        v, w = videos[i:i + batch_size], wanted[i:i + batch_size]
+        base = np.asarray(loss(v, [shapes.caption(a) for a in w]), np.float64)
+        for field in ATTRIBUTE_WORDS:
+            swapped = np.asarray(loss(v, [shapes.caption(a) for a in swap_word(w, field)]), np.float64)
+            sums[field] += float(np.sum(swapped / base - 1.0))
+    return {field: total / len(wanted) for field, total in sums.items()}
+
+
+def model_loss(loaded, timesteps: Sequence[int] = WORD_USE_TIMESTEPS, seed: int = 0):
+    """`loss(videos, prompts) -> (B,)` for `word_use`: a t2v / t2i checkpoint's own training loss (its
+    prediction, uniform weighting, no condition dropout), averaged over `timesteps` with noise fixed by
+    `seed`; F is conditioned on each clip's first frame, a t2i model sees the first frame alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from emu_jax.diffusion import objectives
+
+    if loaded.task not in ("t2v", "t2i"):
+        raise ValueError(f"word use is measured for a t2v or t2i checkpoint, got task {loaded.task!r}")
+    m, sched, image_mode = loaded.model, loaded.schedule, loaded.task == "t2i"
+    bad = [t for t in timesteps if not 0 <= int(t) < sched.num_train_steps]
+    if bad:
+        raise ValueError(f"timesteps {bad} outside [0, {sched.num_train_steps})")
+    key = jax.random.key(seed)
+
+    @jax.jit
+    def per_clip(params, video, tokens):
+        lat = m.batch_latents(params, {"video": video[:, :1] if image_mode else video}, key)
+        cond = None if image_mode else conditioning.image_condition(lat[:, 0], lat.shape[1])
+        contexts, masks = m.batch_contexts(params, tokens)
+        total = jnp.zeros(lat.shape[0])
+        for i, step in enumerate(timesteps):
+            noise = jax.random.normal(jax.random.fold_in(key, i), lat.shape, lat.dtype)
+            t = jnp.full((lat.shape[0],), int(step))
+            out = m.denoise(params, objectives.q_sample(sched, lat, t, noise), t, contexts, cond=cond,
+                            image_mode=image_mode, context_masks=masks)
+            total = total + objectives.diffusion_loss(sched, out, lat, noise, t, loaded.prediction, "uniform", 5.0)
+        return total / len(timesteps)
+
+    return lambda videos, prompts: per_clip(loaded.params, jnp.asarray(videos), m.tokenize_all(list(prompts)))
 
 
 def model_contexts(loaded, prompts: Sequence[str]) -> np.ndarray:
@@ -130,8 +209,10 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
 
 
 def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 1234, batch_size: int = 25,
-        ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False) -> dict:
-    """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy."""
+        ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False,
+        word_use_clips: int = 32) -> dict:
+    """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
+    `word_use` of the main model on `word_use_clips` real clips (0: skip)."""
     from emu_jax import sampling
 
     path = checkpoint or default_checkpoint()
@@ -146,6 +227,10 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     seconds = time.perf_counter() - t0
     summary, readings = score_samples(samples, wanted, pipe.interp.layout if pipe.interp else None)
     summary["text_sensitivity"] = text_sensitivity(lambda p: model_contexts(pipe.main, p), wanted)
+    if word_use_clips:
+        videos, clip_attrs = real_clips(word_use_clips, seed, resolution=cfg.resolution,
+                                        num_frames=cfg.num_frames, fps=float(cfg.fps))
+        summary["word_use"] = word_use(model_loss(pipe.main, seed=seed), videos, clip_attrs)
     return {
         "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
@@ -178,6 +263,7 @@ def format_report(report: dict) -> str:
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
         ceil = f"{c[key]:.3f}" if key in c else ""
         lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
-    for field, value in (m.get("text_sensitivity") or {}).items():
-        lines.append(f"{'text_sensitivity.' + field:<34}{value:>8.3f}")
+    for group in ("text_sensitivity", "word_use"):
+        for field, value in (m.get(group) or {}).items():
+            lines.append(f"{group + '.' + field:<34}{value:>8.4f}")
     return "\n".join(lines)

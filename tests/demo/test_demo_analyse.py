@@ -139,3 +139,56 @@ def test_text_sensitivity_finds_an_erased_attribute():
     loaded = types.SimpleNamespace(model=model, params=model.init(jax.random.key(0)))
     s = evaluate.text_sensitivity(lambda p: evaluate.model_contexts(loaded, p), wanted)
     assert min(s.values()) > 0.05, s
+
+
+def test_word_use_finds_the_word_a_loss_reads():
+    """A loss that reads only the direction word scores > 0 on direction and exactly 0 elsewhere."""
+    from emu_jax.demo import evaluate
+
+    wanted = evaluate.prompt_set(10, seed=3)
+    videos = np.zeros((10, 2, 4, 4, 3), np.float32)
+
+    def reads_direction(v, prompts):
+        assert len(v) == len(prompts)
+        return np.array([1.0 + 0.5 * ("moving right" not in p) for p in prompts])  # right is "correct"
+
+    s = evaluate.word_use(reads_direction, videos, wanted, batch_size=4)
+    assert s["color"] == s["shape"] == s["background"] == 0.0
+    assert s["direction"] != 0.0
+    with pytest.raises(ValueError, match="one attribute set per clip"):
+        evaluate.word_use(reads_direction, videos[:3], wanted)
+
+
+def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
+    import types
+
+    import jax
+
+    from emu_jax.config import load_config
+    from emu_jax.demo import evaluate
+    from emu_jax.diffusion.schedules import make_schedule
+    from emu_jax.models.emu import EmuConfig, EmuModel
+
+    cfg = load_config("demo/shapes.py:t2v,tiny")
+    model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
+    d = cfg.diffusion
+    loaded = types.SimpleNamespace(model=model, params=model.init(jax.random.key(0)), task="t2v",
+                                   prediction=d.prediction,
+                                   schedule=make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start,
+                                                          d.beta_end, zero_terminal_snr=d.zero_terminal_snr))
+    videos, attrs = evaluate.real_clips(4, seed=0, resolution=cfg.model.resolution,
+                                        num_frames=cfg.model.num_frames, fps=float(cfg.model.fps))
+    assert videos.shape == (4, cfg.model.num_frames, 16, 16, 3) and -1 <= videos.min() <= videos.max() <= 1
+    loss = evaluate.model_loss(loaded)
+    prompts = [shapes.caption(a) for a in attrs]
+    a, b = np.asarray(loss(videos, prompts)), np.asarray(loss(videos, prompts))
+    assert a.shape == (4,) and np.isfinite(a).all() and (a > 0).all()
+    np.testing.assert_array_equal(a, b)
+    s = evaluate.word_use(loss, videos, attrs)
+    assert all(np.isfinite(v) for v in s.values()) and max(abs(v) for v in s.values()) > 0  # random text attention
+    image = evaluate.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "t2i"}), timesteps=(999,))
+    assert np.asarray(image(videos, prompts)).shape == (4,)
+    with pytest.raises(ValueError, match="'interp'"):
+        evaluate.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "interp"}))
+    with pytest.raises(ValueError, match=r"timesteps \[1000\]"):
+        evaluate.model_loss(loaded, timesteps=(10, 1000))
