@@ -72,7 +72,7 @@ def dataset(size: str) -> ml_collections.ConfigDict:
 
 
 # (steps, batch, lr, warmup) per stage and size. Default: with T2I at 1800 steps the recipe measured 95 min
-# (about 92 idle); T2I at 1500 steps (0.81 steps/s measured) brings it to about 87 min (docs/demo.md).
+# (about 92 idle); with T2I at 1500 steps the whole recipe measured 88 min on 2 idle cores (docs/demo.md).
 # The VAE keeps a constant LR; the diffusion stages decay it with a cosine to 10%.
 SCHEDULE = {
     "default": {"vae": (2500, 16, 1e-3, 50), "t2i": (1500, 32, 1e-3, 100),
