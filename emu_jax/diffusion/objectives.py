@@ -16,7 +16,7 @@ from emu_jax.diffusion.schedules import Schedule
 PREDICTIONS = ("eps", "v", "x0")
 # diffusers' `prediction_type` names for ours.
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
-WEIGHTINGS = ("uniform", "min_snr")
+WEIGHTINGS = ("uniform", "min_snr", "eps_mse")
 
 
 def check_prediction(prediction: str) -> None:
@@ -101,6 +101,11 @@ def loss_weight(
     `min(snr, gamma) * |x0 - x0_hat|^2`, expressed on the predicted quantity:
     eps: `min(snr, gamma) / snr` (1 at snr = 0, its limit); v: `min(snr, gamma) / (snr + 1)`
     (0 at snr = 0, fine under ZTSNR); x0: `min(snr, gamma)`.
+    `eps_mse` makes the loss the MSE of the noise the prediction implies
+    (`|eps - eps_hat|^2 = alpha^2 |v - v_hat|^2 = snr |x0 - x0_hat|^2`): eps: 1, v:
+    `snr / (snr + 1)`, x0: `snr`. With v it keeps v's well-posed target under
+    zero terminal SNR but spends less of the loss on the noisiest steps and
+    more on detail, as eps-prediction does (docs/demo.md measures what it buys).
     """
     check_prediction(prediction)
     if weighting not in WEIGHTINGS:
@@ -108,6 +113,9 @@ def loss_weight(
     t = jnp.asarray(t)
     if weighting == "uniform":
         return jnp.ones(t.shape, jnp.float32)
+    if weighting == "eps_mse":
+        snr = schedule.snr[t].astype(jnp.float32)
+        return {"eps": jnp.ones(t.shape, jnp.float32), "v": snr / (snr + 1.0), "x0": snr}[prediction]
     if not min_snr_gamma > 0:
         raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma}")
     snr = schedule.snr[t]

@@ -43,6 +43,10 @@ class LossSpec:
         if self.task not in TASKS:
             raise ValueError(f"unknown train task {self.task!r}; allowed: {TASKS}")
         objectives.check_prediction(self.prediction)
+        if self.weighting not in objectives.WEIGHTINGS:
+            raise ValueError(f"unknown loss weighting {self.weighting!r}; allowed: {objectives.WEIGHTINGS}")
+        if self.weighting == "min_snr" and not self.min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
         rates = (self.drop_text, self.drop_image, self.drop_both)
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
             raise ValueError(f"condition dropout rates (text, image, both) = {rates} must be in [0, 1] "

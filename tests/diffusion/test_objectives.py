@@ -87,6 +87,22 @@ def test_min_snr_weights(prediction):
     np.testing.assert_array_equal(objectives.loss_weight(sched, t, prediction, "uniform"), np.ones(6))
 
 
+@pytest.mark.parametrize("prediction", objectives.PREDICTIONS)
+def test_eps_mse_weighting_is_the_implied_noise_error(data, prediction):
+    """`eps_mse`: whatever the prediction, the loss equals the MSE of the noise it implies."""
+    x0, noise, t = data
+    t = t[:3]  # t = N-1 under zero terminal SNR has no defined eps from x0
+    x0, noise = x0[:3], noise[:3]
+    sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=True)
+    out = objectives.training_target(sched, x0, noise, t, prediction) + 0.3 * np.random.RandomState(1).randn(
+        *x0.shape).astype(np.float32)
+    x_t = objectives.q_sample(sched, x0, t, noise)
+    _, eps_hat = objectives.predict_x0_eps(sched, out, x_t, t, prediction)
+    want = np.mean(np.square(np.asarray(eps_hat, np.float64) - noise).reshape(3, -1), axis=1)
+    got = objectives.diffusion_loss(sched, out, x0, noise, t, prediction, "eps_mse")
+    np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
 def test_diffusion_loss_is_weighted_per_example_mse(data):
     x0, noise, t = data
     sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=True)

@@ -70,6 +70,8 @@ def test_config_errors_before_compile(tiny_shapes_dir, monkeypatch):
         tiny_config(tiny_shapes_dir, "t2v", train__stepz=3)
     with pytest.raises(ValueError, match="zero_terminal_snr with prediction 'eps'"):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", diffusion__prediction="eps"), mesh)
+    with pytest.raises(ValueError, match="unknown loss weighting 'snr'; allowed"):
+        loop.make_run(tiny_config(tiny_shapes_dir, "t2v", train__loss_weighting="snr"), mesh)
     with pytest.raises(ValueError, match="unknown train task 'video'"):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", train__task="video"), mesh)
     with pytest.raises(ValueError, match="trainable='temporal' would train nothing"):
