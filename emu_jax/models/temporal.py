@@ -44,13 +44,19 @@ class TemporalConv(nn.Module):
     spatial_kernel: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, emb: jax.Array | None = None) -> jax.Array:
+        """`emb` `(B*T, E)`, if given, scales and shifts the output channels (FiLM, zero-initialised)."""
         n, h, w, c = x.shape
         x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
         s = self.spatial_kernel
         y = Conv(c, kernel_size=(self.kernel_size, s, s), window_names=("kernel_t", "kernel_h", "kernel_w"),
                  kernel_init=identity_temporal_kernel_init, dtype=self.dtype, name="conv")(x5)
-        return y.reshape(n, h, w, c)
+        y = y.reshape(n, h, w, c)
+        if emb is not None:
+            scale, shift = jnp.split(Dense(2 * c, ("mlp", "embed"), zero_init=True, dtype=self.dtype,
+                                           name="film")(nn.silu(emb)), 2, axis=-1)
+            y = y * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
+        return y
 
 
 class TemporalBlock(nn.Module):

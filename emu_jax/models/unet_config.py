@@ -65,6 +65,10 @@ class UNetConfig:
     # each temporal layer also cross-attends to text context 0, zero-initialised, so motion words reach
     # the trainable temporal layers directly.
     temporal_cross_attention: bool = False
+    # Ours, off by default: the pooled text context (plus the timestep embedding) scales and shifts every
+    # resnet temporal conv's channels (FiLM, zero-initialised), so a motion word can switch whole motion
+    # features on or off at every pixel and step, which attention's per-pixel mixing does only weakly.
+    temporal_text_film: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
     attention_impl: str | None = None
@@ -108,6 +112,8 @@ class UNetConfig:
                 raise ValueError(f"level width {c} not divisible by norm_groups={self.norm_groups}")
         if self.temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel={self.temporal_kernel} must be odd (same-length padding)")
+        if self.temporal_text_film and not self.temporal:
+            raise ValueError("temporal_text_film=True needs temporal=True (it modulates the temporal convs)")
         if self.temporal_spatial_kernel < 1 or self.temporal_spatial_kernel % 2 != 1:
             raise ValueError(f"temporal_spatial_kernel={self.temporal_spatial_kernel} must be odd and >= 1 "
                              "(same-size padding)")

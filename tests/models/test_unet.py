@@ -206,6 +206,37 @@ def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
     assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4  # the temporal path reads text
 
 
+def test_temporal_text_film_starts_silent_then_gates_temporal_convs_per_video(tiny):
+    """With `temporal_text_film`, the pooled prompt (plus the timestep) scales and shifts every resnet temporal
+    conv: new params only under temporal_* (so F trains them), the model unchanged at init, and once trained
+    each video's temporal convs read its own prompt, padded tokens excluded from the pool."""
+    from emu_jax.models.trainable import is_trainable
+
+    cfg0, params0, x, t, ctx = tiny
+    cfg = cfg0.replace(temporal_text_film=True)
+    params = init_params(cfg, jax.random.key(0))
+    paths = lambda tree: {tuple(k.key for k in p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}  # noqa: E731
+    added = paths(params) - paths(params0)
+    assert any("temporal_text_embed" in p for p in added) and any("film" in p for p in added)
+    assert all(is_trainable(p, "temporal") and not is_trainable(p, "spatial") for p in added)
+    run = jax.jit(lambda cfg_, p, c, m: UNet(cfg_).apply({"params": p}, x, t, c, context_masks=m), static_argnums=0)
+    full = (jnp.ones(ctx[0].shape[:2], bool),)
+    np.testing.assert_allclose(run(cfg, params, ctx, full), run(cfg0, params0, ctx, full), atol=1e-6)
+
+    trained = jax.tree_util.tree_map_with_path(
+        lambda p, v: v + 0.05 if "film" in jax.tree_util.keystr(p) else v, params)
+    ctx2 = (ctx[0].at[1].set(-ctx[0][1]),)  # only video 1's prompt changes
+    a, b = run(cfg, trained, ctx, full), run(cfg, trained, ctx2, full)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+    through_spatial = run(cfg0, params0, ctx2, full)[1] - run(cfg0, params0, ctx, full)[1]
+    assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4
+    masked = (full[0].at[:, -1].set(False),)  # a padded last token: its value must not matter
+    ctx3 = (ctx[0].at[:, -1].set(100.0),)
+    np.testing.assert_allclose(run(cfg, trained, ctx3, masked), run(cfg, trained, ctx, masked), atol=1e-5)
+    with pytest.raises(ValueError, match="temporal_text_film"):
+        cfg.replace(temporal=False)
+
+
 def test_spatial_temporal_conv_starts_as_identity_and_can_move_content():
     """`temporal_spatial_kernel` 3 makes each temporal conv a (3, 3, 3) conv: the identity at init (the
     video model still equals the image model), and able to carry a pixel to its neighbour in the next
