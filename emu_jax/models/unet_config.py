@@ -67,7 +67,8 @@ class UNetConfig:
     temporal_cross_attention: bool = False
     # Ours, off by default: the pooled text context (plus the timestep embedding) scales and shifts every
     # resnet temporal conv's channels (FiLM, zero-initialised), so a motion word can switch whole motion
-    # features on or off at every pixel and step, which attention's per-pixel mixing does only weakly.
+    # features on or off at every pixel and step. It did not make the demo's F read direction words at
+    # CPU scale (docs/demo.md, "Direction" item 8); kept for larger runs.
     temporal_text_film: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
