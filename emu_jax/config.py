@@ -82,13 +82,34 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
     return value
 
 
+def _model_defaults(section: tuple[str, ...]) -> dict[str, Any]:
+    """Every field of the model dataclass that `model.unet` / `model.vae` become, with its default, so
+    an override can set an option the config file does not spell out; {} for other sections."""
+    import dataclasses
+
+    if section == ("model", "unet"):
+        from emu_jax.models.unet_config import UNetConfig as schema
+    elif section == ("model", "vae"):
+        from emu_jax.models.autoencoder import VAEConfig as schema
+    else:
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(schema) if f.default is not dataclasses.MISSING}
+
+
 def apply_override(cfg: ml_collections.ConfigDict, key: str, text: str) -> None:
     """Set dotted `key` to the parsed `text`; unknown keys raise naming the key."""
     node = cfg
     parts = key.split(".")
     for i, part in enumerate(parts):
         keys = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        defaults = _model_defaults(tuple(parts[:i])) if i == len(parts) - 1 else {}
+        if part not in keys and part in defaults and isinstance(node, ml_collections.ConfigDict):
+            # A model option the config file left at its default: settable, typed by that default.
+            with node.unlocked():
+                node[part] = defaults[part]
+            keys.append(part)
         if part not in keys:
+            keys += [k for k in defaults if k not in keys]
             where = ".".join(parts[:i]) or "<root>"
             close = difflib.get_close_matches(part, keys, n=3)
             hint = f"; did you mean {close}?" if close else f"; known keys: {sorted(keys)}"

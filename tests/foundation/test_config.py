@@ -80,3 +80,22 @@ def test_project_configs_load_by_name():
             continue
         cfg = config_lib.load_config(str(f))
         assert isinstance(cfg, ml_collections.ConfigDict), f
+
+
+def test_model_options_the_config_leaves_at_default_can_be_overridden():
+    """`--set model.unet.X` works for any UNetConfig / VAEConfig field, typed by its default, so ablations
+    need no edited config file; typos still fail with the close names."""
+    from emu_jax.models.emu import EmuConfig
+
+    cfg = config_lib.load_config("demo/shapes.py:t2v,tiny")
+    assert "temporal_text_film" not in cfg.model.unet
+    config_lib.apply_override(cfg, "model.unet.temporal_text_film", "true")
+    config_lib.apply_override(cfg, "model.unet.temporal_spatial_kernel", "3")
+    config_lib.apply_override(cfg, "model.vae.use_quant_conv", "false")
+    emu = EmuConfig.from_dict(cfg.model.to_dict())
+    assert emu.unet.temporal_text_film is True and emu.unet.temporal_spatial_kernel == 3
+    assert emu.vae.use_quant_conv is False
+    with pytest.raises(ValueError, match=r"temporal_txt_film.*did you mean \['temporal_text_film'"):
+        config_lib.apply_override(cfg, "model.unet.temporal_txt_film", "true")
+    with pytest.raises(ValueError, match="expected int"):
+        config_lib.apply_override(cfg, "model.unet.temporal_kernel", "wide")
