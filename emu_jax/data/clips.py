@@ -75,9 +75,15 @@ def from_unit_range(x: np.ndarray) -> np.ndarray:
 
 def load_clip(video: video_io.Source, *, src_fps: float, src_num_frames: int, num_frames: int,
               fps: float | None, resolution: int, resize_method: str = "bicubic",
-              rng: np.random.Generator | None = None) -> np.ndarray:
-    """Samples, decodes (seeking) and preprocesses one clip -> float32 (T, R, R, 3) in [-1, 1]."""
+              rng: np.random.Generator | None = None, keep_frames: int = 0) -> np.ndarray:
+    """Samples, decodes (seeking) and preprocesses one clip -> float32 (T, R, R, 3) in [-1, 1].
+
+    `keep_frames` K > 0 decodes only the clip's first K frames: with K = 1 a text-to-image model sees
+    the frames a video model is conditioned on (the first frame of each clip), not any frame.
+    """
+    if not 0 <= keep_frames <= num_frames:
+        raise ValueError(f"keep_frames={keep_frames} must be in [0, num_frames={num_frames}] (0 keeps all)")
     times = clip_times(duration=src_num_frames / src_fps, src_fps=src_fps, num_frames=num_frames,
-                       fps=fps, rng=rng)
+                       fps=fps, rng=rng)[:keep_frames or None]
     frames = video_io.decode_at_times(video, times)
     return to_unit_range(resize_center_crop(frames, resolution, resize_method))

@@ -20,6 +20,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
         "num_frames": 8,                # frames per clip
         "fps": 8.0,                     # clip frame rate; 0 / None keeps the source rate
         "clip_seconds": ml_collections.config_dict.placeholder(float),  # or fps = num_frames / clip_seconds
+        "keep_frames": 0,               # > 0: keep only the first K frames of each sampled clip (0 = all)
         "resize_method": "bicubic",     # 'bicubic' | 'box' | 'bilinear' | 'lanczos' (PIL)
         "shuffle_seed": 0,
         "worker_count": 0,              # grain worker processes; 0 = decode in the training process

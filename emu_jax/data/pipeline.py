@@ -73,6 +73,7 @@ class _Preprocess:
     shard_count: int
     random_clip: bool
     text: bool = True
+    keep_frames: int = 0
 
     def __call__(self, index: int, record: Mapping[str, Any]) -> dict:
         epoch, i = divmod(index, self.epoch_length)
@@ -87,7 +88,7 @@ class _Preprocess:
             out["video"] = clips.load_clip(
                 record["video"], src_fps=float(record["fps"]), src_num_frames=int(record["num_frames"]),
                 num_frames=self.num_frames, fps=self.fps, resolution=self.resolution,
-                resize_method=self.resize_method, rng=rng)
+                resize_method=self.resize_method, rng=rng, keep_frames=self.keep_frames)
         if self.text:
             out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
         for field in ATTRIBUTE_FIELDS:
@@ -202,7 +203,7 @@ def preprocessor(cfg_data, *, seed: int, epoch_length: int, tokenizer: Tokenizer
         resolution=int(cfg_data.resolution), resize_method=cfg_data.get("resize_method", "bicubic"),
         text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or default_tokenizer(), seed=seed,
         epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip,
-        text=text)
+        text=text, keep_frames=int(cfg_data.get("keep_frames", 0)))
 
 
 def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = None,
@@ -213,7 +214,7 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
 
     Args:
       cfg_data: the `cfg.data` ConfigDict (see configs/data/moving_shapes_tiny.py):
-        name, data_dir, resolution, num_frames, fps / clip_seconds,
+        name, data_dir, resolution, num_frames, fps / clip_seconds, keep_frames,
         resize_method, worker_count, read_threads, text_max_length, subset_file.
       split: TFDS split, e.g. 'train' or 'test[:64]'.
       seed: shuffle and clip-placement seed; the same seed gives the same stream.
@@ -246,6 +247,9 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
         raise ValueError(f"data.resize_method={cfg_data.resize_method!r} is not one of {clips.RESIZE_METHODS}")
     shard_index, shard_count = _shard(shard_index, shard_count)
     target_fps(cfg_data)  # validates fps / clip_seconds before opening anything
+    if not 0 <= int(cfg_data.get("keep_frames", 0)) <= int(cfg_data.num_frames):
+        raise ValueError(f"data.keep_frames={cfg_data.keep_frames} must be in [0, data.num_frames="
+                         f"{cfg_data.num_frames}] (0 keeps the whole clip)")
     source = open_source(cfg_data.name, cfg_data.data_dir, split)
     if cfg_data.get("subset_file"):
         source = _Subset(source, load_subset_indices(cfg_data.subset_file, name=cfg_data.name, split=split))

@@ -169,3 +169,19 @@ def test_stored_video_is_h264_of_the_rendered_clip(cfg):
     assert decoded.shape == rendered.shape
     assert np.abs(decoded.astype(int) - rendered).mean() < 6
     assert shapes.analyse_direction(decoded) == attrs.direction
+
+
+def test_keep_frames_gives_the_first_frames_of_the_same_clips(cfg):
+    """keep_frames=1: each example is the first frame of the clip the full loader would have sampled (a
+    keyframe model then sees what the video model is conditioned on); out-of-range values are named."""
+    kw = dict(split="train", seed=3, shard_index=0, shard_count=1, batch_size=4)
+    full = list(itertools.islice(pipeline.make_loader(cfg, **kw), 3))
+    first = ml_collections.ConfigDict({**cfg.to_dict(), "keep_frames": 1})
+    kept = list(itertools.islice(pipeline.make_loader(first, **kw), 3))
+    for a, b in zip(full, kept):
+        assert b["video"].shape == (4, 1, 16, 16, 3)
+        assert list(a["key"]) == list(b["key"])
+        np.testing.assert_array_equal(a["video"][:, :1], b["video"])
+    first.keep_frames = 5
+    with pytest.raises(ValueError, match=r"data.keep_frames=5 must be in \[0, data.num_frames=4\]"):
+        pipeline.make_loader(first, **kw)
