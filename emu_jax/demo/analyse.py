@@ -7,7 +7,8 @@ matching (each class rendered with the same area and centroid, compared with
 the frame's anti-aliased coverage), fits a line to
 the centroid track for the motion direction, and measures how stable the
 shape's area and colour stay over time. `score` compares a reading with the
-attributes a prompt asked for.
+attributes a prompt asked for; `start_side` checks that the keyframe puts the
+shape where its prompted motion can start.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
         "background": key["background"], "color": key["color"], "shape": key["shape"],
         "background_video": _majority([p["background"] for p in per]),
         "background_brightness": key["brightness"],  # mean of the median border colour, 0..255
+        "start_center": key["center"], "frame_size": (int(frames.shape[2]), int(frames.shape[1])),
         "direction": direction, "shift_px": shift, "present": present, "area_cv": area_cv,
         "color_agreement": color_agree, "shape_agreement": shape_agree,
         "consistent": bool(present == 1.0 and area_cv < 0.25 and color_agree == 1.0),
@@ -142,6 +144,19 @@ def score(reading: Mapping, wanted: Mapping) -> dict[str, bool]:
     return {a: reading.get(a) == wanted[a] for a in ATTRIBUTES}
 
 
+def start_side(reading: Mapping, direction: str) -> list[bool]:
+    """Per axis the prompted `direction` moves along: is the keyframe's shape on the side it moves away
+    from (left of the centre for "right", ...)? A dataset clip starts there (it crosses at most its free
+    path and stays in the frame), so a keyframe on the other side leaves too little room for the motion.
+    No shape in the keyframe counts as wrong on every axis."""
+    center = reading.get("start_center")
+    wanted = shapes.DIRECTIONS[direction]
+    if center is None:
+        return [False for d in wanted if d]
+    mid = [(n - 1) / 2 for n in reading["frame_size"]]
+    return [(c - m) * d < 0 for c, m, d in zip(center, mid, wanted) if d]
+
+
 def summarise(readings: Sequence[Mapping], wanted: Sequence[Mapping]) -> dict:
     """Accuracy per attribute, all-correct rate and consistency statistics over a set of videos."""
     if len(readings) != len(wanted) or not readings:
@@ -150,6 +165,8 @@ def summarise(readings: Sequence[Mapping], wanted: Sequence[Mapping]) -> dict:
     scores = [score(r, w) for r, w in zip(readings, wanted)]
     out = {f"{a}_accuracy": float(np.mean([s[a] for s in scores])) for a in ATTRIBUTES}
     out["all_correct"] = float(np.mean([all(s.values()) for s in scores]))
+    sides = [ok for r, w in zip(readings, wanted) for ok in start_side(r, w["direction"])]
+    out["start_side_accuracy"] = float(np.mean(sides))  # chance 0.5
     out["consistent_fraction"] = float(np.mean([r["consistent"] for r in readings]))
     finite_cv = [r["area_cv"] for r in readings if np.isfinite(r["area_cv"])]
     out["mean_area_cv"] = float(np.mean(finite_cv)) if finite_cv else float("inf")

@@ -191,6 +191,7 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
         vid = analyse.analyse_video(final)
         readings.append({**vid, "background": key["background"], "color": key["color"], "shape": key["shape"],
                          "background_brightness": key["background_brightness"],
+                        "start_center": key["start_center"], "frame_size": key["frame_size"],
                          "video_color": vid["color"], "video_shape": vid["shape"]})
     summary = analyse.summarise(readings, [w.to_dict() for w in wanted])
     summary["video_frame0_color_accuracy"] = float(np.mean([r["video_color"] == w.color
@@ -254,6 +255,7 @@ def format_report(report: dict) -> str:
              f"{report['sampling_seconds']} s sampling)",
              f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}"]
     for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
+                "start_side_accuracy",
                 "consistent_fraction", "f_video_direction_accuracy", "f_video_consistent_fraction", "mean_area_cv",
                 "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
                 "black_background_brightness_error", "white_background_brightness_error",

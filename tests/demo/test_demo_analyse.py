@@ -36,6 +36,7 @@ def test_h264_dataset_clips_read_back():
     s = _accuracy(videos, attrs)
     for a in analyse.ATTRIBUTES:
         assert s[f"{a}_accuracy"] >= 0.98, (a, s)
+    assert s["start_side_accuracy"] >= 0.95, s  # real clips start on the side they move away from
 
 
 def test_wrong_readings_are_caught():
@@ -46,9 +47,13 @@ def test_wrong_readings_are_caught():
     assert analyse.score(reading, a.to_dict()) == {k: True for k in analyse.ATTRIBUTES}
     for field, other in (("shape", "square"), ("color", "blue"), ("background", "white"), ("direction", "right")):
         assert not analyse.score(reading, {**a.to_dict(), field: other})[field]
+    assert analyse.start_side(reading, "left") == [True]  # starts right of the centre, moves left
+    assert analyse.start_side(reading, "right") == [False]
+    assert analyse.start_side(reading, "up-left") == [True, reading["start_center"][1] > 15.5]
     blank = np.zeros_like(video)
     r = analyse.analyse_video(blank)
     assert r["color"] is None and r["direction"] is None and not r["consistent"]
+    assert analyse.start_side(r, "down-right") == [False, False]
     flicker = video.copy()
     flicker[3] = 0
     assert not analyse.analyse_video(flicker)["consistent"]
