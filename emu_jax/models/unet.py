@@ -76,6 +76,10 @@ class UNet(nn.Module):
             c_in = jnp.zeros(x.shape[:4] + (cfg.cond_channels,), dtype) if cond is None else cond
             h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
                          name="conv_in_cond")(c_in.reshape(b * nt, hh, ww, -1))
+        if cfg.coord_input:
+            ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, hh), jnp.linspace(-1.0, 1.0, ww), indexing="ij")
+            h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
+                         name="conv_in_coords")(jnp.stack([xs, ys], -1)[None].astype(dtype))
         if cfg.temporal and (not image_mode or self.is_initializing()):
             z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, spatial_kernel=cfg.temporal_spatial_kernel,
                              name="temporal_conv_in")(h)

@@ -70,6 +70,10 @@ class UNetConfig:
     # features on or off at every pixel and step. It did not make the demo's F read direction words at
     # CPU scale (docs/demo.md, "Direction" item 8); kept for larger runs.
     temporal_text_film: bool = False
+    # Ours, off by default (SD's U-Net has no positional input; convs know position only from padding): a
+    # zero-initialised 3x3 conv of the pixel coordinates added after conv_in, so a keyframe model can
+    # put a shape where the prompted motion starts (docs/demo.md, "Direction").
+    coord_input: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
     attention_impl: str | None = None

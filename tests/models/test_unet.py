@@ -237,6 +237,29 @@ def test_temporal_text_film_starts_silent_then_gates_temporal_convs_per_video(ti
         cfg.replace(temporal=False)
 
 
+def test_coord_input_starts_silent_then_tells_every_frame_where_it_is(tiny):
+    """`coord_input` adds one zero-initialised spatial conv of the pixel coordinates: the model is unchanged
+    at init, the T2I stage trains it (spatial, not temporal), and once trained it acts in image mode too,
+    the same map for every frame (it reads no input, only positions)."""
+    from emu_jax.models.trainable import is_trainable
+
+    cfg0, params0, x, t, ctx = tiny
+    cfg = cfg0.replace(coord_input=True)
+    params = init_params(cfg, jax.random.key(0))
+    paths = lambda tree: {tuple(k.key for k in p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}  # noqa: E731
+    added = paths(params) - paths(params0)
+    assert added == {("conv_in_coords", "kernel")}
+    assert all(is_trainable(p, "spatial") and not is_trainable(p, "temporal") for p in added)
+    run = jax.jit(lambda cfg_, p, xx, im: UNet(cfg_).apply({"params": p}, xx, t, ctx, image_mode=im),
+                  static_argnums=(0, 3))
+    np.testing.assert_allclose(run(cfg, params, x, False), run(cfg0, params0, x, False), atol=1e-6)
+    trained = {**params, "conv_in_coords": {"kernel": params["conv_in_coords"]["kernel"] + 0.1}}
+    for image_mode in (False, True):
+        xx = x[:, :1] if image_mode else x
+        moved = run(cfg, trained, xx, image_mode) - run(cfg0, params0, xx, image_mode)
+        assert float(jnp.max(jnp.abs(moved))) > 1e-3
+
+
 def test_spatial_temporal_conv_starts_as_identity_and_can_move_content():
     """`temporal_spatial_kernel` 3 makes each temporal conv a (3, 3, 3) conv: the identity at init (the
     video model still equals the image model), and able to carry a pixel to its neighbour in the next
