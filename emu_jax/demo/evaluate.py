@@ -191,7 +191,7 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
         vid = analyse.analyse_video(final)
         readings.append({**vid, "background": key["background"], "color": key["color"], "shape": key["shape"],
                          "background_brightness": key["background_brightness"],
-                        "start_center": key["start_center"], "frame_size": key["frame_size"],
+                         "start_center": key["start_center"], "frame_size": key["frame_size"],
                          "video_color": vid["color"], "video_shape": vid["shape"]})
     summary = analyse.summarise(readings, [w.to_dict() for w in wanted])
     summary["video_frame0_color_accuracy"] = float(np.mean([r["video_color"] == w.color
