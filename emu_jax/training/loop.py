@@ -73,10 +73,10 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
         if t[name] < 1:
             raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
     want = expected_frames(emu_cfg, spec)
-    delivered = cfg.data.get("keep_frames", 0) or cfg.data.num_frames
-    if want is not None and delivered != want:
-        raise ValueError(f"data.num_frames={cfg.data.num_frames} (keep_frames={cfg.data.get('keep_frames', 0)}) "
-                         f"does not match the model: task {spec.task!r} needs {want} frames per clip")
+    keep = cfg.data.get("keep_frames", 0)
+    if want is not None and (keep or cfg.data.num_frames) != want:
+        given = f"data.keep_frames={keep}" if keep else f"data.num_frames={cfg.data.num_frames}"
+        raise ValueError(f"{given} does not match the model: task {spec.task!r} needs {want} frames per clip")
     if cfg.data.text_max_length != emu_cfg.text[0].max_length:
         raise ValueError(f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
                          f"max_length={emu_cfg.text[0].max_length}")

@@ -66,6 +66,8 @@ def test_config_errors_before_compile(tiny_shapes_dir, monkeypatch):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", train__batch_size=6), mesh)
     with pytest.raises(ValueError, match=r"data.num_frames=4 does not match the model: task 't2v' needs 8"):
         loop.make_run(tiny_config(tiny_shapes_dir, "t2v", data__num_frames=4), mesh)
+    with pytest.raises(ValueError, match=r"data.keep_frames=1 does not match the model: task 't2v' needs 8"):
+        loop.make_run(tiny_config(tiny_shapes_dir, "t2v", data__keep_frames=1), mesh)
     with pytest.raises(ValueError, match=r"unknown config key 'train.stepz'"):
         tiny_config(tiny_shapes_dir, "t2v", train__stepz=3)
     with pytest.raises(ValueError, match="zero_terminal_snr with prediction 'eps'"):
