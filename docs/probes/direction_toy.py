@@ -13,6 +13,7 @@ MODE: the trainable rule (all | spatial | temporal), from a random init. NC > 4 
 colours; BATCH=B trains on B random clips per step (default: all). About 2 s per step of 8 clips on 2 CPU
 cores.
 """
+import ast
 import sys
 import time
 
@@ -50,7 +51,7 @@ lat, tokens = jnp.asarray(np.stack(clips)), np.asarray(tokens)
 table = jnp.asarray(np.random.default_rng(0).normal(size=(len(DIRS) + num_looks, 32)).astype(np.float32))
 cfg = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1, 2),
                  num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=8, context_dims=(32,),
-                 norm_groups=8, temporal=True, **{k: eval(v) for k, v in extra.items()})
+                 norm_groups=8, temporal=True, **{k: ast.literal_eval(v) for k, v in extra.items()})
 unet = UNet(cfg)
 sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=True)
 cond = conditioning.image_condition(lat[:, 0], T)

@@ -51,7 +51,8 @@ class Latents(builders.LocalBuilder):
         f = tfds.features
         src = self._source_cfg
         meta = {} if src is None else {"source": {k: src.get(k) for k in ("name", "data_dir", "resolution",
-                                                                            "num_frames", "fps", "clip_seconds")},
+                                                                            "num_frames", "fps", "clip_seconds",
+                                                                            "keep_frames")},
                                        "clips_per_video": self._clips, "seed": self._seed}
         return tfds.core.DatasetInfo(
             builder=self, description=self.__doc__,

@@ -239,8 +239,8 @@ def test_temporal_text_film_starts_silent_then_gates_temporal_convs_per_video(ti
 
 def test_coord_input_starts_silent_then_tells_every_frame_where_it_is(tiny):
     """`coord_input` adds one zero-initialised spatial conv of the pixel coordinates: the model is unchanged
-    at init, the T2I stage trains it (spatial, not temporal), and once trained it acts in image mode too,
-    the same map for every frame (it reads no input, only positions)."""
+    at init, the T2I stage trains it (spatial, not temporal), and once trained it acts in video and image
+    mode."""
     from emu_jax.models.trainable import is_trainable
 
     cfg0, params0, x, t, ctx = tiny
