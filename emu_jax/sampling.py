@@ -367,7 +367,8 @@ class Pipeline:
         """Yield the Samples of each batch of `prompts` (padded to batch_size, padding dropped).
 
         `indices`: each prompt's index (default 0..n-1); with `seed` it fixes the item's noise.
-        `image`: uint8 (R, R, 3) at the model's resolution (see `prepare_image`): image-to-video.
+        `image`: uint8 (R, R, 3) at the model's resolution (see `prepare_image`): image-to-video, or
+        (N, R, R, 3): one first frame per prompt.
         """
         prompts = validate_prompts(prompts)
         indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
@@ -376,11 +377,13 @@ class Pipeline:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
         r = self.main.model.config.resolution
-        if image is not None and (image.dtype != np.uint8 or image.shape != (r, r, 3)):
-            raise ValueError(f"image must be uint8 ({r}, {r}, 3) (use prepare_image), got {image.dtype} {image.shape}")
+        if image is not None and (image.dtype != np.uint8 or image.shape not in ((r, r, 3), (len(prompts), r, r, 3))):
+            raise ValueError(f"image must be uint8 ({r}, {r}, 3), or ({len(prompts)}, {r}, {r}, 3) for one per "
+                             f"prompt (use prepare_image), got {image.dtype} {image.shape}")
         b = self.batch_size
         for s in range(0, len(prompts), b):
-            yield self._run_batch(prompts[s:s + b], indices[s:s + b], int(seed), image, s // b)
+            part = image if image is None or image.ndim == 3 else image[s:s + b]
+            yield self._run_batch(prompts[s:s + b], indices[s:s + b], int(seed), part, s // b)
 
     def _put(self, x: Any) -> jax.Array:
         x = np.asarray(x)
@@ -401,7 +404,8 @@ class Pipeline:
                 ran.append("keyframe")
             else:
                 t0 = time.perf_counter()
-                x = np.broadcast_to(clips.to_unit_range(image)[None], (len(padded),) + image.shape)
+                per_prompt = image if image.ndim == 4 else image[None].repeat(n, 0)
+                x = clips.to_unit_range(np.concatenate([per_prompt, per_prompt[-1:].repeat(pad, 0)]))
                 kf = self._fns["encode_image"](self.params, self._put(x))
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
@@ -433,7 +437,7 @@ class Pipeline:
 
     def _sample(self, i, frames, latents, prompts, indices, image, ran, timings) -> Sample:
         f_cfg, t = self.main.model.config, 1
-        kf = image if image is not None else frames[i, 0]
+        kf = frames[i, 0] if image is None else image if image.ndim == 3 else image[i]
         s = Sample(indices[i], prompts[i], kf, None, f_cfg.fps, stages=list(ran), timings=dict(timings),
                    notes=list(self.notes), latents={k: v[i] for k, v in latents.items()})
         if "video" in latents:

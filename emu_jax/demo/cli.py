@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--word-use-clips", type=int, default=32,
                    help="real clips on which to measure word use: the loss rise when one attribute's word is "
                         "swapped (0: skip)")
+    e.add_argument("--first-frame-clips", type=int, default=32,
+                   help="real clips whose first frame and caption are given to the video stage, to judge its "
+                        "direction apart from the keyframe's (0: skip)")
     e.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     e.add_argument("--interp", action="store_true",
                    help="also run the interpolation model and judge motion on its 16 fps video "
@@ -76,13 +79,17 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from emu_jax.demo import evaluate
 
-    if args.num_prompts < 1 or args.batch_size < 1 or args.ceiling_clips < 0 or args.word_use_clips < 0:
-        print("error: --num-prompts and --batch-size must be >= 1, --ceiling-clips and --word-use-clips >= 0",
-              file=sys.stderr)
+    counts = {"--ceiling-clips": args.ceiling_clips, "--word-use-clips": args.word_use_clips,
+              "--first-frame-clips": args.first_frame_clips}
+    if args.num_prompts < 1 or args.batch_size < 1 or min(counts.values()) < 0:
+        print(f"error: --num-prompts and --batch-size must be >= 1, {', '.join(counts)} >= 0; got "
+              f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
         return 2
     report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
                           batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
-                          use_interp=args.interp, word_use_clips=args.word_use_clips)
+                          use_interp=args.interp, word_use_clips=args.word_use_clips,
+                          first_frame_clips=args.first_frame_clips)
     print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -1,5 +1,7 @@
 """The moving-shapes analyser reads rendered and dataset (H.264) clips back correctly."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,38 @@ def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
         evaluate.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "interp"}))
     with pytest.raises(ValueError, match=r"timesteps \[1000\]"):
         evaluate.model_loss(loaded, timesteps=(10, 1000))
+
+
+class _ReplayPipe:
+    """A stand-in video stage that answers each given first frame with the real clip it came from, played
+    forwards (a perfect F) or backwards (every motion reversed)."""
+
+    def __init__(self, seed: int, num_clips: int, reverse: bool):
+        from emu_jax.demo import evaluate
+
+        cfg = types.SimpleNamespace(resolution=32, num_frames=8, fps=4)
+        self.main = types.SimpleNamespace(model=types.SimpleNamespace(config=cfg))
+        videos, _ = evaluate.real_clips(num_clips, seed, resolution=32, num_frames=8, fps=4.0)
+        self.videos, self.reverse, self.calls = clips.from_unit_range(videos), reverse, []
+
+    def run(self, prompts, *, seed, image):
+        self.calls.append((list(prompts), image.shape))
+        out = []
+        for frame in image:
+            # Nearest, not equal: H.264 round trips of the same clip can differ by a few levels.
+            video = self.videos[np.argmin([np.abs(v[0].astype(int) - frame).mean() for v in self.videos])]
+            out.append(types.SimpleNamespace(video=video[::-1] if self.reverse else video))
+        yield out
+
+
+def test_given_first_frame_scores_the_video_stage_on_real_first_frames():
+    from emu_jax.demo import evaluate
+
+    good = _ReplayPipe(seed=5, num_clips=6, reverse=False)
+    s = evaluate.given_first_frame(good, 6, seed=5)
+    assert s == {"given_first_frame_direction_accuracy": 1.0, "given_first_frame_consistent_fraction": 1.0}
+    prompts, shape = good.calls[0]
+    _, attrs = evaluate.real_clips(6, 5, resolution=32, num_frames=8, fps=4.0)
+    assert prompts == [shapes.caption(a) for a in attrs] and shape == (6, 32, 32, 3)
+    backwards = evaluate.given_first_frame(_ReplayPipe(seed=5, num_clips=6, reverse=True), 6, seed=5)
+    assert backwards["given_first_frame_direction_accuracy"] == 0.0

@@ -189,6 +189,24 @@ def test_interpolation_layout_frame_counts(i_model):
         stages.split_halves(jnp.zeros((1, 6, H, H, 4)), tok, keys, lay)
 
 
+def test_one_first_frame_per_prompt_matches_each_run_alone(f_model):
+    """A batch of first frames (3 prompts over batches of 2, so one batch is padded): each item gets its own
+    image, and its video equals that image given alone."""
+    pipe = sampling.Pipeline(f_model, sampling.Settings(num_steps=STEPS), batch_size=2, progress=False)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    prompts = ["red circle", "blue square", "green triangle"]
+    batched = [s for b in pipe.run(prompts, seed=3, image=images) for s in b]
+    for i, s in enumerate(batched):
+        alone = next(pipe.run([prompts[i]], seed=3, indices=[i], image=images[i]))[0]
+        np.testing.assert_array_equal(s.keyframe, images[i])
+        assert s.stages == ["encode_image", "video", "decode"]
+        np.testing.assert_allclose(s.latents["video"], alone.latents["video"], atol=1e-5, rtol=0)
+    assert np.abs(batched[0].latents["video"] - batched[1].latents["video"]).max() > 1e-2
+    with pytest.raises(ValueError, match=r"or \(3, 32, 32, 3\) for one per prompt"):
+        next(pipe.run(prompts, image=images[:2]))
+
+
 def test_t2i_checkpoint_gives_keyframes_only(f_model):
     t2i = dataclasses.replace(f_model, task="t2i")
     pipe = sampling.Pipeline(t2i, sampling.Settings(num_steps=STEPS), batch_size=2, progress=False)
