@@ -377,12 +377,15 @@ class Pipeline:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
             raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
         r = self.main.model.config.resolution
-        if image is not None and (image.dtype != np.uint8 or image.shape not in ((r, r, 3), (len(prompts), r, r, 3))):
+        allowed = ((r, r, 3), (len(prompts), r, r, 3))
+        if image is not None and (image.dtype != np.uint8 or image.shape not in allowed):
             raise ValueError(f"image must be uint8 ({r}, {r}, 3), or ({len(prompts)}, {r}, {r}, 3) for one per "
                              f"prompt (use prepare_image), got {image.dtype} {image.shape}")
+        if image is not None and image.ndim == 3:
+            image = np.broadcast_to(image, (len(prompts),) + image.shape)  # one per prompt from here on
         b = self.batch_size
         for s in range(0, len(prompts), b):
-            part = image if image is None or image.ndim == 3 else image[s:s + b]
+            part = None if image is None else image[s:s + b]
             yield self._run_batch(prompts[s:s + b], indices[s:s + b], int(seed), part, s // b)
 
     def _put(self, x: Any) -> jax.Array:
@@ -404,8 +407,7 @@ class Pipeline:
                 ran.append("keyframe")
             else:
                 t0 = time.perf_counter()
-                per_prompt = image if image.ndim == 4 else image[None].repeat(n, 0)
-                x = clips.to_unit_range(np.concatenate([per_prompt, per_prompt[-1:].repeat(pad, 0)]))
+                x = clips.to_unit_range(np.concatenate([image, image[-1:].repeat(pad, 0)]))
                 kf = self._fns["encode_image"](self.params, self._put(x))
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
@@ -437,7 +439,7 @@ class Pipeline:
 
     def _sample(self, i, frames, latents, prompts, indices, image, ran, timings) -> Sample:
         f_cfg, t = self.main.model.config, 1
-        kf = frames[i, 0] if image is None else image if image.ndim == 3 else image[i]
+        kf = frames[i, 0] if image is None else image[i]
         s = Sample(indices[i], prompts[i], kf, None, f_cfg.fps, stages=list(ran), timings=dict(timings),
                    notes=list(self.notes), latents={k: v[i] for k, v in latents.items()})
         if "video" in latents:
