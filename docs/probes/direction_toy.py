@@ -10,8 +10,8 @@ word / loss with the true prompt - 1): near 0 means the model does not read the 
     JAX_PLATFORMS=cpu python docs/probes/direction_toy.py MODE STEPS [NC=1] [UNetConfig field=value ...]
 
 MODE: the trainable rule (all | spatial | temporal), from a random init. NC > 4 looks are random latent
-colours; BATCH=B trains on B random clips per step (default: all). About 2 s per step of 8 clips on 2 CPU
-cores.
+colours; BATCH=B trains on B random clips per step (default: all); PAIRED=1 trains each step on one random
+look in all 8 directions. About 2 s per step of 8 clips on 2 CPU cores.
 """
 import ast
 import sys
@@ -33,6 +33,7 @@ steps = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 extra = dict(a.split("=", 1) for a in sys.argv[3:])
 num_looks = int(extra.pop("NC", "1"))
 batch = int(extra.pop("BATCH", "0"))  # clips per step, drawn at random; 0: every clip every step
+paired = extra.pop("PAIRED", "0") == "1"  # each step: one random look in all 8 directions (BATCH ignored)
 T, S = 8, 16
 DIRS = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)]
 
@@ -70,7 +71,10 @@ def loss_fn(params, t, noise, toks, idx=None):
 @jax.jit
 def step(train, opt, key):
     k_t, k_n, k_i = jax.random.split(key, 3)
-    idx = jax.random.permutation(k_i, lat.shape[0])[:batch or lat.shape[0]]
+    if paired:  # clip index is direction * num_looks + look
+        idx = jax.random.randint(k_i, (), 0, num_looks) + num_looks * jnp.arange(len(DIRS))
+    else:
+        idx = jax.random.permutation(k_i, lat.shape[0])[:batch or lat.shape[0]]
     t = jax.random.randint(k_t, idx.shape, 0, sched.num_train_steps)
     noise = jax.random.normal(k_n, (idx.shape[0],) + lat.shape[1:])
     loss, grads = jax.value_and_grad(
