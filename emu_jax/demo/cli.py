@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also run the interpolation model and judge motion on its 16 fps video "
                         "(default: F's 8 frames; I costs ~5x the video stage)")
     e.add_argument("--output", default=None, help="write the full report (JSON) here")
+    e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def _parse_sets(items: list[str]) -> list[tuple[str, str]]:
@@ -89,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
                           batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
                           use_interp=args.interp, word_use_clips=args.word_use_clips,
-                          first_frame_clips=args.first_frame_clips)
+                          first_frame_clips=args.first_frame_clips, progress=not args.quiet)
     print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -225,10 +225,11 @@ def given_first_frame(pipe, num_clips: int, seed: int) -> dict:
 
 def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 1234, batch_size: int = 25,
         ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False,
-        word_use_clips: int = 32, first_frame_clips: int = 32) -> dict:
+        word_use_clips: int = 32, first_frame_clips: int = 32, progress: bool = False) -> dict:
     """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
     `word_use` of the main model on `word_use_clips` real clips and, for a video checkpoint, the video
-    stage given `first_frame_clips` real first frames (0: skip either)."""
+    stage given `first_frame_clips` real first frames (0: skip either). `progress`: print each phase and
+    the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
     from emu_jax import sampling
 
     path = checkpoint or default_checkpoint()
@@ -236,18 +237,21 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     prompts = [shapes.caption(a) for a in wanted]
     overrides = {"num_steps": num_steps} if num_steps else None
     pipe = sampling.Pipeline.from_checkpoint(path, use_interp=use_interp, overrides=overrides,
-                                             batch_size=min(batch_size, num_prompts), progress=False)
+                                             batch_size=min(batch_size, num_prompts), progress=progress)
     cfg = pipe.main.model.config
+    pipe.progress.note(f"eval: sampling {num_prompts} held-out prompts in batches of {pipe.batch_size}")
     t0 = time.perf_counter()
     samples = [s for batch in pipe.run(prompts, seed=seed) for s in batch]
     seconds = time.perf_counter() - t0
     summary, readings = score_samples(samples, wanted, pipe.interp.layout if pipe.interp else None)
     summary["text_sensitivity"] = text_sensitivity(lambda p: model_contexts(pipe.main, p), wanted)
     if word_use_clips:
+        pipe.progress.note(f"eval: word use on {word_use_clips} real clips")
         videos, clip_attrs = real_clips(word_use_clips, seed, resolution=cfg.resolution,
                                         num_frames=cfg.num_frames, fps=float(cfg.fps))
         summary["word_use"] = word_use(model_loss(pipe.main, seed=seed), videos, clip_attrs)
     if first_frame_clips and pipe.main.task == "t2v":
+        pipe.progress.note(f"eval: the video stage given {first_frame_clips} real first frames")
         summary.update(given_first_frame(pipe, first_frame_clips, seed))
     return {
         "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,

@@ -70,7 +70,12 @@ def test_demo_eval_runs_on_the_exported_model(tiny_recipe, tmp_path, capsys):
                 "given_first_frame_consistent_fraction"):
         assert 0.0 <= m[key] <= 1.0, key
     assert set(m["word_use"]) == {"color", "shape", "direction", "background"}
-    assert "given_first_frame_direction_accuracy" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "given_first_frame_direction_accuracy" in captured.out
+    # Progress on stderr by default: each phase, and the sampler's steps per batch and stage.
+    for line in ("eval: sampling 2 held-out prompts", "batch 1 video: step", "eval: word use on 2 real clips",
+                 "eval: the video stage given 3 real first frames"):
+        assert line in captured.err, line
     assert cli.main(["demo", "eval", "--first-frame-clips", "-1"]) == 2
     assert "--first-frame-clips -1" in capsys.readouterr().err
 
