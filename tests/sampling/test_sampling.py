@@ -43,6 +43,10 @@ def test_pipeline_shapes_fps_and_stitching(pipe, mixed):
         assert s.stages == ["keyframe", "video", "interp", "decode"]
         assert s.latents["keyframe"].shape == (1, H, H, 4) and s.latents["video"].shape == (8, H, H, 4)
     assert not np.array_equal(mixed[0].video, mixed[2].video)  # different prompts / noise
+    # interpolate=False: F's video only, identical to the full run's, from a pipeline that holds I.
+    f_only = next(pipe.run(PROMPTS[:1], seed=3, interpolate=False))[0]
+    assert f_only.interpolated is None and f_only.stages == ["keyframe", "video", "decode"]
+    np.testing.assert_array_equal(f_only.video, mixed[0].video)
 
 
 def test_same_seed_reproduces_and_item_does_not_depend_on_batch(pipe, mixed):
