@@ -213,8 +213,8 @@ class _ReplayPipe:
         videos, _ = evaluate.real_clips(num_clips, seed, resolution=32, num_frames=8, fps=4.0)
         self.videos, self.reverse, self.calls = clips.from_unit_range(videos), reverse, []
 
-    def run(self, prompts, *, seed, image):
-        self.calls.append((list(prompts), image.shape))
+    def run(self, prompts, *, seed, image, interpolate=True):
+        self.calls.append((list(prompts), image.shape, interpolate))
         out = []
         for frame in image:
             # Nearest, not equal: H.264 round trips of the same clip can differ by a few levels.
@@ -229,7 +229,8 @@ def test_given_first_frame_scores_the_video_stage_on_real_first_frames():
     good = _ReplayPipe(seed=5, num_clips=6, reverse=False)
     s = evaluate.given_first_frame(good, 6, seed=5)
     assert s == {"given_first_frame_direction_accuracy": 1.0, "given_first_frame_consistent_fraction": 1.0}
-    prompts, shape = good.calls[0]
+    prompts, shape, interpolate = good.calls[0]
+    assert interpolate is False  # only F's video is read: a loaded I must not run
     _, attrs = evaluate.real_clips(6, 5, resolution=32, num_frames=8, fps=4.0)
     assert prompts == [shapes.caption(a) for a in attrs] and shape == (6, 32, 32, 3)
     backwards = evaluate.given_first_frame(_ReplayPipe(seed=5, num_clips=6, reverse=True), 6, seed=5)
