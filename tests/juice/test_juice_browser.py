@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -13,7 +14,8 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)",
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs `pip install selenium`")
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException, StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -53,14 +55,27 @@ def live(make_study):
     thread.join(timeout=10)
 
 
+def _find(driver, by, value, tries=3):
+    """find_element, retried on chromedriver's bare "unknown error" (e.g. "unhandled inspector error"),
+    which it can raise while the page is busy with a click's handler; every named error (no such element,
+    an unexpected alert, ...) is a subclass and still raises at once."""
+    for i in range(tries):
+        try:
+            return driver.find_element(by, value)
+        except WebDriverException as e:
+            if type(e) is not WebDriverException or i == tries - 1:
+                raise
+            time.sleep(0.5)
+
+
 def _wait_text(driver, element_id, text):
     """Wait for the next page: the old page's elements go stale while it navigates."""
     WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-        lambda d: text in d.find_element(By.ID, element_id).text)
+        lambda d: text in _find(d, By.ID, element_id).text)
 
 
 def _pair_id(driver):
-    return int(driver.find_element(By.NAME, "pair_id").get_attribute("value"))
+    return int(_find(driver, By.NAME, "pair_id").get_attribute("value"))
 
 
 def test_rater_completes_pairs_in_browser(browser, live):
@@ -69,25 +84,25 @@ def test_rater_completes_pairs_in_browser(browser, live):
     prompts = {p["id"]: p["prompt"] for p in db.pairs(conn)}
     browser.get(f"{base}/r/{tokens[0]}")
     _wait_text(browser, "progress-text", "Pair 1 of 4")
-    assert browser.find_element(By.ID, "prompt").text == prompts[_pair_id(browser)]
-    assert "Keyboard shortcuts" in browser.find_element(By.TAG_NAME, "body").text
+    assert _find(browser, By.ID, "prompt").text == prompts[_pair_id(browser)]
+    assert "Keyboard shortcuts" in _find(browser, By.TAG_NAME, "body").text
 
     # 1) Winners but no reasons: the page refuses to submit and says why; nothing is stored.
-    browser.find_element(By.ID, "quality-left").click()
-    browser.find_element(By.ID, "faithfulness-right").click()
-    browser.find_element(By.ID, "submit").click()
-    msg = browser.find_element(By.ID, "message")
+    _find(browser, By.ID, "quality-left").click()
+    _find(browser, By.ID, "faithfulness-right").click()
+    _find(browser, By.ID, "submit").click()
+    msg = _find(browser, By.ID, "message")
     WebDriverWait(browser, 5).until(lambda d: msg.is_displayed())
     assert "Tick at least one reason for quality" in msg.text and "faithfulness" in msg.text
-    assert "Pair 1 of 4" in browser.find_element(By.ID, "progress-text").text
+    assert "Pair 1 of 4" in _find(browser, By.ID, "progress-text").text
     assert db.progress(conn, 1) == (0, 4)
 
     # 2) Keyboard: 1 = quality left, a = pixel sharpness, q = faithfulness left, z = spatial, Enter.
     first = _pair_id(browser)
-    body = browser.find_element(By.TAG_NAME, "body")
+    body = _find(browser, By.TAG_NAME, "body")
     for key in "1aqz":
         body.send_keys(key)
-    assert browser.find_element(By.ID, "quality-reason-pixel_sharpness").is_selected()
+    assert _find(browser, By.ID, "quality-reason-pixel_sharpness").is_selected()
     body.send_keys("\n")
     _wait_text(browser, "progress-text", "Pair 2 of 4")
 
@@ -95,14 +110,14 @@ def test_rater_completes_pairs_in_browser(browser, live):
     expected = {first: ("left", "left")}
     for k in range(2, 5):
         pid = _pair_id(browser)
-        assert browser.find_element(By.ID, "prompt").text == prompts[pid]
+        assert _find(browser, By.ID, "prompt").text == prompts[pid]
         assert len(browser.find_elements(By.TAG_NAME, "script")) == 1  # only juice.js; prompts add none
-        browser.find_element(By.ID, "quality-tie" if k == 2 else "quality-right").click()
-        browser.find_element(By.ID, "quality-reason-motion_smoothness").click()
-        browser.find_element(By.ID, "quality-reason-amount_of_motion").click()
-        browser.find_element(By.ID, "faithfulness-right").click()
-        browser.find_element(By.ID, "faithfulness-reason-temporal_alignment").click()
-        browser.find_element(By.ID, "submit").click()
+        _find(browser, By.ID, "quality-tie" if k == 2 else "quality-right").click()
+        _find(browser, By.ID, "quality-reason-motion_smoothness").click()
+        _find(browser, By.ID, "quality-reason-amount_of_motion").click()
+        _find(browser, By.ID, "faithfulness-right").click()
+        _find(browser, By.ID, "faithfulness-reason-temporal_alignment").click()
+        _find(browser, By.ID, "submit").click()
         expected[pid] = ("tie" if k == 2 else "right", "right")
         _wait_text(browser, "progress-text", f"Pair {k + 1} of 4" if k < 4 else "all 4 pairs")
     # The prompt with markup was among those shown literally above (an executed alert would have
