@@ -394,7 +394,7 @@ class Pipeline:
         return jax.device_put(x, sharding.batch_sharding(self.mesh, x.ndim))
 
     def _run_batch(self, prompts: list[str], indices: list[int], seed: int, image: np.ndarray | None,
-                   batch_no: int, interpolate: bool = True) -> list[Sample]:
+                   batch_no: int, interpolate: bool) -> list[Sample]:
         n, pad = len(prompts), self.batch_size - len(prompts)
         padded, idx = prompts + [prompts[-1]] * pad, indices + [indices[-1]] * pad
         timings, ran, f_cfg = {}, [], self.main.model.config
