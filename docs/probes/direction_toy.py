@@ -11,9 +11,12 @@ word / loss with the true prompt - 1): near 0 means the model does not read the 
 
 MODE: the trainable rule (all | spatial | temporal), from a random init. NC > 4 looks are random latent
 colours; BATCH=B trains on B random clips per step (default: all); PAIRED=1 trains each step on one random
-look in all 8 directions. About 2 s per step of 8 clips on 2 CPU cores.
+look in all 8 directions; CURRICULUM=S trains the first S steps on look 0 alone in all 8 directions (the
+word on one look first), then as above. With NC > 1 each line also gives the t = 999 / 750 / 500 rise on look 0's
+clips alone. About 2 s per step of 8 clips on 2 CPU cores.
 """
 import ast
+import functools
 import sys
 import time
 
@@ -34,6 +37,7 @@ extra = dict(a.split("=", 1) for a in sys.argv[3:])
 num_looks = int(extra.pop("NC", "1"))
 batch = int(extra.pop("BATCH", "0"))  # clips per step, drawn at random; 0: every clip every step
 paired = extra.pop("PAIRED", "0") == "1"  # each step: one random look in all 8 directions (BATCH ignored)
+curriculum = int(extra.pop("CURRICULUM", "0"))  # steps on look 0 alone before the rest
 T, S = 8, 16
 DIRS = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)]
 
@@ -68,10 +72,12 @@ def loss_fn(params, t, noise, toks, idx=None):
     return objectives.diffusion_loss(sched, out, x0, noise, t, "v", "uniform", 5.0)
 
 
-@jax.jit
-def step(train, opt, key):
+@functools.partial(jax.jit, static_argnames="first_look")
+def step(train, opt, key, first_look=False):
     k_t, k_n, k_i = jax.random.split(key, 3)
-    if paired:  # clip index is direction * num_looks + look
+    if first_look:  # clip index is direction * num_looks + look
+        idx = num_looks * jnp.arange(len(DIRS))
+    elif paired:
         idx = jax.random.randint(k_i, (), 0, num_looks) + num_looks * jnp.arange(len(DIRS))
     else:
         idx = jax.random.permutation(k_i, lat.shape[0])[:batch or lat.shape[0]]
@@ -92,15 +98,18 @@ def word_gap(train):
     params, out = merge_params(train, frozen), {}
     for tt in (999, 750, 500):
         t, noise = jnp.full((lat.shape[0],), tt), jax.random.normal(jax.random.key(tt), lat.shape)
-        base = loss_fn(params, t, noise, tokens).mean()
-        out[tt] = (base, loss_fn(params, t, noise, wrong).mean() / base - 1)
+        base, bad = loss_fn(params, t, noise, tokens), loss_fn(params, t, noise, wrong)
+        look0 = jnp.asarray(tokens[:, 1] == len(DIRS))
+        out[tt] = (base.mean(), bad.mean() / base.mean() - 1,
+                   jnp.sum(bad * look0) / jnp.sum(base * look0) - 1)
     return out
 
 
 every, key, t0 = max(1, steps // 4), jax.random.key(1), time.time()
 for i in range(steps + 1):
     if i % every == 0:
-        gaps = {k: (round(float(a), 4), round(float(r), 4)) for k, (a, r) in word_gap(train).items()}
+        gaps = {k: tuple(round(float(x), 4) for x in v[:3 if num_looks > 1 else 2])
+                for k, v in word_gap(train).items()}
         print(i, f"{time.time() - t0:.0f}s", gaps, flush=True)
     if i < steps:
-        train, opt, _ = step(train, opt, jax.random.fold_in(key, i))
+        train, opt, _ = step(train, opt, jax.random.fold_in(key, i), first_look=i < curriculum)

@@ -65,7 +65,8 @@ class MovingShapes(LocalBuilder):
 
     def __init__(self, *, resolution: int = 32, num_frames: int = 16, fps: float = 8.0, num_train: int = 256,
                  num_test: int = 32, seed: int = 0, crf: int = 18,
-                 speed_range: tuple[float, float] = shapes.SPEED_RANGE, **kwargs):
+                 speed_range: tuple[float, float] = shapes.SPEED_RANGE,
+                 look: tuple[str, str, str] | None = None, **kwargs):
         if resolution < 8 or resolution % 2:
             raise ValueError(f"resolution must be even and >= 8 (H.264 yuv420p), got {resolution}")
         if num_frames < 2 or fps <= 0 or num_train < 1 or num_test < 0:
@@ -77,6 +78,8 @@ class MovingShapes(LocalBuilder):
                              "(fractions of the free path crossed per clip)")
         self._params = dict(resolution=resolution, num_frames=num_frames, fps=float(fps), num_train=num_train,
                             num_test=num_test, seed=seed, crf=crf, speed_range=[lo, hi])
+        if look is not None:  # only when set, so the default build's metadata is unchanged
+            self._params["look"] = list(shapes.check_look(look))
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -101,13 +104,14 @@ class MovingShapes(LocalBuilder):
             yield f"{split_id}_{i:07d}", make_shapes_example(
                 np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
                 resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
-                speed_range=tuple(p["speed_range"]))
+                speed_range=tuple(p["speed_range"]), look=p.get("look"))
 
 
 def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, num_frames: int, fps: float,
-                        crf: int = 18, speed_range: tuple[float, float] = shapes.SPEED_RANGE) -> dict:
+                        crf: int = 18, speed_range: tuple[float, float] = shapes.SPEED_RANGE,
+                        look: tuple[str, str, str] | None = None) -> dict:
     """One moving-shapes record: attributes from `rng`, frames rendered and encoded as H.264 mp4."""
-    attrs = shapes.sample_attributes(rng, speed_range=speed_range)
+    attrs = shapes.sample_attributes(rng, speed_range=speed_range, look=look)
     data = video_io.encode_mp4(shapes.render_clip(attrs, num_frames, resolution, fps), fps, crf=crf)
     info = video_io.VideoInfo(num_frames, float(fps), num_frames / fps, resolution, resolution, "h264")
     return {**_video_record(key, data, shapes.caption(attrs), info), **attrs.to_dict()}

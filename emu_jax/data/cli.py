@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     shapes.add_argument("--speed-range", type=float, nargs=2, default=SPEED_RANGE, metavar=("LOW", "HIGH"),
                         help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)")
+    shapes.add_argument("--look", nargs=3, metavar=("COLOUR", "SHAPE", "BACKGROUND"),
+                        help="fix the colour, shape and background of every clip, e.g. `red circle black` "
+                             "(a one-look dataset, where only the motion varies; default: all drawn at random)")
 
     folder = kinds.add_parser(
         "video_text_folder", help="your own videos + a captions file",
@@ -93,7 +96,8 @@ def _build(args) -> int:
     if args.dataset == "moving_shapes":
         builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
                                         num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                                        speed_range=tuple(args.speed_range), data_dir=args.data_dir)
+                                        speed_range=tuple(args.speed_range), look=args.look,
+                                        data_dir=args.data_dir)
     else:
         builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
                                            min_clip_seconds=args.min_clip_seconds,

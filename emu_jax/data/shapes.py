@@ -9,7 +9,7 @@ it can be scored by reading its samples back (`analyse_frame`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -77,8 +77,20 @@ class ShapeAttrs:
         return cls(**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in d.items() if k in names})
 
 
-def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size_range=SIZE_RANGE) -> ShapeAttrs:
-    """Draws one clip's attributes uniformly; start positions keep the path inside the frame."""
+def check_look(look: Sequence[str]) -> tuple[str, str, str]:
+    """(colour, shape, background), each checked against its vocabulary."""
+    if len(look) != 3:
+        raise ValueError(f"look={tuple(look)} must be (colour, shape, background)")
+    for field, value, allowed in zip(("colour", "shape", "background"), look, (COLORS, SHAPES, BACKGROUNDS)):
+        if value not in allowed:
+            raise ValueError(f"look {field}={value!r} is not one of {sorted(allowed)}")
+    return tuple(str(v) for v in look)
+
+
+def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size_range=SIZE_RANGE,
+                      look: Sequence[str] | None = None) -> ShapeAttrs:
+    """Draws one clip's attributes uniformly; start positions keep the path inside the frame.
+    `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies)."""
     direction = str(rng.choice(list(DIRECTIONS)))
     speed = float(rng.uniform(*speed_range))
     starts = []
@@ -86,8 +98,11 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
         # Moving +: start in [0, 1-speed]; moving -: start in [speed, 1]; still: anywhere.
         lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
         starts.append(float(rng.uniform(lo, hi)))
-    return ShapeAttrs(shape=str(rng.choice(SHAPES)), color=str(rng.choice(list(COLORS))),
-                      background=str(rng.choice(list(BACKGROUNDS))), direction=direction, speed=speed,
+    if look is None:
+        shape, color, background = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS))), str(rng.choice(list(BACKGROUNDS)))
+    else:
+        color, shape, background = check_look(look)
+    return ShapeAttrs(shape=shape, color=color, background=background, direction=direction, speed=speed,
                       size=float(rng.uniform(*size_range)), start_x=starts[0], start_y=starts[1])
 
 

@@ -126,6 +126,30 @@ def test_cli_builds_moving_shapes(tmp_path, capsys):
         builders.MovingShapes(speed_range=(0.5, 0.2), data_dir=str(tmp_path / "bad"))
 
 
+def test_cli_builds_a_one_look_dataset(tmp_path, capsys):
+    import argparse
+
+    from emu_jax.data import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["build", "moving_shapes", "--data-dir", str(tmp_path), "--num-train", "12",
+                              "--num-test", "0", "--resolution", "16", "--frames", "4", "--fps", "4",
+                              "--look", "blue", "square", "white"])
+    assert cli.main(args) == 0
+    source = pipeline.open_source("moving_shapes", str(tmp_path), "train")
+    rows = [source[i] for i in range(len(source))]
+    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    assert {(text(r["color"]), text(r["shape"]), text(r["background"])) for r in rows} == {("blue", "square", "white")}
+    assert all(text(r["caption"]).startswith("a blue square moving ") for r in rows)
+    # Only the look is fixed: the motion is still drawn at random.
+    assert len({text(r["direction"]) for r in rows}) > 2 and len({float(r["size"]) for r in rows}) == 12
+    for bad, match in ((("blue", "star", "white"), "look shape='star'"), (("blue", "square"), "must be")):
+        with pytest.raises(ValueError, match=match):
+            builders.MovingShapes(look=bad, data_dir=str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_select_hq_output_feeds_the_loader_subset(tmp_path, capsys):
     import argparse
 
