@@ -99,7 +99,8 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
         lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
         starts.append(float(rng.uniform(lo, hi)))
     if look is None:
-        shape, color, background = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS))), str(rng.choice(list(BACKGROUNDS)))
+        shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
+        background = str(rng.choice(list(BACKGROUNDS)))
     else:
         color, shape, background = check_look(look)
     return ShapeAttrs(shape=shape, color=color, background=background, direction=direction, speed=speed,
