@@ -14,6 +14,10 @@ colours; BATCH=B trains on B random clips per step (default: all); PAIRED=1 trai
 look in all 8 directions; CURRICULUM=S trains the first S steps on look 0 alone in all 8 directions (the
 word on one look first), then as above. With NC > 1 each line also gives the t = 999 / 750 / 500 rise on look 0's
 clips alone. About 2 s per step of 8 clips on 2 CPU cores.
+Walking the toy towards F (item 17): TEXT=CKPT uses a checkpoint's frozen text encoder on the real captions
+(TEXT=layers:N a fresh random one with N layers); POOL=eos | content keeps only the caption's last token or its
+four attribute words; FILLER=N adds N constant tokens to the two; SPATIAL_TEXT=0 zeroes the frozen spatial
+cross-attention's output, so only the temporal layers can read the text (as in F); MOVE=F latent pixels per frame.
 """
 import ast
 import functools
@@ -38,6 +42,10 @@ num_looks = int(extra.pop("NC", "1"))
 batch = int(extra.pop("BATCH", "0"))  # clips per step, drawn at random; 0: every clip every step
 paired = extra.pop("PAIRED", "0") == "1"  # each step: one random look in all 8 directions (BATCH ignored)
 curriculum = int(extra.pop("CURRICULUM", "0"))  # steps on look 0 alone before the rest
+text = extra.pop("TEXT", "")  # a t2v/t2i checkpoint: its frozen encoder's contexts of real captions
+move = float(extra.pop("MOVE", "1"))  # latent pixels per frame
+spatial_text = extra.pop("SPATIAL_TEXT", "1") == "1"  # 0: the frozen random spatial layers read no text
+pool = extra.pop("POOL", "")  # with TEXT: eos = the U-Net sees only the caption's last token
 T, S = 8, 16
 DIRS = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, -1), (-1, 1), (1, 1)]
 
@@ -48,27 +56,73 @@ for d, (dx, dy) in enumerate(DIRS):
     for look in range(num_looks):
         v = np.full((T, S, S, 4), -0.5, np.float32)
         for k in range(T):
-            x0, y0 = 6 + dx * k, 6 + dy * k
+            x0, y0 = 6 + round(dx * k * move), 6 + round(dy * k * move)
             v[k, max(y0, 0):y0 + 4, max(x0, 0):x0 + 4] = looks[look]
         clips.append(v)
         tokens.append((d, len(DIRS) + look))
 lat, tokens = jnp.asarray(np.stack(clips)), np.asarray(tokens)
 table = jnp.asarray(np.random.default_rng(0).normal(size=(len(DIRS) + num_looks, 32)).astype(np.float32))
+filler = int(extra.pop("FILLER", "0"))  # without TEXT: this many more constant tokens after the two
+filler_table = jnp.asarray(np.random.default_rng(2).normal(size=(filler, 32)).astype(np.float32))
+if text:  # contexts and masks per (direction, look) from the real text encoder, as F sees them
+    from emu_jax import sampling
+    from emu_jax.data import shapes
+    from emu_jax.models import text as text_lib
+    from emu_jax.models.tokenizers import load_tokenizer
+    words = [(c, s) for s in shapes.SHAPES for c in shapes.COLORS]
+    captions = [f"a {words[lk][0]} {words[lk][1]} moving {d} on a black background"
+                for d in shapes.DIRECTIONS for lk in range(num_looks)]
+    if text.startswith("layers:"):  # a fresh random-init demo encoder with N layers (key 0)
+        from emu_jax.config import load_config
+        spec = dict(load_config("demo/shapes.py:t2v").model.text_encoders[0])
+        spec["config"] = dict(spec["config"])
+        spec["config"]["num_hidden_layers"] = int(text[7:])
+        enc_cfg = text_lib.config_from_dict(spec["kind"], spec["config"])
+        tb = load_tokenizer("moving_shapes")(captions, spec["max_length"])
+        ids, text_mask = jnp.asarray(tb.ids), jnp.asarray(tb.mask)
+        text_ctx = text_lib.encode_text(enc_cfg, text_lib.init_params(enc_cfg, jax.random.key(0)), ids, text_mask)
+    else:
+        loaded = sampling.load_model(text)
+        toks = loaded.model.tokenize_all(captions)
+        text_ctx = jnp.asarray(loaded.model.encode_text(loaded.params, toks["text_ids_0"], toks["text_mask_0"], 0))
+        text_mask = jnp.asarray(toks["text_mask_0"])
+    if pool == "eos":  # attend to the last real token only (CLIP's pooled position)
+        last = jnp.sum(text_mask, axis=1) - 1
+        text_mask = jnp.arange(text_mask.shape[1])[None] == last[:, None]
+    elif pool == "content":  # only the colour, shape, direction and background words (positions 2, 3, 5, 8)
+        text_mask = text_mask & jnp.isin(jnp.arange(text_mask.shape[1]), jnp.asarray([2, 3, 5, 8]))[None]
+    diff = jnp.linalg.norm(text_ctx - text_ctx[(jnp.arange(len(captions)) + num_looks) % len(captions)], axis=-1)
+    print("direction swap moves the contexts by", diff[0].round(2), "of norm",
+          jnp.linalg.norm(text_ctx[0], axis=-1).round(2), flush=True)
+    print("captions", captions[:2], "contexts", text_ctx.shape, flush=True)
 cfg = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1, 2),
-                 num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=8, context_dims=(32,),
+                 num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=8,
+                 context_dims=(text_ctx.shape[-1] if text else 32,),
                  norm_groups=8, temporal=True, **{k: ast.literal_eval(v) for k, v in extra.items()})
 unet = UNet(cfg)
 sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=True)
 cond = conditioning.image_condition(lat[:, 0], T)
-train, frozen = split_params(init_params(cfg, jax.random.key(0)), mode)
+params = init_params(cfg, jax.random.key(0))
+if not spatial_text:  # as in F, whose T2I-trained spatial layers ignore the direction word: they read no text
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.zeros_like(x) if "['attn2']['to_out_0']['kernel']" in jax.tree_util.keystr(path)
+        and "temporal" not in jax.tree_util.keystr(path) else x, params)
+train, frozen = split_params(params, mode)
 tx = optax.adam(1e-3)
 opt = tx.init(train)
 
 
-def loss_fn(params, t, noise, toks, idx=None):
+def loss_fn(params, t, noise, caps, idx=None):
+    """caps: which clip's caption each example gets (clip index = direction * num_looks + look)."""
     x0, c = (lat, cond) if idx is None else (lat[idx], cond[idx])
     x_t = objectives.q_sample(sched, x0, t, noise)
-    out = unet.apply({"params": params}, x_t, t, (table[jnp.asarray(toks)],), cond=c)
+    if text:
+        out = unet.apply({"params": params}, x_t, t, (text_ctx[caps],), cond=c, context_masks=(text_mask[caps],))
+    else:
+        ctx = table[jnp.asarray(tokens)[caps]]
+        if filler:  # the same caption-independent tokens in every prompt, as a caption's template words
+            ctx = jnp.concatenate([ctx, jnp.broadcast_to(filler_table, (ctx.shape[0],) + filler_table.shape)], 1)
+        out = unet.apply({"params": params}, x_t, t, (ctx,), cond=c)
     return objectives.diffusion_loss(sched, out, x0, noise, t, "v", "uniform", 5.0)
 
 
@@ -84,13 +138,13 @@ def step(train, opt, key, first_look=False):
     t = jax.random.randint(k_t, idx.shape, 0, sched.num_train_steps)
     noise = jax.random.normal(k_n, (idx.shape[0],) + lat.shape[1:])
     loss, grads = jax.value_and_grad(
-        lambda tr: loss_fn(merge_params(tr, frozen), t, noise, jnp.asarray(tokens)[idx], idx).mean())(train)
+        lambda tr: loss_fn(merge_params(tr, frozen), t, noise, idx, idx).mean())(train)
     updates, opt = tx.update(grads, opt, train)
     return optax.apply_updates(train, updates), opt, loss
 
 
-wrong = tokens.copy()
-wrong[:, 0] = (tokens[:, 0] + 1) % len(DIRS)
+own = jnp.arange(len(tokens))
+wrong = (own + num_looks) % len(tokens)  # the next direction word, same look
 
 
 @jax.jit
@@ -98,7 +152,7 @@ def word_gap(train):
     params, out = merge_params(train, frozen), {}
     for tt in (999, 750, 500):
         t, noise = jnp.full((lat.shape[0],), tt), jax.random.normal(jax.random.key(tt), lat.shape)
-        base, bad = loss_fn(params, t, noise, tokens), loss_fn(params, t, noise, wrong)
+        base, bad = loss_fn(params, t, noise, own), loss_fn(params, t, noise, wrong)
         look0 = jnp.asarray(tokens[:, 1] == len(DIRS))
         out[tt] = (base.mean(), bad.mean() / base.mean() - 1,
                    jnp.sum(bad * look0) / jnp.sum(base * look0) - 1)
