@@ -66,7 +66,8 @@ class MovingShapes(LocalBuilder):
     def __init__(self, *, resolution: int = 32, num_frames: int = 16, fps: float = 8.0, num_train: int = 256,
                  num_test: int = 32, seed: int = 0, crf: int = 18,
                  speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                 look: tuple[str, str, str] | None = None, **kwargs):
+                 look: tuple[str, str, str] | None = None, start: str = "path",
+                 size_range: tuple[float, float] = shapes.SIZE_RANGE, **kwargs):
         if resolution < 8 or resolution % 2:
             raise ValueError(f"resolution must be even and >= 8 (H.264 yuv420p), got {resolution}")
         if num_frames < 2 or fps <= 0 or num_train < 1 or num_test < 0:
@@ -76,10 +77,20 @@ class MovingShapes(LocalBuilder):
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"speed_range={tuple(speed_range)} must satisfy 0 <= low <= high <= 1 "
                              "(fractions of the free path crossed per clip)")
+        s_lo, s_hi = (float(v) for v in size_range)
+        if not 0.0 < s_lo <= s_hi < 1.0:
+            raise ValueError(f"size_range={tuple(size_range)} must satisfy 0 < low <= high < 1 "
+                             "(shape side / frame side)")
+        shapes.check_start(start, (lo, hi), (s_lo, s_hi))
         self._params = dict(resolution=resolution, num_frames=num_frames, fps=float(fps), num_train=num_train,
                             num_test=num_test, seed=seed, crf=crf, speed_range=[lo, hi])
-        if look is not None:  # only when set, so the default build's metadata is unchanged
+        # Each only when set, so the default build's metadata is unchanged.
+        if look is not None:
             self._params["look"] = list(shapes.check_look(look))
+        if start != "path":
+            self._params["start"] = start
+        if (s_lo, s_hi) != tuple(shapes.SIZE_RANGE):
+            self._params["size_range"] = [s_lo, s_hi]
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -104,14 +115,17 @@ class MovingShapes(LocalBuilder):
             yield f"{split_id}_{i:07d}", make_shapes_example(
                 np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
                 resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
-                speed_range=tuple(p["speed_range"]), look=p.get("look"))
+                speed_range=tuple(p["speed_range"]), look=p.get("look"), start=p.get("start", "path"),
+                size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)))
 
 
 def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, num_frames: int, fps: float,
                         crf: int = 18, speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                        look: tuple[str, str, str] | None = None) -> dict:
-    """One moving-shapes record: attributes from `rng`, frames rendered and encoded as H.264 mp4."""
-    attrs = shapes.sample_attributes(rng, speed_range=speed_range, look=look)
+                        look: tuple[str, str, str] | None = None, start: str = "path",
+                        size_range: tuple[float, float] = shapes.SIZE_RANGE) -> dict:
+    """One moving-shapes record: attributes from `rng` (`shapes.sample_attributes`), frames rendered and
+    encoded as H.264 mp4."""
+    attrs = shapes.sample_attributes(rng, speed_range=speed_range, look=look, start=start, size_range=size_range)
     data = video_io.encode_mp4(shapes.render_clip(attrs, num_frames, resolution, fps), fps, crf=crf)
     info = video_io.VideoInfo(num_frames, float(fps), num_frames / fps, resolution, resolution, "h264")
     return {**_video_record(key, data, shapes.caption(attrs), info), **attrs.to_dict()}

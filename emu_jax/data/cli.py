@@ -10,7 +10,7 @@ import json
 import logging
 import os
 
-from emu_jax.data.shapes import SPEED_RANGE
+from emu_jax.data.shapes import SIZE_RANGE, SPEED_RANGE, START_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--look", nargs=3, metavar=("COLOUR", "SHAPE", "BACKGROUND"),
                         help="fix the colour, shape and background of every clip, e.g. `red circle black` "
                              "(a one-look dataset, where only the motion varies; default: all drawn at random)")
+    shapes.add_argument("--start", choices=START_MODES, default="path",
+                        help="where clips start: path (on the side the motion leaves, so the first frame tells "
+                             "the direction; default), centre, or free (drawn independently of the direction; "
+                             "the shape may partly leave the frame)")
+    shapes.add_argument("--size-range", type=float, nargs=2, default=SIZE_RANGE, metavar=("LOW", "HIGH"),
+                        help="shape side / frame side, drawn uniformly (default %(default)s)")
 
     folder = kinds.add_parser(
         "video_text_folder", help="your own videos + a captions file",
@@ -97,6 +103,7 @@ def _build(args) -> int:
         builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
                                         num_train=args.num_train, num_test=args.num_test, seed=args.seed,
                                         speed_range=tuple(args.speed_range), look=args.look,
+                                        start=args.start, size_range=tuple(args.size_range),
                                         data_dir=args.data_dir)
     else:
         builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,

@@ -30,6 +30,15 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 }
 SIZE_RANGE = (0.25, 0.4)   # shape side as a fraction of the frame side
 SPEED_RANGE = (0.5, 1.0)   # fraction of the free path crossed during the clip
+# Where a clip starts: `path` inside the free path on the side its motion leaves (the default; the start
+# then tells the direction), `centre` in the middle, `free` drawn independently of the direction.
+START_MODES = ("path", "centre", "free")
+
+
+def overhang(size: float) -> float:
+    """How far past the free path (as a fraction of it) the shape's top-left corner may go while its
+    centre stays inside the frame: half the shape side over the free path, resolution-free."""
+    return size / (2.0 * (1.0 - size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +49,9 @@ class ShapeAttrs:
     side minus shape side minus a 1-pixel margin each side) crossed over the
     whole clip, 0 = static.
     `start_x`, `start_y`: top-left corner at frame 0 as a fraction of the free
-    path, chosen so the whole trajectory stays inside the frame.
+    path, in [0, 1]. The path may end up to `overhang(size)` past the free path
+    (the shape partly leaves the frame, its centre never does); `sample_attributes`
+    keeps the whole shape inside unless asked for `free` starts.
     """
 
     shape: str
@@ -60,9 +71,12 @@ class ShapeAttrs:
                 raise ValueError(f"{field}={value!r} is not one of {sorted(allowed)}")
         if not 0.0 <= self.speed <= 1.0 or not 0.0 < self.size < 1.0:
             raise ValueError(f"speed must be in [0, 1] and size in (0, 1), got {self.speed}, {self.size}")
+        h = overhang(self.size) + 1e-9
         for name, s, d in (("start_x", self.start_x, self.delta[0]), ("start_y", self.start_y, self.delta[1])):
-            if not (0.0 <= s <= 1.0 and 0.0 <= s + d * self.speed <= 1.0 + 1e-9):
-                raise ValueError(f"{name}={s} with speed {self.speed} leaves the frame (direction {self.direction})")
+            if not (0.0 <= s <= 1.0 and -h <= s + d * self.speed <= 1.0 + h):
+                raise ValueError(f"{name}={s} with speed {self.speed} takes the shape's centre out of the frame "
+                                 f"(direction {self.direction}; the start must be in [0, 1] and the end within "
+                                 f"{h:.3f} of it)")
 
     @property
     def delta(self) -> tuple[int, int]:
@@ -87,16 +101,42 @@ def check_look(look: Sequence[str]) -> tuple[str, str, str]:
     return tuple(str(v) for v in look)
 
 
+def check_start(start: str, speed_range=SPEED_RANGE, size_range=SIZE_RANGE) -> str:
+    """`start` checked against START_MODES, and against the speeds and sizes it must fit."""
+    if start not in START_MODES:
+        raise ValueError(f"start={start!r} is not one of {START_MODES}")
+    if start == "centre" and speed_range[1] > 0.5:
+        raise ValueError(f"start='centre' needs speeds <= 0.5 (half the free path), got speed_range={tuple(speed_range)}")
+    if start == "free" and speed_range[1] > 0.5 + overhang(size_range[0]):
+        raise ValueError(f"start='free' needs speeds <= {0.5 + overhang(size_range[0]):.3f} at size "
+                         f"{size_range[0]} (every direction must keep the centre inside), got speed_range="
+                         f"{tuple(speed_range)}")
+    return start
+
+
 def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size_range=SIZE_RANGE,
-                      look: Sequence[str] | None = None) -> ShapeAttrs:
-    """Draws one clip's attributes uniformly; start positions keep the path inside the frame.
-    `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies)."""
+                      look: Sequence[str] | None = None, start: str = "path") -> ShapeAttrs:
+    """Draws one clip's attributes uniformly.
+
+    `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies).
+    `start` (START_MODES): `path` keeps the whole path inside the frame, so a shape moving right starts
+    in the left part (the default); `centre` starts every clip in the middle; `free` draws the start
+    uniformly from where all eight directions keep the shape's centre inside, independently of the
+    direction, so the first frame says nothing about where the shape goes (it may partly leave).
+    """
+    check_start(start, speed_range, size_range)
     direction = str(rng.choice(list(DIRECTIONS)))
     speed = float(rng.uniform(*speed_range))
+    size = float(rng.uniform(*size_range)) if start == "free" else None
     starts = []
     for d in DIRECTIONS[direction]:
-        # Moving +: start in [0, 1-speed]; moving -: start in [speed, 1]; still: anywhere.
-        lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
+        if start == "centre":
+            lo = hi = 0.5
+        elif start == "free":  # the same range for every direction: [speed - h, 1 - speed + h] within [0, 1]
+            h = overhang(size)
+            lo, hi = max(0.0, speed - h), min(1.0, 1.0 - speed + h)
+        else:  # moving +: start in [0, 1-speed]; moving -: start in [speed, 1]; still: anywhere
+            lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
         starts.append(float(rng.uniform(lo, hi)))
     if look is None:
         shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
@@ -104,7 +144,8 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
     else:
         color, shape, background = check_look(look)
     return ShapeAttrs(shape=shape, color=color, background=background, direction=direction, speed=speed,
-                      size=float(rng.uniform(*size_range)), start_x=starts[0], start_y=starts[1])
+                      size=size if size is not None else float(rng.uniform(*size_range)),
+                      start_x=starts[0], start_y=starts[1])
 
 
 # Every word a caption can hold (the `moving_shapes` word tokenizer's vocabulary, in a fixed order).
@@ -132,7 +173,8 @@ def _mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def positions(attrs: ShapeAttrs, num_frames: int, size: int) -> np.ndarray:
     """Top-left corner in pixels per frame -> float (T, 2) as (x, y); linear from start to end.
 
-    A 1-pixel margin keeps the frame border pure background (what `analyse_frame` reads).
+    A 1-pixel margin keeps the frame border pure background (what `analyse_frame` reads) while the
+    path stays on the free path; past it (`free` starts) the shape is cut by the frame's edge.
     """
     side = attrs.size * size
     free = size - side - 2.0
@@ -161,8 +203,9 @@ def render_clip(attrs: ShapeAttrs, num_frames: int, size: int, fps: float | None
     offs = (np.arange(supersample) + 0.5) / supersample
     for t, (x0, y0) in enumerate(positions(attrs, num_frames, size)):
         frame = np.broadcast_to(bg, (size, size, 3)).copy()
-        r0, r1 = int(np.floor(y0)), min(size, int(np.ceil(y0 + side)) + 1)
-        c0, c1 = int(np.floor(x0)), min(size, int(np.ceil(x0 + side)) + 1)
+        # The shape's box, clipped to the frame (a `free` start's path may partly leave it).
+        r0, r1 = max(0, int(np.floor(y0))), min(size, int(np.ceil(y0 + side)) + 1)
+        c0, c1 = max(0, int(np.floor(x0))), min(size, int(np.ceil(x0 + side)) + 1)
         ys = (np.arange(r0, r1)[:, None] + offs[None, :]).reshape(-1)
         xs = (np.arange(c0, c1)[:, None] + offs[None, :]).reshape(-1)
         u = (xs[None, :] - x0) / side * 2.0 - 1.0

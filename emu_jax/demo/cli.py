@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from emu_jax.data.shapes import START_MODES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--first-frame-clips", type=int, default=32,
                    help="real clips whose first frame and caption are given to the video stage, to judge its "
                         "direction apart from the keyframe's (0: skip)")
+    e.add_argument("--clips-start", default="path", choices=START_MODES,
+                   help="where the word-use and first-frame clips start: path (the dataset's own clips, whose "
+                        "first frame tells the direction; default), centre or free (it does not)")
     e.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     e.add_argument("--interp", action="store_true",
                    help="also run the interpolation model and judge motion on its 16 fps video "
@@ -90,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
     report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
                           batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
                           use_interp=args.interp, word_use_clips=args.word_use_clips,
-                          first_frame_clips=args.first_frame_clips, progress=not args.quiet)
+                          first_frame_clips=args.first_frame_clips, clips_start=args.clips_start,
+                          progress=not args.quiet)
     print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:

@@ -23,6 +23,9 @@ from emu_jax.data import clips, shapes
 from emu_jax.demo import analyse
 
 HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
+# Speed of the diagnostics' clips when they do not start on their path: the recipe's F data, and the
+# fastest every start mode draws at the dataset's sizes.
+OFF_PATH_SPEED = (0.4, 0.4)
 
 
 def default_checkpoint() -> str:
@@ -37,17 +40,21 @@ def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
 
 def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
                source_frames: int = 40, source_fps: float = 16.0,
-               speed_range: tuple[float, float] = shapes.SPEED_RANGE) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
+               speed_range: tuple[float, float] | None = None,
+               start: str = "path") -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
     """Held-out dataset clips: `make_shapes_example` (render + H.264) decoded by the training pipeline's
     `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
-    their attributes). `speed_range` as the dataset's build parameter."""
+    their attributes). `speed_range` and `start` as the dataset's build parameters (default speeds:
+    the dataset's for `path` starts, OFF_PATH_SPEED for the others)."""
     from emu_jax.data import builders  # TFDS, only for real clips
 
     videos, attrs = [], []
     for i in range(num_clips):
         ex = builders.make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
                                           resolution=resolution, num_frames=source_frames, fps=source_fps,
-                                          speed_range=speed_range)
+                                          speed_range=speed_range or (
+                                              shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
+                                          start=start)
         videos.append(clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
                                       num_frames=num_frames, fps=fps, resolution=resolution))
         attrs.append(shapes.ShapeAttrs.from_dict(ex))
@@ -209,12 +216,14 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
     return summary, readings
 
 
-def given_first_frame(pipe, num_clips: int, seed: int) -> dict:
+def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path") -> dict:
     """The video stage alone: direction accuracy and consistency of `pipe`'s videos when each is given a
-    held-out real clip's first frame and caption, so a wrong keyframe is ruled out as the cause."""
+    held-out real clip's first frame and caption, so a wrong keyframe is ruled out as the cause.
+    `start`: where those clips start (`shapes.START_MODES`); with `free` the first frame does not tell
+    the direction, so only a model that reads the word scores above chance."""
     cfg = pipe.main.model.config
     videos, attrs = real_clips(num_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
-                               fps=float(cfg.fps))
+                               fps=float(cfg.fps), start=start)
     first = clips.from_unit_range(videos[:, 0])
     # Direction is read on F's video, so a loaded interpolation model is not run (it costs ~5x F).
     samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, image=first, interpolate=False)
@@ -227,13 +236,16 @@ def given_first_frame(pipe, num_clips: int, seed: int) -> dict:
 
 def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 1234, batch_size: int = 25,
         ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False,
-        word_use_clips: int = 32, first_frame_clips: int = 32, progress: bool = False) -> dict:
+        word_use_clips: int = 32, first_frame_clips: int = 32, clips_start: str = "path",
+        progress: bool = False) -> dict:
     """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
     `word_use` of the main model on `word_use_clips` real clips and, for a video checkpoint, the video
-    stage given `first_frame_clips` real first frames (0: skip either). `progress`: print each phase and
-    the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
+    stage given `first_frame_clips` real first frames (0: skip either); `clips_start` is where those
+    clips start (`shapes.START_MODES`; the ceiling always reads the dataset's own clips). `progress`:
+    print each phase and the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
     from emu_jax import sampling
 
+    shapes.check_start(clips_start, OFF_PATH_SPEED)  # before anything loads
     path = checkpoint or default_checkpoint()
     wanted = prompt_set(num_prompts, seed)
     prompts = [shapes.caption(a) for a in wanted]
@@ -250,14 +262,15 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     if word_use_clips:
         pipe.progress.note(f"eval: word use on {word_use_clips} real clips")
         videos, clip_attrs = real_clips(word_use_clips, seed, resolution=cfg.resolution,
-                                        num_frames=cfg.num_frames, fps=float(cfg.fps))
+                                        num_frames=cfg.num_frames, fps=float(cfg.fps), start=clips_start)
         summary["word_use"] = word_use(model_loss(pipe.main, seed=seed), videos, clip_attrs)
     if first_frame_clips and pipe.main.task == "t2v":
         pipe.progress.note(f"eval: the video stage given {first_frame_clips} real first frames")
-        summary.update(given_first_frame(pipe, first_frame_clips, seed))
+        summary.update(given_first_frame(pipe, first_frame_clips, seed, start=clips_start))
     return {
         "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
+        "clips_start": clips_start,
         "model": summary,
         "ceiling": ceiling(ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
                            fps=float(cfg.fps)),

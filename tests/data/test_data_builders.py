@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from emu_jax.data import builders, pipeline, video_io
+from emu_jax.data import builders, pipeline, shapes, video_io
 
 from test_data_video_io import index_video, read_indices  # noqa: E402  (same test directory)
 
@@ -147,6 +147,33 @@ def test_cli_builds_a_one_look_dataset(tmp_path, capsys):
     for bad, match in ((("blue", "star", "white"), "look shape='star'"), (("blue", "square"), "must be")):
         with pytest.raises(ValueError, match=match):
             builders.MovingShapes(look=bad, data_dir=str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_builds_free_start_clips_of_one_size(tmp_path):
+    import argparse
+
+    from emu_jax.data import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["build", "moving_shapes", "--data-dir", str(tmp_path), "--num-train", "12",
+                              "--num-test", "0", "--resolution", "16", "--frames", "4", "--fps", "4",
+                              "--start", "free", "--speed-range", "0.4", "0.4", "--size-range", "0.3", "0.3"])
+    assert cli.main(args) == 0
+    source = pipeline.open_source("moving_shapes", str(tmp_path), "train")
+    rows = [source[i] for i in range(len(source))]
+    assert {round(float(r["size"]), 4) for r in rows} == {0.3}
+    # Every clip starts where all eight directions fit, whichever it moves in.
+    h = shapes.overhang(0.3)
+    assert all(0.4 - h - 1e-6 <= float(r[k]) <= 0.6 + h + 1e-6 for r in rows for k in ("start_x", "start_y"))
+    builder = builders.MovingShapes(data_dir=str(tmp_path), resolution=16, num_frames=4, fps=4, num_train=12,
+                                    num_test=0, start="free", speed_range=(0.4, 0.4), size_range=(0.3, 0.3))
+    assert builder.info.metadata["build"]["start"] == "free"
+    for kwargs, match in ((dict(start="corner"), "start='corner'"), (dict(size_range=(0.3, 1.2)), "size_range"),
+                          (dict(start="free", speed_range=(1.0, 1.0)), "start='free' needs speeds")):
+        with pytest.raises(ValueError, match=match):
+            builders.MovingShapes(data_dir=str(tmp_path / "bad"), **kwargs)
     assert not (tmp_path / "bad").exists()
 
 

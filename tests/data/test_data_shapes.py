@@ -56,3 +56,45 @@ def test_data_configs_load_with_the_shared_layout():
     assert (stage2.name, stage2.resolution, stage2.fps) == ("video_text_folder", 512, 4.0)
     with pytest.raises(ValueError, match="stage '1024'"):
         load_config("data/video_folder.py:1024")
+
+
+def test_free_starts_say_nothing_about_the_direction():
+    # The first frame must not stand in for the direction word: per direction, the same start range
+    # and the same mean start, while the shape's centre stays in the frame and the motion reads back.
+    rng = np.random.default_rng(0)
+    draws = [shapes.sample_attributes(rng, speed_range=(0.4, 0.4), start="free") for _ in range(4000)]
+    by_dir = {d: np.asarray([(a.start_x, a.start_y) for a in draws if a.direction == d]) for d in shapes.DIRECTIONS}
+    means = np.stack([v.mean(axis=0) for v in by_dir.values()])
+    assert np.abs(means - 0.5).max() < 0.03, means
+    # Default starts give the direction away: a shape moving right starts left of the middle.
+    default = [shapes.sample_attributes(np.random.default_rng(i)) for i in range(400)]
+    assert np.mean([a.start_x for a in default if a.direction == "right"]) < 0.3
+    edge = [a for a in draws if min(a.start_x, a.start_y) < 0.2][:40]  # paths that may leave the frame
+    assert edge
+    for a in edge:
+        frames = shapes.render_clip(a, 8, 32)
+        centres = [shapes.analyse_frame(f)["center"] for f in frames]
+        assert all(c is not None and 0 <= c[0] < 32 and 0 <= c[1] < 32 for c in centres)
+        assert shapes.analyse_direction(frames) == a.direction
+
+
+def test_centre_and_fixed_size_starts():
+    rng = np.random.default_rng(1)
+    draws = [shapes.sample_attributes(rng, speed_range=(0.4, 0.4), size_range=(0.3, 0.3), start="centre")
+             for _ in range(50)]
+    assert {(a.start_x, a.start_y, a.size, a.speed) for a in draws} == {(0.5, 0.5, 0.3, 0.4)}
+    assert len({a.direction for a in draws}) == 8
+
+
+def test_start_modes_reject_what_they_cannot_draw():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="start='middle' is not one of"):
+        shapes.sample_attributes(rng, start="middle")
+    with pytest.raises(ValueError, match="start='centre' needs speeds <= 0.5"):
+        shapes.sample_attributes(rng, start="centre")  # the default speeds cross up to the whole path
+    with pytest.raises(ValueError, match="start='free' needs speeds <="):
+        shapes.sample_attributes(rng, speed_range=(0.9, 0.9), start="free")
+    # Partly out of the frame is allowed, the centre out of it is not.
+    shapes.ShapeAttrs("circle", "red", "black", "left", 0.4, 0.3, 0.2, 0.5)  # ends 0.2 past the free path
+    with pytest.raises(ValueError, match="start_x=0.05 .* centre out of the frame"):
+        shapes.ShapeAttrs("circle", "red", "black", "left", 0.5, 0.3, 0.05, 0.5)

@@ -205,12 +205,12 @@ class _ReplayPipe:
     """A stand-in video stage that answers each given first frame with the real clip it came from, played
     forwards (a perfect F) or backwards (every motion reversed)."""
 
-    def __init__(self, seed: int, num_clips: int, reverse: bool):
+    def __init__(self, seed: int, num_clips: int, reverse: bool, start: str = "path"):
         from emu_jax.demo import evaluate
 
         cfg = types.SimpleNamespace(resolution=32, num_frames=8, fps=4)
         self.main = types.SimpleNamespace(model=types.SimpleNamespace(config=cfg))
-        videos, _ = evaluate.real_clips(num_clips, seed, resolution=32, num_frames=8, fps=4.0)
+        videos, _ = evaluate.real_clips(num_clips, seed, resolution=32, num_frames=8, fps=4.0, start=start)
         self.videos, self.reverse, self.calls = clips.from_unit_range(videos), reverse, []
 
     def run(self, prompts, *, seed, image, interpolate=True):
@@ -235,3 +235,22 @@ def test_given_first_frame_scores_the_video_stage_on_real_first_frames():
     assert prompts == [shapes.caption(a) for a in attrs] and shape == (6, 32, 32, 3)
     backwards = evaluate.given_first_frame(_ReplayPipe(seed=5, num_clips=6, reverse=True), 6, seed=5)
     assert backwards["given_first_frame_direction_accuracy"] == 0.0
+
+
+def test_given_first_frame_on_free_start_clips():
+    # Free starts: the first frame does not tell the direction, so the diagnostic measures the word alone.
+    from emu_jax.demo import evaluate
+
+    videos, attrs = evaluate.real_clips(8, 5, resolution=32, num_frames=8, fps=4.0, start="free")
+    assert {a.speed for a in attrs} == {evaluate.OFF_PATH_SPEED[0]}
+    path_attrs = evaluate.real_clips(8, 5, resolution=32, num_frames=8, fps=4.0)[1]
+    assert [a.direction for a in attrs] == [a.direction for a in path_attrs]  # same draws, other starts
+    assert [a.start_x for a in attrs] != [a.start_x for a in path_attrs]
+    reads = [analyse.analyse_video(clips.from_unit_range(v)) for v in videos]
+    assert [r["direction"] for r in reads] == [a.direction for a in attrs]  # the analyser's ceiling holds
+    good = _ReplayPipe(seed=5, num_clips=8, reverse=False, start="free")
+    s = evaluate.given_first_frame(good, 8, seed=5, start="free")
+    assert s["given_first_frame_direction_accuracy"] == 1.0
+    assert good.calls[0][0] == [shapes.caption(a) for a in attrs]
+    with pytest.raises(ValueError, match="start='edge'"):
+        evaluate.run(num_prompts=1, clips_start="edge")
