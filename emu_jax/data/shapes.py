@@ -2,7 +2,7 @@
 
 A coloured shape crosses a plain background in one of eight directions. Every
 attribute is recoverable from the pixels (colours are far apart in RGB, the
-shape stays fully inside the frame), so a tiny text-to-video model trained on
+shape stays fully inside the frame, or with `free` starts at least its centre), so a tiny text-to-video model trained on
 it can be scored by reading its samples back (`analyse_frame`).
 """
 
@@ -106,7 +106,8 @@ def check_start(start: str, speed_range=SPEED_RANGE, size_range=SIZE_RANGE) -> s
     if start not in START_MODES:
         raise ValueError(f"start={start!r} is not one of {START_MODES}")
     if start == "centre" and speed_range[1] > 0.5:
-        raise ValueError(f"start='centre' needs speeds <= 0.5 (half the free path), got speed_range={tuple(speed_range)}")
+        raise ValueError(f"start='centre' needs speeds <= 0.5 (half the free path), "
+                         f"got speed_range={tuple(speed_range)}")
     if start == "free" and speed_range[1] > 0.5 + overhang(size_range[0]):
         raise ValueError(f"start='free' needs speeds <= {0.5 + overhang(size_range[0]):.3f} at size "
                          f"{size_range[0]} (every direction must keep the centre inside), got speed_range="
