@@ -41,11 +41,11 @@ def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
 def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
                source_frames: int = 40, source_fps: float = 16.0,
                speed_range: tuple[float, float] | None = None,
-               start: str = "path") -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
+               start: str = "path", look: Sequence[str] | None = None) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
     """Held-out dataset clips: `make_shapes_example` (render + H.264) decoded by the training pipeline's
     `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
-    their attributes). `speed_range` and `start` as the dataset's build parameters (default speeds:
-    the dataset's for `path` starts, OFF_PATH_SPEED for the others)."""
+    their attributes). `speed_range`, `start` and `look` as the dataset's build parameters (default
+    speeds: the dataset's for `path` starts, OFF_PATH_SPEED for the others)."""
     from emu_jax.data import builders  # TFDS, only for real clips
 
     videos, attrs = [], []
@@ -54,7 +54,7 @@ def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, f
                                           resolution=resolution, num_frames=source_frames, fps=source_fps,
                                           speed_range=speed_range or (
                                               shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
-                                          start=start)
+                                          start=start, look=look)
         videos.append(clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
                                       num_frames=num_frames, fps=fps, resolution=resolution))
         attrs.append(shapes.ShapeAttrs.from_dict(ex))
@@ -216,14 +216,16 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
     return summary, readings
 
 
-def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path") -> dict:
+def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path",
+                      look: Sequence[str] | None = None) -> dict:
     """The video stage alone: direction accuracy and consistency of `pipe`'s videos when each is given a
     held-out real clip's first frame and caption, so a wrong keyframe is ruled out as the cause.
     `start`: where those clips start (`shapes.START_MODES`); with `free` the first frame does not tell
-    the direction, so only a model that reads the word scores above chance."""
+    the direction, so only a model that reads the word scores above chance; `look` fixes their colour,
+    shape and background."""
     cfg = pipe.main.model.config
     videos, attrs = real_clips(num_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
-                               fps=float(cfg.fps), start=start)
+                               fps=float(cfg.fps), start=start, look=look)
     first = clips.from_unit_range(videos[:, 0])
     # Direction is read on F's video, so a loaded interpolation model is not run (it costs ~5x F).
     samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, image=first, interpolate=False)

@@ -252,5 +252,8 @@ def test_given_first_frame_on_free_start_clips():
     s = evaluate.given_first_frame(good, 8, seed=5, start="free")
     assert s["given_first_frame_direction_accuracy"] == 1.0
     assert good.calls[0][0] == [shapes.caption(a) for a in attrs]
+    _, one_look = evaluate.real_clips(3, 5, resolution=32, num_frames=8, fps=4.0, start="free",
+                                      look=("red", "circle", "black"))
+    assert {(a.color, a.shape, a.background) for a in one_look} == {("red", "circle", "black")}
     with pytest.raises(ValueError, match="start='edge'"):
         evaluate.run(num_prompts=1, clips_start="edge")
