@@ -2,8 +2,9 @@
 
 A coloured shape crosses a plain background in one of eight directions. Every
 attribute is recoverable from the pixels (colours are far apart in RGB, the
-shape stays fully inside the frame, or with `free` starts at least its centre), so a tiny text-to-video model trained on
-it can be scored by reading its samples back (`analyse_frame`).
+shape stays fully inside the frame, or with `free` starts at least its centre),
+so a tiny text-to-video model trained on it can be scored by reading its
+samples back (`analyse_frame`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
     check_start(start, speed_range, size_range)
     direction = str(rng.choice(list(DIRECTIONS)))
     speed = float(rng.uniform(*speed_range))
+    # `free` needs the size for its start range, so draws it first; the other modes keep the old order.
     size = float(rng.uniform(*size_range)) if start == "free" else None
     starts = []
     for d in DIRECTIONS[direction]:

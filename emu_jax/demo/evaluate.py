@@ -23,8 +23,8 @@ from emu_jax.data import clips, shapes
 from emu_jax.demo import analyse
 
 HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
-# Speed of the diagnostics' clips when they do not start on their path: the recipe's F data, and the
-# fastest every start mode draws at the dataset's sizes.
+# Speed of the diagnostics' clips when they do not start on their path: that of the curriculum runs' F data
+# (docs/demo.md, "Direction" items 18-19), and within what every start mode draws at the dataset's sizes.
 OFF_PATH_SPEED = (0.4, 0.4)
 
 
@@ -41,7 +41,8 @@ def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
 def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
                source_frames: int = 40, source_fps: float = 16.0,
                speed_range: tuple[float, float] | None = None,
-               start: str = "path", look: Sequence[str] | None = None) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
+               start: str = "path",
+               look: Sequence[str] | None = None) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
     """Held-out dataset clips: `make_shapes_example` (render + H.264) decoded by the training pipeline's
     `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
     their attributes). `speed_range`, `start` and `look` as the dataset's build parameters (default
