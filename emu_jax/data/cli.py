@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)")
     shapes.add_argument("--look", nargs=3, metavar=("COLOUR", "SHAPE", "BACKGROUND"),
                         help="fix the colour, shape and background of every clip, e.g. `red circle black` "
-                             "(a one-look dataset, where only the motion varies; default: all drawn at random)")
+                             "(a one-look dataset, where only the motion varies); `any` for a field draws it, "
+                             "e.g. `any circle black` (default: all drawn at random)")
     shapes.add_argument("--start", choices=START_MODES, default="path",
                         help="where clips start: path (on the side the motion leaves, so the first frame tells "
                              "the direction; default), centre, or free (drawn independently of the direction; "

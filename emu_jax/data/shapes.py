@@ -92,13 +92,16 @@ class ShapeAttrs:
         return cls(**{k: (v.decode() if isinstance(v, bytes) else v) for k, v in d.items() if k in names})
 
 
+ANY = "any"  # a look field left to be drawn at random
+
+
 def check_look(look: Sequence[str]) -> tuple[str, str, str]:
-    """(colour, shape, background), each checked against its vocabulary."""
+    """(colour, shape, background), each checked against its vocabulary or `ANY`."""
     if len(look) != 3:
         raise ValueError(f"look={tuple(look)} must be (colour, shape, background)")
     for field, value, allowed in zip(("colour", "shape", "background"), look, (COLORS, SHAPES, BACKGROUNDS)):
-        if value not in allowed:
-            raise ValueError(f"look {field}={value!r} is not one of {sorted(allowed)}")
+        if value != ANY and value not in allowed:
+            raise ValueError(f"look {field}={value!r} is not {ANY!r} or one of {sorted(allowed)}")
     return tuple(str(v) for v in look)
 
 
@@ -120,7 +123,8 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
                       look: Sequence[str] | None = None, start: str = "path") -> ShapeAttrs:
     """Draws one clip's attributes uniformly.
 
-    `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies).
+    `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies);
+    a field given as `ANY` is drawn (`("any", "circle", "black")`: circles on black of every colour).
     `start` (START_MODES): `path` keeps the whole path inside the frame, so a shape moving right starts
     in the left part (the default); `centre` starts every clip in the middle; `free` draws the start
     uniformly from where all eight directions keep the shape's centre inside, independently of the
@@ -141,11 +145,11 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
         else:  # moving +: start in [0, 1-speed]; moving -: start in [speed, 1]; still: anywhere
             lo, hi = (0.0, 1.0 - speed) if d > 0 else (speed, 1.0) if d < 0 else (0.0, 1.0)
         starts.append(float(rng.uniform(lo, hi)))
-    if look is None:
-        shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
-        background = str(rng.choice(list(BACKGROUNDS)))
-    else:
-        color, shape, background = check_look(look)
+    color, shape, background = check_look(look) if look is not None else (ANY, ANY, ANY)
+    # Drawn in this order (shape, colour, background) so that look=None keeps its old draws.
+    shape = str(rng.choice(SHAPES)) if shape == ANY else shape
+    color = str(rng.choice(list(COLORS))) if color == ANY else color
+    background = str(rng.choice(list(BACKGROUNDS))) if background == ANY else background
     return ShapeAttrs(shape=shape, color=color, background=background, direction=direction, speed=speed,
                       size=size if size is not None else float(rng.uniform(*size_range)),
                       start_x=starts[0], start_y=starts[1])

@@ -98,3 +98,15 @@ def test_start_modes_reject_what_they_cannot_draw():
     shapes.ShapeAttrs("circle", "red", "black", "left", 0.4, 0.3, 0.2, 0.5)  # ends 0.2 past the free path
     with pytest.raises(ValueError, match="start_x=0.05 .* centre out of the frame"):
         shapes.ShapeAttrs("circle", "red", "black", "left", 0.5, 0.3, 0.05, 0.5)
+
+
+def test_a_look_field_given_as_any_is_drawn():
+    rng = np.random.default_rng(2)
+    draws = [shapes.sample_attributes(rng, look=("any", "circle", "black")) for _ in range(200)]
+    assert {(a.shape, a.background) for a in draws} == {("circle", "black")}
+    assert {a.color for a in draws} == set(shapes.COLORS)  # every colour, still at random
+    # All three `any` draws as no look does, so the default datasets are unchanged.
+    assert shapes.sample_attributes(np.random.default_rng(9), look=("any",) * 3) == \
+        shapes.sample_attributes(np.random.default_rng(9))
+    with pytest.raises(ValueError, match="look colour='purple' is not 'any' or one of"):
+        shapes.sample_attributes(rng, look=("purple", "any", "any"))
