@@ -1,7 +1,9 @@
 """Build a moving_shapes dataset in the direction toy's setting (docs/demo.md, "Direction" items 16 and 18):
 a fixed size and speed, every clip starting at the centre, so only the caption's direction word tells where
 the shape goes; one look (red circle on black), or with `any` every clip's colour, shape and background drawn
-as in the real dataset. Patches `shapes.sample_attributes` for this process only; not a shipped option.
+as in the real dataset. Patches `shapes.sample_attributes` for this process only. Kept to reproduce the
+runs that used it; new data of this kind: `emu-video data build moving_shapes --start centre --speed-range 0.4 0.4
+--size-range 0.3 0.3 [--look red circle black]` (other random draws, so not the same clips).
 
     JAX_PLATFORMS=cpu python docs/probes/centre_start_data.py DATA_DIR [any]
 """
