@@ -277,8 +277,10 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
         "model": summary,
         "ceiling": ceiling(ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
                            fps=float(cfg.fps)),
+        # The consistency parts too, so a report says why a video failed the test.
         "per_prompt": [{"prompt": p, **{k: r[k] for k in ("background", "color", "shape", "direction",
-                                                           "shift_px", "area_cv", "consistent")}}
+                                                           "shift_px", "present", "area_cv",
+                                                           "color_agreement", "consistent")}}
                        for p, r in zip(prompts, readings)],
     }
 
