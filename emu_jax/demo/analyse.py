@@ -97,6 +97,11 @@ def direction_of(centers: Sequence[tuple[float, float] | None]) -> tuple[str | N
     return names[int(np.argmax(units @ (shift / length)))], length
 
 
+def is_consistent(present: float, area_cv: float, color_agreement: float) -> bool:
+    """The consistency test: the shape in every frame, its area steady (CV < 0.25), one colour throughout."""
+    return bool(present == 1.0 and area_cv < 0.25 and color_agreement == 1.0)
+
+
 def analyse_video(frames_THWC: np.ndarray) -> dict:
     """One uint8 video (T, H, W, 3) -> what it shows.
 
@@ -104,8 +109,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     `direction` (centroid track over all frames, None if static), `shift_px`,
     and consistency: `present` (fraction of frames with a shape), `area_cv`
     (std / mean of the shape's area), `color_agreement` / `shape_agreement`
-    (fraction of frames agreeing with frame 0), `consistent` (all of: shape in
-    every frame, area_cv < 0.25, colour the same in every frame).
+    (fraction of frames agreeing with frame 0), `consistent` (`is_consistent`).
     """
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -135,7 +139,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
         "start_center": key["center"], "frame_size": (int(frames.shape[2]), int(frames.shape[1])),
         "direction": direction, "shift_px": shift, "present": present, "area_cv": area_cv,
         "color_agreement": color_agree, "shape_agreement": shape_agree,
-        "consistent": bool(present == 1.0 and area_cv < 0.25 and color_agree == 1.0),
+        "consistent": is_consistent(present, area_cv, color_agree),
     }
 
 
