@@ -9,22 +9,23 @@ stored `dataset_info.json`.
 
 from __future__ import annotations
 
-import csv
+import functools
 import json
 import logging
 import os
+import shutil
 import zlib
-from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
+from emu_jax.data import beam as beam_lib
 from emu_jax.data import shapes, video_io
+from emu_jax.data.captions import CAPTION_COLUMNS, read_captions  # noqa: F401  (public here since 1.0)
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv")
-CAPTION_COLUMNS = ("path", "caption")
 SKIP_REPORT = "skipped.json"
 
 
@@ -44,14 +45,32 @@ def _video_record(key: str, data: bytes, text: str, info: video_io.VideoInfo) ->
             "duration": info.duration, "width": info.width, "height": info.height}
 
 
+class TooManySkipped(ValueError):
+    """More rows were unusable than `max_skip_fraction` allows; the dataset was not kept."""
+
+
 class LocalBuilder(tfds.core.GeneratorBasedBuilder):
     """Base for builders that download nothing: no checksums file next to the code is looked up
     (TFDS's lookup needs the `importlib_resources` backport, which we do not depend on)."""
+
+    _beam_options = None  # set by `prepare(..., beam_options=...)`: examples then come from a Beam pipeline
 
     @tfds_utils.classproperty
     @classmethod
     def code_path(cls):
         return None
+
+    def _examples(self, split: str, items, fn):
+        """`fn(item) -> (key, example) | beam.Skipped` over `items`, serially or as a Beam transform."""
+        self.skipped = getattr(self, "skipped", [])
+        return beam_lib.examples(items, fn, use_beam=self._beam_options is not None, skipped=self.skipped,
+                                 skips_prefix=self._skips_prefix(split), label=f"{split}_")
+
+    def _skips_prefix(self, split: str) -> str:
+        return os.path.join(os.fspath(self.data_dir_root), self.name, "beam-skips.tmp", split)
+
+    def _finish_build(self) -> None:
+        """Runs after a build that wrote data (VideoTextFolder writes its skip report here)."""
 
 
 class MovingShapes(LocalBuilder):
@@ -109,14 +128,18 @@ class MovingShapes(LocalBuilder):
             splits["test"] = self._generate_examples(1, self._params["num_test"])
         return splits
 
-    def _generate_examples(self, split_id: int, count: int) -> Iterator[tuple[str, dict]]:
-        p = self._params
-        for i in range(count):
-            yield f"{split_id}_{i:07d}", make_shapes_example(
-                np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
-                resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
-                speed_range=tuple(p["speed_range"]), look=p.get("look"), start=p.get("start", "path"),
-                size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)))
+    def _generate_examples(self, split_id: int, count: int):
+        return self._examples(("train", "test")[split_id], range(count),
+                              functools.partial(_shapes_item, self._params, split_id))
+
+
+def _shapes_item(p: dict, split_id: int, i: int):
+    """Example `i` of split `split_id` -> (key, record); module level so Beam workers can unpickle it."""
+    return f"{split_id}_{i:07d}", make_shapes_example(
+        np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
+        resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
+        speed_range=tuple(p["speed_range"]), look=p.get("look"), start=p.get("start", "path"),
+        size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)))
 
 
 def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, num_frames: int, fps: float,
@@ -131,47 +154,15 @@ def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, 
     return {**_video_record(key, data, shapes.caption(attrs), info), **attrs.to_dict()}
 
 
-def read_captions(captions_file: str | os.PathLike) -> list[dict]:
-    """Reads caption rows (CSV with a header, or JSONL) -> [{'path', 'caption'}, ...].
-
-    Raises ValueError naming the file and the columns found when `path` or
-    `caption` is missing, before any video is touched.
-    """
-    path = os.fspath(captions_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"captions file {path!r} does not exist")
-    rows: list[dict] = []
-    if path.endswith((".jsonl", ".json")):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    row = json.loads(line)
-                    if not isinstance(row, dict) or not all(c in row for c in CAPTION_COLUMNS):
-                        raise ValueError(f"{path}:{n}: each JSONL line needs keys {CAPTION_COLUMNS}, got "
-                                         f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-                    rows.append({c: str(row[c]) for c in CAPTION_COLUMNS})
-    elif path.endswith((".csv", ".tsv")):
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
-            missing = [c for c in CAPTION_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"captions file {path} lacks column(s) {missing}; found {reader.fieldnames}; "
-                                 f"needs a header with {CAPTION_COLUMNS}")
-            rows = [{c: row[c] for c in CAPTION_COLUMNS} for row in reader]
-    else:
-        raise ValueError(f"captions file {path!r} must end in .csv, .tsv, .jsonl or .json (JSON lines)")
-    if not rows:
-        raise ValueError(f"captions file {path} has no rows")
-    return rows
-
-
 class VideoTextFolder(LocalBuilder):
     """Videos from a local folder with captions from a CSV / JSONL file (columns `path`, `caption`).
 
-    Every video is fully decoded once while building; corrupt, truncated,
-    too-short, unreadable or missing videos are skipped, logged and listed in
-    `<data_dir>/video_text_folder/skipped.json`. The build fails with
-    ValueError when more than `max_skip_fraction` of the rows are skipped.
+    The captions file is validated when the builder is made (before any
+    video is probed). Every video is fully decoded once while building;
+    corrupt, truncated, too-short, unreadable or missing videos are skipped,
+    logged and listed in `<data_dir>/video_text_folder/skipped.json`. The
+    build fails with ValueError (and keeps no dataset) when more than
+    `max_skip_fraction` of the rows are skipped.
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -183,13 +174,13 @@ class VideoTextFolder(LocalBuilder):
             raise ValueError(f"max_skip_fraction must be in [0, 1] and test_fraction in [0, 1), got "
                              f"{max_skip_fraction}, {test_fraction}")
         self._rows = None
-        if captions_file is not None:  # Validate columns now, before TFDS creates any directory.
+        if captions_file is not None:  # Validate the rows now, before TFDS creates any directory.
             if videos_dir is None or not os.path.isdir(videos_dir):
                 raise FileNotFoundError(f"videos_dir {videos_dir!r} is not a directory")
-            self._rows = read_captions(captions_file)
+            self._rows = read_captions(captions_file, videos_dir)
         self._params = dict(videos_dir=videos_dir, captions_file=captions_file, min_clip_seconds=min_clip_seconds,
                             max_skip_fraction=max_skip_fraction, test_fraction=test_fraction)
-        self.skipped: list[dict] = []
+        self.skipped: list[beam_lib.Skipped] = []
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -201,59 +192,63 @@ class VideoTextFolder(LocalBuilder):
         del dl_manager
         if self._rows is None:
             raise ValueError("VideoTextFolder needs videos_dir= and captions_file= to build")
-        good = self._check_videos()
-        test = [g for g in good if _hash_fraction(g[0]) < self._params["test_fraction"]]
-        train = [g for g in good if _hash_fraction(g[0]) >= self._params["test_fraction"]]
-        return {"train": self._generate_examples(train), **({"test": self._generate_examples(test)} if test else {})}
-
-    def _check_videos(self) -> list[tuple[str, str, str, video_io.VideoInfo]]:
-        """Probes every captioned video; returns the usable ones and writes the skip report."""
-        from tqdm import tqdm
-
-        root, good, seen = self._params["videos_dir"], [], set()
-        for row in tqdm(self._rows, desc="checking videos", unit="video"):
-            rel, full = row["path"], os.path.join(root, row["path"])
-            reason = None
-            if rel in seen:
-                reason = "duplicate caption row"
-            elif not os.path.isfile(full):
-                reason = "missing file"
-            elif not rel.lower().endswith(VIDEO_EXTENSIONS):
-                reason = f"unsupported extension (allowed {VIDEO_EXTENSIONS})"
-            else:
-                try:
-                    info = video_io.probe(full)
-                    if info.duration < self._params["min_clip_seconds"]:
-                        reason = f"too short: {info.duration:.2f} s < {self._params['min_clip_seconds']} s"
-                except video_io.VideoDecodeError as e:
-                    reason = f"unreadable: {e}"
+        self.skipped, items, seen = [], {"train": [], "test": []}, set()
+        for index, row in enumerate(self._rows):
+            rel = row["path"]
+            if rel in seen:  # known from the rows alone, so decided here rather than in a worker
+                self.skipped.append(beam_lib.Skipped(index, rel, "duplicate caption row"))
+                continue
             seen.add(rel)
-            if reason:
-                log.warning("skipping %s: %s", full, reason)
-                self.skipped.append({"path": rel, "reason": reason})
-            else:
-                good.append((rel, full, row["caption"], info))
-        self._write_skip_report(len(self._rows))
-        return good
+            split = "test" if _hash_fraction(rel) < self._params["test_fraction"] else "train"
+            items[split].append((index, rel, row["caption"]))
+        return {split: self._generate_examples(split, rows) for split, rows in items.items()
+                if rows or split == "train"}
 
-    def _write_skip_report(self, total: int) -> None:
+    def _generate_examples(self, split: str, items):
+        return self._examples(split, items, functools.partial(
+            load_video_item, videos_dir=self._params["videos_dir"],
+            min_clip_seconds=self._params["min_clip_seconds"]))
+
+    def _finish_build(self) -> None:
+        if self._beam_options is not None:
+            self.skipped += beam_lib.read_skips(os.path.dirname(self._skips_prefix("train")) + os.sep)
+        self.skipped.sort(key=lambda s: s.index)
+        total = len(self._rows)
         fraction = len(self.skipped) / total
-        report_dir = os.path.join(os.fspath(self.data_dir_root), self.name)
-        os.makedirs(report_dir, exist_ok=True)
-        report = os.path.join(report_dir, SKIP_REPORT)
+        report = os.path.join(os.fspath(self.data_dir_root), self.name, SKIP_REPORT)
         with open(report, "w") as f:
             json.dump({"total": total, "skipped": len(self.skipped), "fraction": fraction,
-                       "files": self.skipped}, f, indent=1)
+                       "files": [{"path": s.path, "reason": s.reason} for s in self.skipped]}, f, indent=1)
+        for s in self.skipped:
+            log.warning("skipped %s: %s", s.path, s.reason)
         log.info("%d of %d videos skipped; report %s", len(self.skipped), total, report)
         if fraction > self._params["max_skip_fraction"]:
-            names = ", ".join(s["path"] for s in self.skipped[:5])
-            raise ValueError(f"{len(self.skipped)} of {total} videos skipped ({fraction:.0%} > max_skip_fraction="
+            shutil.rmtree(os.fspath(self.data_dir))  # a build over the limit keeps no dataset
+            names = ", ".join(s.path for s in self.skipped[:5])
+            raise TooManySkipped(f"{len(self.skipped)} of {total} videos skipped ({fraction:.0%} > max_skip_fraction="
                              f"{self._params['max_skip_fraction']}), e.g. {names}; see {report}")
 
-    def _generate_examples(self, items) -> Iterator[tuple[str, dict]]:
-        for rel, full, text, info in items:
-            with open(full, "rb") as f:
-                yield rel, _video_record(rel, f.read(), text, info)
+
+def load_video_item(item: tuple[int, str, str], *, videos_dir: str, min_clip_seconds: float):
+    """`(row index, relative path, caption)` -> `(key, record)`, or a `beam.Skipped` saying why not.
+
+    The one per-video step of a build (probe, check, read), run in this process
+    or in Beam workers.
+    """
+    index, rel, text = item
+    full = os.path.join(videos_dir, rel)
+    if not os.path.isfile(full):
+        return beam_lib.Skipped(index, rel, "missing file")
+    if not rel.lower().endswith(VIDEO_EXTENSIONS):
+        return beam_lib.Skipped(index, rel, f"unsupported extension (allowed {VIDEO_EXTENSIONS})")
+    try:
+        info = video_io.probe(full)
+    except video_io.VideoDecodeError as e:
+        return beam_lib.Skipped(index, rel, f"unreadable: {e}")
+    if info.duration < min_clip_seconds:
+        return beam_lib.Skipped(index, rel, f"too short: {info.duration:.2f} s < {min_clip_seconds} s")
+    with open(full, "rb") as f:
+        return rel, _video_record(rel, f.read(), text, info)
 
 
 def _hash_fraction(key: str) -> float:
@@ -261,7 +256,36 @@ def _hash_fraction(key: str) -> float:
     return zlib.crc32(key.encode()) / 2**32
 
 
-def prepare(builder: tfds.core.DatasetBuilder) -> tfds.core.DatasetBuilder:
-    """Writes `builder`'s dataset as ArrayRecord (no-op when already prepared) and returns it."""
-    builder.download_and_prepare(file_format="array_record")
+def prepare(builder: tfds.core.DatasetBuilder, beam_options=None) -> tfds.core.DatasetBuilder:
+    """Writes `builder`'s dataset as ArrayRecord (no-op when already prepared) and returns it.
+
+    With `beam_options` (`beam.pipeline_options(...)`) a `LocalBuilder` makes
+    its examples in a Beam pipeline on that runner. The empty `downloads`
+    folder TFDS creates (nothing is downloaded) is removed afterwards.
+    """
+    if builder.is_prepared():
+        return builder
+    config = None
+    if beam_options is not None:
+        builder._beam_options = beam_options
+        config = tfds.download.DownloadConfig(beam_options=beam_options)
+    try:
+        builder.download_and_prepare(file_format="array_record", download_config=config)
+        if isinstance(builder, LocalBuilder):
+            builder._finish_build()
+    finally:
+        _remove_empty_dirs(os.path.join(os.fspath(builder.data_dir_root), "downloads"))
+        if isinstance(builder, LocalBuilder):
+            _remove_empty_dirs(os.path.dirname(builder._skips_prefix("train")))
     return builder
+
+
+def _remove_empty_dirs(root: str) -> None:
+    """Deletes `root` and its sub-folders when they hold no file (never a file)."""
+    if not os.path.isdir(root):
+        return
+    for dirpath, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass  # not empty: something else lives there

@@ -9,8 +9,22 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 from emu_jax.data.shapes import SIZE_RANGE, SPEED_RANGE, START_MODES
+
+
+class _UsageError(Exception):
+    """Bad input found before any heavy work: printed as one line, exit status 2."""
+
+
+def _add_beam_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--beam", action="store_true",
+                        help="run the per-video work as an Apache Beam pipeline (needs the 'beam' extra); "
+                             "default runner: the DirectRunner in one process per core")
+    parser.add_argument("--beam-options", default=None, metavar="FLAGS",
+                        help="Beam pipeline flags, e.g. \"--runner=DataflowRunner --project=P --region=R "
+                             "--temp_location=gs://B/tmp\" or \"--direct_num_workers=2\" (implies --beam)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the shape may partly leave the frame)")
     shapes.add_argument("--size-range", type=float, nargs=2, default=SIZE_RANGE, metavar=("LOW", "HIGH"),
                         help="shape side / frame side, drawn uniformly (default %(default)s)")
+    _add_beam_arguments(shapes)
 
     folder = kinds.add_parser(
         "video_text_folder", help="your own videos + a captions file",
@@ -55,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail if a larger fraction of rows is skipped (default 0.1)")
     folder.add_argument("--test-fraction", type=float, default=0.0,
                         help="fraction of videos (by hash of path) put in a 'test' split (default 0)")
+    _add_beam_arguments(folder)
 
     hq = sub.add_parser(
         "select-hq", help="keep high-motion (and optionally high-CLIP / aesthetic) videos",
@@ -75,6 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hq.add_argument("--clip-threshold", type=float, default=0.25, help="keep CLIP score > this (default 0.25)")
     hq.add_argument("--aesthetic-scores", help="optional JSONL/CSV of aesthetic scores by key")
     hq.add_argument("--aesthetic-threshold", type=float, default=5.7, help="keep aesthetic > this (default 5.7)")
+    _add_beam_arguments(hq)
 
     cache = sub.add_parser(
         "cache-latents", help="encode clips once with a VAE into a 'latents' dataset",
@@ -94,28 +111,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return {"build": _build, "select-hq": _select_hq, "cache-latents": _cache_latents}[args.data_command](args)
+    try:
+        return {"build": _build, "select-hq": _select_hq, "cache-latents": _cache_latents}[args.data_command](args)
+    except _UsageError as e:
+        print(f"emu-video data {args.data_command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _beam_options(args):
+    """PipelineOptions when --beam / --beam-options was given, else None; bad flags or no Beam -> _UsageError."""
+    if not (getattr(args, "beam", False) or getattr(args, "beam_options", None)):
+        return None
+    from emu_jax.data import beam
+
+    try:
+        return beam.pipeline_options(args.beam_options)
+    except (ValueError, beam.BeamMissing) as e:
+        raise _UsageError(str(e)) from None
 
 
 def _build(args) -> int:
     from emu_jax.data import builders
 
-    if args.dataset == "moving_shapes":
-        builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
-                                        num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                                        speed_range=tuple(args.speed_range), look=args.look,
-                                        start=args.start, size_range=tuple(args.size_range),
-                                        data_dir=args.data_dir)
-    else:
-        builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
-                                           min_clip_seconds=args.min_clip_seconds,
-                                           max_skip_fraction=args.max_skip_fraction,
-                                           test_fraction=args.test_fraction, data_dir=args.data_dir)
+    options = _beam_options(args)
+    try:
+        if args.dataset == "moving_shapes":
+            builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
+                                            num_train=args.num_train, num_test=args.num_test, seed=args.seed,
+                                            speed_range=tuple(args.speed_range), look=args.look,
+                                            start=args.start, size_range=tuple(args.size_range),
+                                            data_dir=args.data_dir)
+        else:
+            builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
+                                               min_clip_seconds=args.min_clip_seconds,
+                                               max_skip_fraction=args.max_skip_fraction,
+                                               test_fraction=args.test_fraction, data_dir=args.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise _UsageError(str(e)) from None
     if builder.is_prepared():
         print(f"{builder.name} is already prepared at {builder.data_dir}; nothing rebuilt "
               "(delete that folder or pick another --data-dir to rebuild)")
         return 0
-    builders.prepare(builder)
+    try:
+        builders.prepare(builder, beam_options=options)
+    except builders.TooManySkipped as e:  # the unusable videos are named in the message and in skipped.json
+        raise _UsageError(str(e)) from None
     print(f"wrote {builder.name} to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
     return 0
@@ -127,10 +167,10 @@ def _select_hq(args) -> int:
     from emu_jax.data import motion, pipeline
 
     if not args.out.endswith((".json", ".csv")):
-        raise SystemExit(f"--out {args.out!r} must end in .json or .csv")
+        raise _UsageError(f"--out {args.out!r} must end in .json or .csv")
     for path in (args.clip_scores, args.aesthetic_scores):
         if path and not os.path.isfile(path):
-            raise SystemExit(f"score file {path!r} does not exist")
+            raise _UsageError(f"score file {path!r} does not exist")
     clip = motion.read_scores(args.clip_scores) if args.clip_scores else None
     aesthetic = motion.read_scores(args.aesthetic_scores) if args.aesthetic_scores else None
     source = pipeline.open_source(args.dataset, args.data_dir, args.split)
@@ -182,15 +222,15 @@ def _cache_latents(args) -> int:
     from emu_jax.data import latent_cache
 
     if bool(args.vae) == bool(args.encoder):
-        raise SystemExit("give exactly one of --vae DIR or --encoder pool:F")
+        raise _UsageError("give exactly one of --vae DIR or --encoder pool:F")
     if args.encoder:
         kind, _, factor = args.encoder.partition(":")
         if kind != "pool" or not factor.isdigit() or int(factor) < 1:
-            raise SystemExit(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
+            raise _UsageError(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
         encode_fn = pool_encoder(int(factor))
     else:
         if not os.path.isdir(args.vae):
-            raise SystemExit(f"--vae {args.vae!r} is not a directory")
+            raise _UsageError(f"--vae {args.vae!r} is not a directory")
         encode_fn = _vae_encoder(args.vae)
     cfg = config_from_args(args.config, getattr(args, "config_overrides", []))
     cfg = cfg.data if "data" in cfg else cfg

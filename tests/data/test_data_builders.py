@@ -198,9 +198,10 @@ def test_cli_select_hq_output_feeds_the_loader_subset(tmp_path, capsys):
     loader = pipeline.make_loader(cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=1,
                                   num_epochs=1)
     assert sorted(k for b in loader for k in b["key"]) == sorted(s["key"] for s in result["selected"])
-    with pytest.raises(SystemExit, match="must end in .json or .csv"):
-        cli.main(parser.parse_args(["select-hq", "--data-dir", data_dir, "--dataset", "moving_shapes",
-                                    "--out", str(tmp_path / "x.txt")]))
+    capsys.readouterr()
+    assert cli.main(parser.parse_args(["select-hq", "--data-dir", data_dir, "--dataset", "moving_shapes",
+                                       "--out", str(tmp_path / "x.txt")])) == 2  # usage errors exit 2
+    assert "must end in .json or .csv" in capsys.readouterr().err
 
 
 def _select(parser, data_dir, out, threshold):
