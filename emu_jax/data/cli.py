@@ -111,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO lines drown the skip warnings
     try:
         return {"build": _build, "select-hq": _select_hq, "cache-latents": _cache_latents}[args.data_command](args)
     except _UsageError as e:
@@ -171,14 +172,24 @@ def _select_hq(args) -> int:
     for path in (args.clip_scores, args.aesthetic_scores):
         if path and not os.path.isfile(path):
             raise _UsageError(f"score file {path!r} does not exist")
-    clip = motion.read_scores(args.clip_scores) if args.clip_scores else None
-    aesthetic = motion.read_scores(args.aesthetic_scores) if args.aesthetic_scores else None
-    source = pipeline.open_source(args.dataset, args.data_dir, args.split)
-    items = ((i, r["key"].decode(), r["video"]) for i, r in
-             ((i, source[i]) for i in tqdm(range(len(source)), desc="motion scores", unit="video")))
-    result = motion.select(items, motion_threshold=args.motion_threshold, clip_scores=clip,
-                           clip_threshold=args.clip_threshold, aesthetic_scores=aesthetic,
-                           aesthetic_threshold=args.aesthetic_threshold, window=args.window)
+    options = _beam_options(args)
+    try:
+        clip = motion.read_scores(args.clip_scores) if args.clip_scores else None
+        aesthetic = motion.read_scores(args.aesthetic_scores) if args.aesthetic_scores else None
+        source = pipeline.open_source(args.dataset, args.data_dir, args.split)
+    except (ValueError, FileNotFoundError) as e:
+        raise _UsageError(str(e)) from None
+    thresholds = dict(motion_threshold=args.motion_threshold, clip_scores=clip, clip_threshold=args.clip_threshold,
+                      aesthetic_scores=aesthetic, aesthetic_threshold=args.aesthetic_threshold, window=args.window)
+    if options is not None:
+        from emu_jax.data import motion_beam
+
+        result = motion_beam.select(dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+                                    num_records=len(source), options=options, **thresholds)
+    else:
+        items = ((i, r["key"].decode(), r["video"]) for i, r in
+                 ((i, source[i]) for i in tqdm(range(len(source)), desc="motion scores", unit="video")))
+        result = motion.select(items, **thresholds)
     result.update(dataset=args.dataset, data_dir=args.data_dir, split=args.split)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

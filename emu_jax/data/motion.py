@@ -91,6 +91,59 @@ def read_scores(path: str | os.PathLike) -> dict[str, float]:
     return scores
 
 
+REJECT_REASONS = ("motion", "no_motion_vectors", "clip", "aesthetic", "unreadable")
+
+
+def score_item(item: tuple[int, str, bytes], window: int = WINDOW) -> tuple[str, dict]:
+    """`(index, key, encoded video)` -> `(key, {"index", "motion"})`, or with `"rejected"` instead of
+    `"motion"` when the video cannot be read or exports no motion vectors. The per-video step of
+    `select`, run here or in Beam workers."""
+    index, key, data = item
+    try:
+        score = motion_score(data, window)
+    except video_io.VideoDecodeError:
+        return key, {"index": int(index), "rejected": "unreadable"}
+    if np.isnan(score):
+        return key, {"index": int(index), "rejected": "no_motion_vectors"}
+    return key, {"index": int(index), "motion": round(score, 4)}
+
+
+def decide(key: str, scored: dict, thresholds: dict, clip: float | None = None,
+           aesthetic: float | None = None) -> dict:
+    """One scored video against `thresholds` (`select`'s result["thresholds"]): its selection entry
+    `{"index", "key", "motion", ...}`, or `{"index", "rejected": reason}`. A None threshold means that
+    score file was not supplied; a supplied file without this key rejects it."""
+    if "rejected" in scored:
+        return dict(scored)
+    if scored["motion"] <= thresholds["motion"]:
+        return {"index": scored["index"], "rejected": "motion"}
+    entry = {"index": scored["index"], "key": key, "motion": scored["motion"]}
+    for name, value in (("clip", clip), ("aesthetic", aesthetic)):
+        if thresholds[name] is not None:
+            if value is None or value <= thresholds[name]:
+                return {"index": scored["index"], "rejected": name}
+            entry[name] = value
+    return entry
+
+
+def thresholds_of(*, motion_threshold: float, window: int, clip_threshold: float | None,
+                  aesthetic_threshold: float | None) -> dict:
+    return {"motion": motion_threshold, "window": window, "clip": clip_threshold, "aesthetic": aesthetic_threshold}
+
+
+def summarise(decisions: Iterable[dict], thresholds: dict) -> dict:
+    """`decide` results (any order) -> `{"selected" (by index), "rejected": counts, "total", "thresholds"}`."""
+    selected, rejected, total = [], dict.fromkeys(REJECT_REASONS, 0), 0
+    for d in decisions:
+        total += 1
+        if "rejected" in d:
+            rejected[d["rejected"]] += 1
+        else:
+            selected.append(d)
+    selected.sort(key=lambda e: e["index"])
+    return {"selected": selected, "rejected": rejected, "total": total, "thresholds": dict(thresholds)}
+
+
 def select(items: Iterable[tuple[int, str, bytes]], *, motion_threshold: float = 0.5,
            clip_scores: Mapping[str, float] | None = None, clip_threshold: float = 0.25,
            aesthetic_scores: Mapping[str, float] | None = None, aesthetic_threshold: float = 5.7,
@@ -100,34 +153,14 @@ def select(items: Iterable[tuple[int, str, bytes]], *, motion_threshold: float =
     CLIP and aesthetic thresholds apply only when their score mappings are
     given; a key missing from a supplied mapping counts as failing. Returns
     `{"selected": [{"index", "key", "motion", ...}], "rejected": {...counts}, "total": n}`.
+    `motion_beam.select` computes the same in a Beam pipeline.
     """
-    selected, rejected, total = [], {"motion": 0, "no_motion_vectors": 0, "clip": 0, "aesthetic": 0,
-                                     "unreadable": 0}, 0
-    for index, key, data in items:
-        total += 1
-        try:
-            score = motion_score(data, window)
-        except video_io.VideoDecodeError:
-            rejected["unreadable"] += 1
-            continue
-        if np.isnan(score):
-            rejected["no_motion_vectors"] += 1
-            continue
-        if score <= motion_threshold:
-            rejected["motion"] += 1
-            continue
-        entry = {"index": int(index), "key": key, "motion": round(score, 4)}
-        for name, scores, threshold in (("clip", clip_scores, clip_threshold),
-                                        ("aesthetic", aesthetic_scores, aesthetic_threshold)):
-            if scores is not None:
-                value = scores.get(key)
-                if value is None or value <= threshold:
-                    rejected[name] += 1
-                    break
-                entry[name] = value
-        else:
-            selected.append(entry)
-    return {"selected": selected, "rejected": rejected, "total": total,
-            "thresholds": {"motion": motion_threshold, "window": window,
-                           "clip": clip_threshold if clip_scores is not None else None,
-                           "aesthetic": aesthetic_threshold if aesthetic_scores is not None else None}}
+    thresholds = thresholds_of(motion_threshold=motion_threshold, window=window,
+                               clip_threshold=clip_threshold if clip_scores is not None else None,
+                               aesthetic_threshold=aesthetic_threshold if aesthetic_scores is not None else None)
+    decisions = []
+    for item in items:
+        key, scored = score_item(item, window)
+        decisions.append(decide(key, scored, thresholds, (clip_scores or {}).get(key),
+                                (aesthetic_scores or {}).get(key)))
+    return summarise(decisions, thresholds)
