@@ -104,9 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cache.add_argument("--vae", help="diffusers AutoencoderKL folder (config.json + safetensors)")
     cache.add_argument("--encoder", help="stand-in encoder 'pool:F' (F x F average pool, for smoke tests) "
                                          "when no --vae is given")
-    cache.add_argument("--batch-size", type=int, default=8, help="clips per encoder call (default 8)")
+    cache.add_argument("--batch-size", type=int, default=8,
+                       help="clips per encoder call, all processes together (default 8)")
+    cache.add_argument("--shard-batches", type=int, default=16,
+                       help="batches per shard, the unit a killed run resumes at (default 16)")
     cache.add_argument("--clips-per-video", type=int, default=1, help="clips per video (default 1)")
     cache.add_argument("--seed", type=int, default=0, help="clip placement seed (default 0)")
+    cache.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
+                            "else set --coordinator, --num-processes, --process-id), as `emu-video train`")
+    cache.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-process runs)")
+    cache.add_argument("--num-processes", type=int, default=None)
+    cache.add_argument("--process-id", type=int, default=None)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -238,17 +247,33 @@ def _cache_latents(args) -> int:
         kind, _, factor = args.encoder.partition(":")
         if kind != "pool" or not factor.isdigit() or int(factor) < 1:
             raise _UsageError(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
-        encode_fn = pool_encoder(int(factor))
-    else:
-        if not os.path.isdir(args.vae):
-            raise _UsageError(f"--vae {args.vae!r} is not a directory")
-        encode_fn = _vae_encoder(args.vae)
+    elif not os.path.isdir(args.vae):
+        raise _UsageError(f"--vae {args.vae!r} is not a directory")
+    if args.batch_size < 1 or args.shard_batches < 1 or args.clips_per_video < 1:
+        raise _UsageError(f"--batch-size, --shard-batches and --clips-per-video must be >= 1, got "
+                          f"{args.batch_size}, {args.shard_batches}, {args.clips_per_video}")
+    if args.num_processes and args.batch_size % args.num_processes:
+        raise _UsageError(f"--batch-size {args.batch_size} must be a multiple of --num-processes "
+                          f"{args.num_processes} (each process encodes an equal part of every batch)")
     cfg = config_from_args(args.config, getattr(args, "config_overrides", []))
     cfg = cfg.data if "data" in cfg else cfg
+    if args.distributed or args.coordinator:
+        from emu_jax.training.distributed import initialize
+
+        try:
+            initialize(args.coordinator, args.num_processes, args.process_id)
+        except ValueError as e:
+            raise _UsageError(str(e)) from None
+    if args.encoder:
+        import jax
+
+        encode_fn = jax.jit(pool_encoder(int(args.encoder.partition(":")[2])))
+    else:
+        encode_fn = _vae_encoder(args.vae)
     builder = latent_cache.build_latent_cache(cfg, encode_fn, data_dir=args.data_dir,
                                               splits=tuple(s for s in args.splits.split(",") if s),
                                               batch_size=args.batch_size, clips_per_video=args.clips_per_video,
-                                              seed=args.seed)
+                                              seed=args.seed, shard_batches=args.shard_batches)
     print(f"wrote latents to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
     return 0

@@ -160,12 +160,13 @@ def open_source(name: str, data_dir: str, split: str):
     """`tfds.data_source` for a prepared dataset, with a clear error when it has not been built."""
     import tensorflow_datasets as tfds
 
-    from emu_jax.data import builders, latent_cache  # noqa: F401  (registers the builder classes)
-
     if name not in DATASETS:
         raise ValueError(f"data.name={name!r} is not one of {DATASETS}")
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    try:  # TFDS reads a prepared dataset from its stored metadata, so no builder module is imported here
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        builder = None
+    if builder is None or not builder.is_prepared():
         raise FileNotFoundError(f"dataset {name!r} is not prepared under data_dir={data_dir!r} "
                                 f"(build it with `emu-video data build {name} ...`)")
     available = list(builder.info.splits)
