@@ -9,6 +9,16 @@ then crop and normalise identically. Throughput is reported per wall second
 and per CPU second of this process ("per core"), side by side, with the ratio.
 
   JAX_PLATFORMS=cpu python benchmarks/bench_data.py [--videos 4 --clips 24 --gops 250,30]
+
+`--pipeline` instead measures the data-preparation steps on `--videos`
+generated videos (use 200+): the per-video cost of probe (full decode),
+motion score (motion-vector decode) and clip decode + stand-in encode (the
+host side of cache-latents), then the wall time of `data build` and
+`select-hq` serially and on the Beam DirectRunner with 1 and 2 worker
+processes, interleaved over `--rounds`, with the load average printed
+before each run (the machine is shared).
+
+  JAX_PLATFORMS=cpu python benchmarks/bench_data.py --pipeline --videos 200 --rounds 2
 """
 
 from __future__ import annotations
@@ -86,6 +96,107 @@ def measure_loader(sources, src_fps, n_src_frames, resolution, num_frames, fps, 
         return batches * batch / (time.perf_counter() - wall), batches * batch / (time.process_time() - cpu)
 
 
+def _write_folder(root: str, n: int, size: int, seconds: float, fps: int) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    videos = os.path.join(root, "videos")
+    os.makedirs(videos)
+    rows = []
+    for i in range(n):
+        attrs = shapes.sample_attributes(rng)
+        with open(os.path.join(videos, f"v{i:05d}.mp4"), "wb") as f:
+            f.write(video_io.encode_mp4(shapes.render_clip(attrs, int(seconds * fps), size, fps), fps,
+                                        preset="veryfast"))
+        rows.append(f'v{i:05d}.mp4,"{shapes.caption(attrs)}"\n')
+    captions = os.path.join(root, "captions.csv")
+    with open(captions, "w") as f:
+        f.write("path,caption\n" + "".join(rows))
+    return videos, captions
+
+
+def _per_video_costs(videos: str, data_dir: str, size: int) -> dict:
+    """Seconds of CPU per video for each step, run serially in this process (median of 3 passes)."""
+    import jax
+    import ml_collections
+
+    from emu_jax.data import cli, motion, pipeline
+
+    paths = sorted(os.path.join(videos, f) for f in os.listdir(videos))
+    blobs = [open(p, "rb").read() for p in paths]
+    cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=data_dir, resolution=size,
+                                         num_frames=8, fps=8.0, text_max_length=64))
+    source = pipeline.open_source("video_text_folder", data_dir, "train")
+    prep = pipeline.preprocessor(cfg, seed=0, epoch_length=len(source))
+    encode = jax.jit(cli.pool_encoder(8))
+    encode(np.zeros((1, 8, size, size, 3), np.float32)).block_until_ready()  # compile outside the timing
+
+    def clip_and_encode(i):
+        encode(prep(i, source[i])["video"][None]).block_until_ready()
+
+    steps = {"probe (full decode)": lambda i: video_io.probe(paths[i]),
+             "motion score": lambda i: motion.motion_score(blobs[i]),
+             "clip decode + pool encode": clip_and_encode}
+    out = {}
+    for name, fn in steps.items():
+        passes = []
+        for _ in range(3):
+            cpu = time.process_time()
+            for i in range(len(paths)):
+                fn(i)
+            passes.append((time.process_time() - cpu) / len(paths))
+        out[name] = float(np.median(passes))
+    return out
+
+
+def _timed(label: str, argv: list[str]) -> float:
+    """Wall seconds of one `emu-video data ...` in a fresh process (so Beam workers start as a user's would)."""
+    import subprocess
+    import sys
+
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "emu_jax.cli", "data", *argv], check=True, capture_output=True,
+                   env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    wall = time.perf_counter() - t0
+    print(f"  {label:<28} {wall:8.1f} s   (load average before: {load:.1f})", flush=True)
+    return wall
+
+
+def bench_pipeline(n: int, size: int, seconds: float, fps: int, rounds: int) -> None:
+    import shutil
+
+    runs = {"serial": [], "beam 1 worker": ["--beam-options=--direct_num_workers=1"],
+            "beam 2 workers": ["--beam-options=--direct_num_workers=2"]}
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        videos, captions = _write_folder(d, n, size, seconds, fps)
+        print(f"{n} videos, {size}px, {seconds:g} s at {fps} fps (H.264), made in {time.perf_counter() - t0:.0f} s; "
+              f"cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
+        walls = {("build", k): [] for k in runs} | {("select-hq", k): [] for k in runs}
+        ref = os.path.join(d, "ref")
+        for r in range(rounds):
+            print(f"round {r + 1}/{rounds}")
+            for name, extra in runs.items():  # interleaved, so drifting load hits every variant alike
+                out = os.path.join(d, "tfds")
+                shutil.rmtree(out, ignore_errors=True)
+                walls[("build", name)].append(_timed(f"build {name}", [
+                    "build", "video_text_folder", "--videos", videos, "--captions", captions, "--data-dir", out,
+                    *extra]))
+                if not os.path.isdir(ref):
+                    shutil.copytree(out, ref)
+                walls[("select-hq", name)].append(_timed(f"select-hq {name}", [
+                    "select-hq", "--data-dir", ref, "--out", os.path.join(d, "hq.json"), *extra]))
+        costs = _per_video_costs(videos, ref, size)
+    print("\nper-video CPU cost, serial, this process (median of 3 passes):")
+    for name, sec in costs.items():
+        print(f"  {name:<28} {sec * 1e3:8.1f} ms")
+    print("\nwall time, median over rounds (speed-up vs serial):")
+    for step in ("build", "select-hq"):
+        base = float(np.median(walls[(step, "serial")]))
+        for name in runs:
+            w = float(np.median(walls[(step, name)]))
+            print(f"  {step:<10} {name:<16} {w:8.1f} s  {base / w:5.2f}x  ({n / w:.1f} videos/s)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=int, default=4)
@@ -96,7 +207,12 @@ def main() -> None:
     p.add_argument("--num-frames", type=int, default=8)
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--gops", default="250,30", help="keyframe intervals to compare (x264 default 250)")
+    p.add_argument("--pipeline", action="store_true", help="measure build / select-hq / encode steps instead")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the --pipeline runs")
     a = p.parse_args()
+    if a.pipeline:
+        bench_pipeline(a.videos, a.size, a.seconds, a.src_fps, a.rounds)
+        return
     n_src = int(a.seconds * a.src_fps)
     print(f"clips: {a.num_frames} frames at {a.fps} fps, {a.size}px, from {a.seconds:g} s {a.src_fps} fps H.264 "
           f"sources; {a.clips} clips per path; cores visible: {os.cpu_count()}")
