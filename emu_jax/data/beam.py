@@ -14,12 +14,14 @@ import os
 import shlex
 from typing import Callable, Iterable
 
+from emu_jax.errors import UserError
+
 EXTRA = "beam"
 INSTALL_HINT = f"pip install 'emu-jax[{EXTRA}]'"
 
 
-class BeamMissing(ImportError):
-    """Raised when a `--beam` run is asked for but apache_beam cannot be imported."""
+class BeamMissing(UserError):
+    """Raised when a `--beam` run is asked for but apache_beam cannot be imported (one line, exit 2)."""
 
 
 class Skipped:
@@ -55,17 +57,17 @@ def default_flags() -> list[str]:
 
 def pipeline_options(flags: str | None = None):
     """`PipelineOptions` from a `--beam-options` string (shell-quoted flags), defaults filled in for the
-    DirectRunner. Raises ValueError for a string that does not split into `--flag[=value]` words."""
+    DirectRunner. Raises UserError for a string that does not split into `--flag[=value]` words."""
     require_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     try:
         words = shlex.split(flags or "")
     except ValueError as e:
-        raise ValueError(f"--beam-options {flags!r} does not parse as shell words: {e}") from None
+        raise UserError(f"--beam-options {flags!r} does not parse as shell words: {e}") from None
     bad = [w for w in words if not w.startswith("--")]
     if bad:
-        raise ValueError(f"--beam-options {flags!r}: {bad[0]!r} is not a --flag[=value] word "
+        raise UserError(f"--beam-options {flags!r}: {bad[0]!r} is not a --flag[=value] word "
                          "(e.g. \"--runner=DirectRunner --direct_num_workers=4\")")
     given = {w.split("=", 1)[0] for w in words}
     runner = next((w.split("=", 1)[1] for w in words if w.startswith("--runner=")), "DirectRunner")

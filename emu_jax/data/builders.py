@@ -268,6 +268,8 @@ def prepare(builder: tfds.core.DatasetBuilder, beam_options=None) -> tfds.core.D
     config = None
     if beam_options is not None:
         builder._beam_options = beam_options
+        if isinstance(builder, LocalBuilder):  # skips a failed earlier run left must not join this report
+            shutil.rmtree(os.path.dirname(builder._skips_prefix("train")), ignore_errors=True)
         config = tfds.download.DownloadConfig(beam_options=beam_options)
     try:
         builder.download_and_prepare(file_format="array_record", download_config=config)

@@ -1,6 +1,6 @@
 """Captions file (CSV / TSV with a header, or JSON lines) -> validated rows, checked before any video is probed.
 
-Every problem is a ValueError naming the file (and line) and what is
+Every problem is a `UserError` (a ValueError: one line, exit 2) naming the file (and line) and what is
 allowed, so a bad file fails in a second instead of after probing every
 video or deep inside the TFDS writer.
 """
@@ -12,6 +12,8 @@ import json
 import os
 import posixpath
 
+from emu_jax.errors import UserError
+
 CAPTION_COLUMNS = ("path", "caption")
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 
@@ -19,7 +21,7 @@ SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 def read_captions(captions_file: str | os.PathLike, videos_dir: str | os.PathLike | None = None) -> list[dict]:
     """Reads caption rows -> [{'path', 'caption', 'line'}, ...] in file order.
 
-    Raises ValueError (file and line named) for: an unknown suffix, text that
+    Raises UserError (file and line named) for: an unknown suffix, text that
     is not UTF-8, missing `path` / `caption` columns, a row without a path or
     caption (or only whitespace), a path that leaves `videos_dir` (absolute or
     with `..`), or no rows at all. A UTF-8 byte-order mark is ignored.
@@ -28,18 +30,18 @@ def read_captions(captions_file: str | os.PathLike, videos_dir: str | os.PathLik
     if not os.path.isfile(path):
         raise FileNotFoundError(f"captions file {path!r} does not exist")
     if not path.endswith(SUFFIXES):
-        raise ValueError(f"captions file {path!r} must end in .csv, .tsv, .jsonl or .json (JSON lines)")
+        raise UserError(f"captions file {path!r} must end in .csv, .tsv, .jsonl or .json (JSON lines)")
     try:
         # utf-8-sig drops the BOM spreadsheet programs put first, which would otherwise rename column 'path'.
         with open(path, encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         line = e.object[:e.start].count(b"\n") + 1
-        raise ValueError(f"captions file {path}:{line} is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset "
+        raise UserError(f"captions file {path}:{line} is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset "
                          f"{e.start}); save it as UTF-8") from None
     rows = _jsonl_rows(path, text) if path.endswith((".jsonl", ".json")) else _csv_rows(path, text)
     if not rows:
-        raise ValueError(f"captions file {path} has no rows")
+        raise UserError(f"captions file {path} has no rows")
     for row in rows:
         _check_row(path, row, videos_dir)
     return rows
@@ -53,9 +55,9 @@ def _jsonl_rows(path: str, text: str) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"captions file {path}:{n} is not valid JSON: {e.msg}") from None
+            raise UserError(f"captions file {path}:{n} is not valid JSON: {e.msg}") from None
         if not isinstance(row, dict) or not all(c in row for c in CAPTION_COLUMNS):
-            raise ValueError(f"{path}:{n}: each JSONL line needs keys {CAPTION_COLUMNS}, got "
+            raise UserError(f"{path}:{n}: each JSONL line needs keys {CAPTION_COLUMNS}, got "
                              f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
         rows.append({"path": row["path"], "caption": row["caption"], "line": n})
     return rows
@@ -67,7 +69,7 @@ def _csv_rows(path: str, text: str) -> list[dict]:
     reader.fieldnames = fields
     missing = [c for c in CAPTION_COLUMNS if c not in fields]
     if missing:
-        raise ValueError(f"captions file {path} lacks column(s) {missing}; found {fields}; "
+        raise UserError(f"captions file {path} lacks column(s) {missing}; found {fields}; "
                          f"needs a header with {CAPTION_COLUMNS}")
     return [{"path": row["path"], "caption": row["caption"], "line": reader.line_num} for row in reader
             if any((v or "").strip() for k, v in row.items() if k is not None)]
@@ -79,9 +81,9 @@ def _check_row(path: str, row: dict, videos_dir) -> None:
         value = row[column]
         if not isinstance(value, str) or not value.strip():
             shown = "missing" if value is None else repr(value)
-            raise ValueError(f"{where}: {column} is {shown}; every row needs a non-empty path and caption")
+            raise UserError(f"{where}: {column} is {shown}; every row needs a non-empty path and caption")
     rel = row["path"].replace("\\", "/")
     if posixpath.isabs(rel) or os.path.isabs(row["path"]) or ".." in rel.split("/"):
-        raise ValueError(f"{where}: path {row['path']!r} leaves --videos"
+        raise UserError(f"{where}: path {row['path']!r} leaves --videos"
                          f"{f' {os.fspath(videos_dir)!r}' if videos_dir is not None else ''}; "
                          "paths must be relative to it, without '..'")

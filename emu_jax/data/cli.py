@@ -12,10 +12,7 @@ import os
 import sys
 
 from emu_jax.data.shapes import SIZE_RANGE, SPEED_RANGE, START_MODES
-
-
-class _UsageError(Exception):
-    """Bad input found before any heavy work: printed as one line, exit status 2."""
+from emu_jax.errors import UserError, debug_enabled, one_line
 
 
 def _add_beam_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,21 +120,20 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO lines drown the skip warnings
     try:
         return {"build": _build, "select-hq": _select_hq, "cache-latents": _cache_latents}[args.data_command](args)
-    except _UsageError as e:
-        print(f"emu-video data {args.data_command}: error: {e}", file=sys.stderr)
-        return 2
+    except UserError as e:  # also caught by emu_jax.cli once every command takes that path; kept for direct calls
+        if debug_enabled():
+            raise
+        print(f"emu-video data {args.data_command}: error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
 
 
 def _beam_options(args):
-    """PipelineOptions when --beam / --beam-options was given, else None; bad flags or no Beam -> _UsageError."""
+    """PipelineOptions when --beam / --beam-options was given, else None; bad flags or no Beam -> UserError."""
     if not (getattr(args, "beam", False) or getattr(args, "beam_options", None)):
         return None
     from emu_jax.data import beam
 
-    try:
-        return beam.pipeline_options(args.beam_options)
-    except (ValueError, beam.BeamMissing) as e:
-        raise _UsageError(str(e)) from None
+    return beam.pipeline_options(args.beam_options)  # raises UserError (BeamMissing names the extra)
 
 
 def _build(args) -> int:
@@ -157,7 +153,7 @@ def _build(args) -> int:
                                                max_skip_fraction=args.max_skip_fraction,
                                                test_fraction=args.test_fraction, data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as e:
-        raise _UsageError(str(e)) from None
+        raise UserError(one_line(e)) from None
     if builder.is_prepared():
         print(f"{builder.name} is already prepared at {builder.data_dir}; nothing rebuilt "
               "(delete that folder or pick another --data-dir to rebuild)")
@@ -165,7 +161,7 @@ def _build(args) -> int:
     try:
         builders.prepare(builder, beam_options=options)
     except builders.TooManySkipped as e:  # the unusable videos are named in the message and in skipped.json
-        raise _UsageError(str(e)) from None
+        raise UserError(one_line(e)) from None
     print(f"wrote {builder.name} to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
     return 0
@@ -177,17 +173,17 @@ def _select_hq(args) -> int:
     from emu_jax.data import motion, pipeline
 
     if not args.out.endswith((".json", ".csv")):
-        raise _UsageError(f"--out {args.out!r} must end in .json or .csv")
+        raise UserError(f"--out {args.out!r} must end in .json or .csv")
     for path in (args.clip_scores, args.aesthetic_scores):
         if path and not os.path.isfile(path):
-            raise _UsageError(f"score file {path!r} does not exist")
+            raise UserError(f"score file {path!r} does not exist")
     options = _beam_options(args)
     try:
         clip = motion.read_scores(args.clip_scores) if args.clip_scores else None
         aesthetic = motion.read_scores(args.aesthetic_scores) if args.aesthetic_scores else None
         source = pipeline.open_source(args.dataset, args.data_dir, args.split)
     except (ValueError, FileNotFoundError) as e:
-        raise _UsageError(str(e)) from None
+        raise UserError(one_line(e)) from None
     thresholds = dict(motion_threshold=args.motion_threshold, clip_scores=clip, clip_threshold=args.clip_threshold,
                       aesthetic_scores=aesthetic, aesthetic_threshold=args.aesthetic_threshold, window=args.window)
     if options is not None:
@@ -242,18 +238,18 @@ def _cache_latents(args) -> int:
     from emu_jax.data import latent_cache
 
     if bool(args.vae) == bool(args.encoder):
-        raise _UsageError("give exactly one of --vae DIR or --encoder pool:F")
+        raise UserError("give exactly one of --vae DIR or --encoder pool:F")
     if args.encoder:
         kind, _, factor = args.encoder.partition(":")
         if kind != "pool" or not factor.isdigit() or int(factor) < 1:
-            raise _UsageError(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
+            raise UserError(f"--encoder {args.encoder!r}: expected 'pool:F' with F a positive integer")
     elif not os.path.isdir(args.vae):
-        raise _UsageError(f"--vae {args.vae!r} is not a directory")
+        raise UserError(f"--vae {args.vae!r} is not a directory")
     if args.batch_size < 1 or args.shard_batches < 1 or args.clips_per_video < 1:
-        raise _UsageError(f"--batch-size, --shard-batches and --clips-per-video must be >= 1, got "
+        raise UserError(f"--batch-size, --shard-batches and --clips-per-video must be >= 1, got "
                           f"{args.batch_size}, {args.shard_batches}, {args.clips_per_video}")
     if args.num_processes and args.batch_size % args.num_processes:
-        raise _UsageError(f"--batch-size {args.batch_size} must be a multiple of --num-processes "
+        raise UserError(f"--batch-size {args.batch_size} must be a multiple of --num-processes "
                           f"{args.num_processes} (each process encodes an equal part of every batch)")
     cfg = config_from_args(args.config, getattr(args, "config_overrides", []))
     cfg = cfg.data if "data" in cfg else cfg
@@ -263,7 +259,7 @@ def _cache_latents(args) -> int:
         try:
             initialize(args.coordinator, args.num_processes, args.process_id)
         except ValueError as e:
-            raise _UsageError(str(e)) from None
+            raise UserError(one_line(e)) from None
     if args.encoder:
         import jax
 

@@ -57,6 +57,7 @@ def _records(data_dir):
             for r in (source[i] for i in range(len(source)))}
 
 
+@pytest.mark.slow  # two Beam pipelines in fresh worker processes: 28-45 s on a loaded 2-core host
 def test_beam_build_and_select_match_serial(folder, tmp_path):
     videos, captions, _ = folder
     common = ["build", "video_text_folder", "--videos", str(videos), "--captions", str(captions),
