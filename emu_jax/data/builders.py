@@ -23,6 +23,7 @@ from tensorflow_datasets.core import utils as tfds_utils
 from emu_jax.data import beam as beam_lib
 from emu_jax.data import shapes, video_io
 from emu_jax.data.captions import CAPTION_COLUMNS, read_captions  # noqa: F401  (public here since 1.0)
+from emu_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv")
@@ -45,8 +46,8 @@ def _video_record(key: str, data: bytes, text: str, info: video_io.VideoInfo) ->
             "duration": info.duration, "width": info.width, "height": info.height}
 
 
-class TooManySkipped(ValueError):
-    """More rows were unusable than `max_skip_fraction` allows; the dataset was not kept."""
+class TooManySkipped(UserError):
+    """More rows were unusable than `max_skip_fraction` allows; the dataset was not kept (one line, exit 2)."""
 
 
 class LocalBuilder(tfds.core.GeneratorBasedBuilder):

@@ -158,10 +158,7 @@ def _build(args) -> int:
         print(f"{builder.name} is already prepared at {builder.data_dir}; nothing rebuilt "
               "(delete that folder or pick another --data-dir to rebuild)")
         return 0
-    try:
-        builders.prepare(builder, beam_options=options)
-    except builders.TooManySkipped as e:  # the unusable videos are named in the message and in skipped.json
-        raise UserError(one_line(e)) from None
+    builders.prepare(builder, beam_options=options)  # too many unusable videos: TooManySkipped, a UserError
     print(f"wrote {builder.name} to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
     return 0
