@@ -107,6 +107,9 @@ def test_beam_without_apache_beam_names_the_extra(folder, tmp_path, monkeypatch,
         assert rc == 2 and len(err.splitlines()) == 1, err
         assert "pip install 'emu-jax[beam]'" in err and "--beam needs Apache Beam" in err
     assert not (tmp_path / "d").exists()
+    # Without --beam the same blocked import does not matter: the serial build needs no Beam.
+    assert _main("build", "moving_shapes", "--data-dir", str(tmp_path / "serial"), "--num-train", "2",
+                 "--num-test", "0", "--resolution", "16", "--frames", "4") == 0
 
 
 def test_moving_shapes_beam_build_matches_serial(tmp_path):
