@@ -19,6 +19,7 @@ processes, interleaved over `--rounds`, with the load average printed
 before each run (the machine is shared).
 
   JAX_PLATFORMS=cpu python benchmarks/bench_data.py --pipeline --videos 200 --rounds 2
+  (--rounds 0: the per-video costs only)
 """
 
 from __future__ import annotations
@@ -120,13 +121,14 @@ def _write_folder(root: str, n: int, size: int, seconds: float, fps: int) -> tup
 
 
 def _per_video_costs(videos: str, data_dir: str, size: int) -> dict:
-    """Seconds of CPU per video for each step, run serially in this process (median of 3 passes)."""
+    """Seconds of CPU per video for each step over the distinct videos, serially in this process (median of 3
+    passes)."""
     import jax
     import ml_collections
 
     from emu_jax.data import cli, motion, pipeline
 
-    paths = sorted(os.path.join(videos, f) for f in os.listdir(videos))
+    paths = sorted(os.path.join(videos, f) for f in os.listdir(videos))[:UNIQUE_VIDEOS]  # the distinct ones
     blobs = [open(p, "rb").read() for p in paths]
     cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=data_dir, resolution=size,
                                          num_frames=8, fps=8.0, text_max_length=64))
@@ -179,6 +181,9 @@ def bench_pipeline(n: int, size: int, seconds: float, fps: int, rounds: int) -> 
               f"cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
         walls = {("build", k): [] for k in runs} | {("select-hq", k): [] for k in runs}
         ref = os.path.join(d, "ref")
+        if not rounds:  # costs only: one serial build to read clips from
+            _timed("build serial", ["build", "video_text_folder", "--videos", videos, "--captions", captions,
+                                    "--data-dir", ref])
         for r in range(rounds):
             print(f"round {r + 1}/{rounds}")
             for name, extra in runs.items():  # interleaved, so drifting load hits every variant alike
@@ -196,7 +201,7 @@ def bench_pipeline(n: int, size: int, seconds: float, fps: int, rounds: int) -> 
     for name, sec in costs.items():
         print(f"  {name:<28} {sec * 1e3:8.1f} ms")
     print("\nwall time, median over rounds (speed-up vs serial):")
-    for step in ("build", "select-hq"):
+    for step in ("build", "select-hq") if rounds else ():
         base = float(np.median(walls[(step, "serial")]))
         for name in runs:
             w = float(np.median(walls[(step, name)]))
