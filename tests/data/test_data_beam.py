@@ -121,3 +121,17 @@ def test_moving_shapes_beam_build_matches_serial(tmp_path):
         by_key = [{r["key"]: bytes(r["video"]) + r["caption"] for r in (s[i] for i in range(len(s)))}
                   for s in (a, b)]
         assert len(by_key[0]) == (4 if split == "train" else 2) and by_key[0] == by_key[1]
+
+
+def test_beam_options_fill_direct_runner_defaults_and_reject_bad_words():
+    from emu_jax.data import beam
+    from emu_jax.errors import UserError
+
+    opts = beam.pipeline_options("--direct_num_workers=3").get_all_options()
+    assert opts["runner"] == "DirectRunner" and opts["direct_num_workers"] == 3
+    assert opts["direct_running_mode"] == "multi_processing"
+    flink = beam.pipeline_options("--runner=FlinkRunner --parallelism=4").get_all_options(retain_unknown_options=True)
+    assert flink["runner"] == "FlinkRunner" and flink["direct_running_mode"] == "in_memory"  # ours not added
+    for bad, match in (("runner=DirectRunner", "is not a --flag"), ("--a='x", "does not parse")):
+        with pytest.raises(UserError, match=match):
+            beam.pipeline_options(bad)
