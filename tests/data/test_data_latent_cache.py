@@ -43,3 +43,20 @@ def test_cached_latents_equal_encoding_of_centred_clips(data_dir):
     assert list(batch["color"]) == list(pixels["color"][order])
     assert list(batch["caption"]) == list(pixels["caption"][order])
     np.testing.assert_array_equal(batch["text_ids"], pixels["text_ids"][order])
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--batch-size", "3", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"],
+     "--batch-size 3 must be a multiple of --num-processes 2"),
+    (["--shard-batches", "0"], "--shard-batches and --clips-per-video must be >= 1"),
+    (["--encoder", "pool:x"], "expected 'pool:F'")])
+def test_cache_latents_flags_checked_before_any_work(tmp_path, capsys, extra, match):
+    from emu_jax import cli as emu_cli
+    from emu_test_utils import REPO
+
+    args = ["data", "cache-latents", "--config", str(REPO / "configs/data/moving_shapes_tiny.py"), "--data-dir",
+            str(tmp_path / "out"), *(["--encoder", "pool:4"] if "--encoder" not in extra else []), *extra]
+    assert emu_cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
