@@ -218,14 +218,24 @@ def pool_encoder(factor: int):
     return encode
 
 
-def _vae_encoder(path: str):
-    """`encode_fn` from a diffusers AutoencoderKL folder via emu_jax's converter (posterior mean)."""
+def _vae_encoder(path: str, batch_size: int):
+    """`encode_fn` from a diffusers AutoencoderKL folder via emu_jax's converter (posterior mean), its
+    parameters replicated over the devices the batch is sharded over (every process's, when several)."""
     import jax
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
 
     from emu_jax.convert import vae as convert_vae
+    from emu_jax.data import latent_cache
     from emu_jax.models import autoencoder
 
     cfg, params = convert_vae.from_diffusers_vae(path)
+    replicated = NamedSharding(latent_cache.batch_sharding(batch_size).mesh, PartitionSpec())
+    def replicate(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, replicated, lambda index: host[index])
+
+    params = jax.tree.map(replicate, params)
     encode = jax.jit(lambda p, x: autoencoder.encode_video(cfg, p, x))
     return lambda video: encode(params, video)
 
@@ -262,7 +272,7 @@ def _cache_latents(args) -> int:
 
         encode_fn = jax.jit(pool_encoder(int(args.encoder.partition(":")[2])))
     else:
-        encode_fn = _vae_encoder(args.vae)
+        encode_fn = _vae_encoder(args.vae, args.batch_size)
     builder = latent_cache.build_latent_cache(cfg, encode_fn, data_dir=args.data_dir,
                                               splits=tuple(s for s in args.splits.split(",") if s),
                                               batch_size=args.batch_size, clips_per_video=args.clips_per_video,

@@ -108,12 +108,13 @@ class _Layout:
         return [(s, p) for s in range(self.num_shards) for p in range(self.procs) if self.length(s, p)]
 
 
-def _mesh_sharding(local_rows: int):
-    """Batch sharding over, per process, as many of its devices as divide its rows (all of them normally)."""
+def batch_sharding(batch_size: int):
+    """The encoder's batch sharding: over, per process, as many of its devices as divide its `batch_size /
+    process_count` rows (all of them normally). Replicate the encoder's parameters over `.mesh`."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    per_proc = math.gcd(local_rows, jax.local_device_count())
+    per_proc = math.gcd(batch_size // jax.process_count(), jax.local_device_count())
     devices = [d for q in range(jax.process_count())
                for d in sorted((d for d in jax.devices() if d.process_index == q), key=lambda d: d.id)[:per_proc]]
     return NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
@@ -178,7 +179,7 @@ def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: st
     if done.any():
         log.info("%s: %d of %d shards already written; encoding the rest", split, int(done.sum()),
                  layout.num_shards)
-    sharding = _mesh_sharding(layout.local)
+    sharding = batch_sharding(layout.batch)
     features = builder.info.features
     for shard in np.flatnonzero(~done):
         records = []
