@@ -8,7 +8,8 @@ network compiles once per input size.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import functools
+from typing import Any, Callable, Hashable, Sequence
 
 import jax
 import numpy as np
@@ -23,17 +24,27 @@ def data_mesh(batch_size: int, devices: Sequence[Any] | None = None) -> jax.shar
     return sharding.make_mesh({"data": d, "fsdp": 1, "tensor": 1}, devices[:d])
 
 
-class BatchedFeatures:
-    """`BatchedFeatures(fn, params, batch_size)(items_N...) -> (N, D)` numpy features; fn(params, batch)."""
+@functools.lru_cache(maxsize=None)
+def _jitted(fn: Callable, static: Hashable, mesh: jax.sharding.Mesh):
+    """One jitted function per (network, config, mesh), so real and fake sets share their executables."""
+    return jax.jit(functools.partial(fn, static) if static is not None else fn,
+                   out_shardings=sharding.replicated(mesh))
 
-    def __init__(self, fn: Callable[[Any, jax.Array], jax.Array], params: Any, batch_size: int = 8,
-                 devices: Sequence[Any] | None = None):
+
+class BatchedFeatures:
+    """`BatchedFeatures(fn, params, batch_size)(items_N...) -> (N, D)` numpy features.
+
+    fn(params, batch), or fn(static, params, batch) when a hashable `static` (a config) is given.
+    """
+
+    def __init__(self, fn: Callable[..., jax.Array], params: Any, batch_size: int = 8,
+                 devices: Sequence[Any] | None = None, static: Hashable = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.mesh = data_mesh(batch_size, devices)
         self.params = jax.device_put(params, sharding.replicated(self.mesh))
-        self._fn = jax.jit(fn, out_shardings=sharding.replicated(self.mesh))
+        self._fn = _jitted(fn, static, self.mesh)
 
     def __call__(self, items: np.ndarray) -> np.ndarray:
         items = np.asarray(items)

@@ -88,8 +88,8 @@ def clip_scores(nets: ClipNets, videos, prompts: Sequence[str], batch_size: int 
     """Per-video CLIP-SIM: mean over frames of 100 * max(cos(frame, prompt), 0) -> (N,)."""
     n, t = videos.shape[:2]
     cfg = nets.vision_cfg
-    image = BatchedFeatures(lambda p, x: clip_vision.image_embeddings(cfg, p, x), nets.vision_params,
-                            batch_size, devices)(videos.reshape((-1,) + videos.shape[2:]))
+    image = BatchedFeatures(clip_vision.image_embeddings, nets.vision_params, batch_size, devices,
+                            static=cfg)(videos.reshape((-1,) + videos.shape[2:]))
     tokens = nets.tokenizer(list(prompts), nets.text_cfg.max_position_embeddings)
     from emu_jax.models.text import pooled_text
 

@@ -92,15 +92,24 @@ class InceptionI3d(nn.Module):
         return self.head(self.extract_mixed_5c(x))
 
 
-def random_i3d(seed: int = 0) -> InceptionI3d:
-    """Random weights and BN statistics; BN weights stay 1 as in the converted DeepMind checkpoint."""
+def random_i3d(seed: int = 0, example_shape=(2, 3, 8, 64, 64)) -> InceptionI3d:
+    """Random weights, BN statistics calibrated on a random clip; BN weights stay 1 as in the converted
+    DeepMind checkpoint (our I3D, like Sonnet's, has no BN scale)."""
+    from metrics_refs import calibrate
+
     torch.manual_seed(seed)
-    model = InceptionI3d().eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, buf in list(model.named_buffers()) + list(model.named_parameters()):
-            if name.endswith("running_var"):
-                buf.copy_(0.5 + torch.rand(buf.shape, generator=g))
-            elif name.endswith(("running_mean", "bn.bias")):
-                buf.copy_(0.1 * torch.randn(buf.shape, generator=g))
+    model = InceptionI3d()
+    example = 2 * torch.rand(example_shape, generator=torch.Generator().manual_seed(seed)) - 1
+    calibrate(_Trunk(model), example, seed, scale=False)
     return model
+
+
+class _Trunk(nn.Module):
+    """The network up to Mixed_5c (the logits need 16 x 224 input), for calibration."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.extract_mixed_5c(x)

@@ -68,3 +68,19 @@ def test_frechet_distance_matches_pytorch_fid():
     assert abs(got - want) <= 1e-6 * abs(want), (got, want)
     assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-8
 
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::scipy.linalg.LinAlgWarning")
+def test_frechet_distance_of_small_rank_deficient_sets():
+    from emu_jax.metrics.frechet import frechet_distance, gaussian_stats, trace_sqrt_product
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(3, 64)) * 50 + 100, rng.normal(size=(3, 64)) * 50 + 90  # N < D, as FID with few frames
+    s_a = gaussian_stats(a)[1]
+    full_a = gaussian_stats(rng.normal(size=(200, 64)))[1]
+    assert trace_sqrt_product(full_a, full_a) == pytest.approx(np.trace(full_a), rel=1e-9)
+    assert trace_sqrt_product(s_a, s_a) == pytest.approx(np.trace(s_a), rel=1e-6)  # sqrt of ~0 eigenvalues
+    assert abs(frechet_distance(*gaussian_stats(a), *gaussian_stats(a))) < 1e-6 * np.trace(s_a)
+    (mu_a, s_a), (mu_b, s_b) = gaussian_stats(a), gaussian_stats(b)
+    want = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * trace_sqrt_product(s_a, s_b)
+    assert frechet_distance(mu_a, s_a, mu_b, s_b) == pytest.approx(want, rel=1e-6)
