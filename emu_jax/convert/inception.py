@@ -29,7 +29,10 @@ def load_torch_state(path: str) -> dict[str, np.ndarray]:
         import torch
     except ImportError as e:  # torch is only needed to read .pth files
         raise ImportError(f"reading {path!r} needs torch; or convert it to .safetensors first") from e
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip / weights_only errors have many types; name the file
+        raise ValueError(f"cannot read {path!r} as a PyTorch state dict: {str(e).splitlines()[0]}") from e
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

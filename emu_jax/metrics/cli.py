@@ -64,7 +64,10 @@ def main(args: argparse.Namespace) -> int:
 
     from emu_jax.metrics import compute
 
-    nets = compute.load_nets(args.fid_weights, fvd, args.clip if prompts else None)
+    try:
+        nets = compute.load_nets(args.fid_weights, fvd, args.clip if prompts else None)
+    except (ValueError, FileNotFoundError, ImportError) as e:  # wrong or unreadable weights: still bad input
+        return _fail(str(e).splitlines()[0] + (" ..." if "\n" in str(e) else ""))
     report = compute.compute(nets, fake, real, prompts, batch_size=args.batch_size)
     report.update(fake=os.path.abspath(args.fake), real=os.path.abspath(args.real) if args.real else None,
                   fake_files=fake_names)

@@ -75,6 +75,8 @@ def test_cli_clip_score_matches_transformers(tmp_path, tiny_clip):
 
 
 def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
+    from PIL import Image
+
     from emu_jax.cli import main
 
     missing = tmp_path / "nope"
@@ -85,6 +87,19 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     rc = main(["metrics", "--fake", str(tmp_path / "empty"), "--fvd-weights", "none",
                "--out", str(tmp_path / "r.json")])
     assert rc == 2 and "holds no videos" in capsys.readouterr().err
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(fake / "a.png")
+    (tmp_path / "bad.pth").write_text("not a state dict")
+    rc = main(["metrics", "--fake", str(fake), "--real", str(fake), "--fid-weights", str(tmp_path / "bad.pth"),
+               "--fvd-weights", "none", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "need >= 2 items" in err[0], err
+    Image.fromarray(np.ones((8, 8, 3), np.uint8)).save(fake / "b.png")
+    rc = main(["metrics", "--fake", str(fake), "--real", str(fake), "--fid-weights", str(tmp_path / "bad.pth"),
+               "--fvd-weights", "none", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "bad.pth" in err[0], err
     assert not (tmp_path / "r.json").exists()
 
 
