@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "data": ("emu_jax.data.cli", "build datasets, select high-motion clips, cache latents"),
     "demo": ("emu_jax.demo.cli", "train and evaluate the bundled moving-shapes demo"),
     "juice": ("emu_jax.juice.cli", "JUICE pairwise human evaluation: create, serve, report"),
+    "metrics": ("emu_jax.metrics.cli", "FID / FVD / CLIP score of generated videos against real ones"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Standard video / image metrics (FID, FVD, CLIP score) computed in JAX; see `emu_jax.metrics.compute`."""
