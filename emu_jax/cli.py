@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import sys
 import traceback
 from typing import NoReturn, Sequence
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or debug_enabled()
     argv = [a for a in argv if a != "--debug"]
     prog = f"emu-video {argv[0]}" if argv and not argv[0].startswith("-") else "emu-video"
+    if not debug:  # Orbax / TFDS log each restore and save at INFO (via absl): chatter, not progress
+        logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         return _dispatch(argv)
     except EmuError as e:

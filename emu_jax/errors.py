@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Iterator
 
 EXIT_USAGE = 2
@@ -41,6 +42,21 @@ class RunError(EmuError, RuntimeError):
 PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """UserError unless `path` can be written as a file: not a folder, in an existing writable folder.
+
+    Called before any work, so an hour of sampling never ends in an unwritable path.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path} is not writable")
+
+
 def debug_enabled() -> bool:
     return os.environ.get("EMU_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -63,3 +79,21 @@ def one_line(e: BaseException) -> str:
         text = f"{e.filename}: {text}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " | ".join(lines)
+
+
+def root_cause(e: BaseException) -> str:
+    """The innermost cause of a (possibly grouped, chained) exception, on one line.
+
+    Orbax wraps a missing or truncated file in layers of asyncio / TensorStore
+    errors; the innermost one names the file.
+    """
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        inner = (e.exceptions[0] if isinstance(e, BaseExceptionGroup) and e.exceptions
+                 else e.__cause__ or e.__context__)
+        if inner is None:
+            break
+        e = inner
+    text = re.sub(r"\s*\[(tensorstore_spec|source locations)=.*?\]*$", "", one_line(e))
+    return f"{type(e).__name__}: {text}"
