@@ -213,12 +213,22 @@ def base_url(host: str = "127.0.0.1", port: int = 8000, public_url: str | None =
             raise ValueError(f"--public-url {public_url!r} must be the server's base URL, e.g. http://HOST:PORT")
         return public_url.rstrip("/"), None
     if host in WILDCARD_HOSTS:
-        import socket
-        name = socket.getfqdn() or socket.gethostname()
-        return (f"http://{name}:{port}", f"links use this machine's name {name!r} ({host} listens on every "
+        name = _lan_address()
+        return (f"http://{name}:{port}", f"links use this machine's address {name} ({host} listens on every "
                                          "interface); pass --public-url http://ADDRESS:PORT if raters reach it "
                                          "by another address")
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}", None
+
+
+def _lan_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing), else its host name."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
 
 
 def rater_links(tokens: list[str], host: str = "127.0.0.1", port: int = 8000,
