@@ -72,7 +72,7 @@ class RunCheckpointer:
         except Exception as e:  # Orbax raises many types (asyncio groups, ValueError, OSError) for a bad step
             older = [s for s in self.manager.all_steps() if s < step]
             way_out = (f"delete that folder to resume from step {max(older)}" if older
-                       else "delete it to start again") + ", or train into a new --workdir"
+                       else "delete that folder to start from step 0") + ", or train into a new --workdir"
             raise CheckpointError(f"checkpoint step {step} ({self.directory / str(step)}) cannot be restored: "
                                   f"{root_cause(e)}; {way_out}") from e
 

@@ -186,3 +186,22 @@ def test_partial_async_save_is_ignored(straight, killed_and_resumed, tiny_shapes
     assert _losses(snapshot)[STEPS] == _losses(straight)[STEPS]
     for x, y in zip(jax.tree.leaves(_params(straight)), jax.tree.leaves(_params(snapshot))):
         np.testing.assert_array_equal(x, y)
+
+
+def test_truncated_checkpoint_names_its_step(killed_and_resumed, tiny_shapes_dir, tmp_path):
+    """A cut-short array file in the newest step: exit 2, one line naming that step and the way out."""
+    _, snapshot, killed_at = killed_and_resumed
+    run = tmp_path / "run"
+    shutil.copytree(snapshot, run)
+    for p in (run / "checkpoints" / str(killed_at) / "state").rglob("*"):
+        if p.is_file() and p.parent.name == "d":  # OCDBT data files hold the arrays
+            with open(p, "r+b") as f:
+                f.truncate(min(100, p.stat().st_size))
+    before = _tree_hashes(run)
+    out = subprocess.run(_cmd(run, tiny_shapes_dir), env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"emu-video train: error: checkpoint step {killed_at} (") and "cannot be restored" in line
+    assert (f"delete that folder to resume from step {killed_at - EVERY}" if killed_at > EVERY
+            else "delete that folder to start from step 0") in line, line
+    assert _tree_hashes(run) == before
