@@ -35,11 +35,19 @@ def model_meta(cfg: ml_collections.ConfigDict, emu_cfg) -> dict:
     return json.loads(json.dumps(meta, default=str))
 
 
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = _Absent()  # a key one side does not have (a field added to the code after the run was written)
+
+
 def flat_diff(old: Any, new: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
-    """(dotted key, old, new) for every leaf that differs; a missing side is None."""
+    """(dotted key, old, new) for every leaf that differs; a missing side is ABSENT."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         for k in sorted(set(old) | set(new), key=str):
-            yield from flat_diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+            yield from flat_diff(old.get(k, ABSENT), new.get(k, ABSENT), f"{prefix}.{k}" if prefix else str(k))
     elif old != new:
         yield prefix, old, new
 
@@ -63,7 +71,12 @@ def check_resume(workdir: pathlib.Path, meta: Mapping[str, Any]) -> dict | None:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path} is unreadable ({e}); restore it or start a new --workdir") from e
-    diffs = [d for key in IDENTITY_KEYS for d in flat_diff(old.get(key), meta.get(key), key)]
+    diffs = [d for key in IDENTITY_KEYS for d in flat_diff(old.get(key, ABSENT), meta.get(key, ABSENT), key)]
+    added = [d for d in diffs if d[1] is ABSENT]
+    if added:  # fields newer than the run: its model had them at their defaults
+        log.warning("run %s predates config field(s) %s; resuming with them as given", workdir,
+                    ", ".join(f"{k}={n!r}" for k, _, n in added))
+    diffs = [d for d in diffs if d[1] is not ABSENT]
     if diffs:
         raise UserError(f"--workdir {workdir} is a run of another model ({_describe(diffs)}); resume it with "
                         "its own config or train into a new --workdir (use train.init_from to start from it)")
