@@ -215,6 +215,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     # ---- Init or resume ------------------------------------------------------------------------
     # A new run initialises (and reads train.init_from) before its folder exists: a bad init_from writes nothing.
     state = run.init_state() if not (workdir / "checkpoints").exists() else None
+    with as_user_error(f"--workdir {workdir}", types=(OSError,)):
+        workdir.mkdir(parents=True, exist_ok=True)
     ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
     if jax.process_index() == 0 and (old_meta is None or (rewrite_meta and old_meta != identity)):
         run_meta.write(workdir, identity)  # first: a killed run is still a loadable checkpoint

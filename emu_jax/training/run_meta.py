@@ -64,6 +64,11 @@ def check_resume(workdir: pathlib.Path, meta: Mapping[str, Any]) -> dict | None:
     """
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file, not a run folder")
+    ancestor = workdir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise UserError(f"--workdir {workdir}: {ancestor} is not a writable folder")
     path = workdir / META_FILE
     if not path.exists():
         return None

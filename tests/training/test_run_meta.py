@@ -57,3 +57,9 @@ def test_log_changes_lists_each_setting(caplog):
     assert run_meta.log_changes(old, new) == ["seed: 0 -> 1", "train.optimizer.lr: 0.001 -> 0.002"]
     assert "2 changed setting(s)" in caplog.text
     assert run_meta.log_changes(old, json.loads(json.dumps(old))) == []
+
+
+def test_unwritable_workdir_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_meta.os, "access", lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(UserError, match=f"--workdir .*run: {tmp_path} is not a writable folder"):
+        run_meta.check_resume(tmp_path / "a" / "run", _meta())
