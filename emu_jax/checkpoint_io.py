@@ -12,6 +12,7 @@ Tokenizer folders named by the text encoders sit beside them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any, Mapping
@@ -19,13 +20,19 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from emu_jax.errors import UserError, root_cause
+
 FORMAT = "emu_jax"
 VERSION = 1
 META_FILE = "emu_jax.json"
 PARAMS_DIR = "params"
 
 
-class NotACheckpointError(FileNotFoundError):
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: corrupt, incomplete, or of another format or model."""
+
+
+class NotACheckpointError(CheckpointError, FileNotFoundError):
     """A folder that is not (or not yet) an emu_jax checkpoint."""
 
 
@@ -59,11 +66,12 @@ def load_meta(path: str) -> dict[str, Any]:
         with open(meta_path) as f:
             meta = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{meta_path}: format is {found!r}, expected {FORMAT!r}")
     if int(meta.get("version", 0)) > VERSION:
-        raise ValueError(f"{meta_path}: version {meta['version']} is newer than this emu_jax reads ({VERSION})")
+        raise CheckpointError(f"{meta_path}: version {meta['version']} is newer than this emu_jax reads ({VERSION})")
     return meta
 
 
@@ -95,6 +103,18 @@ def _latest_step(run_dir: str) -> int:
     return step
 
 
+@contextlib.contextmanager
+def _explain(params_path: str):
+    """A failed restore becomes one line naming the folder and the innermost cause (which names the file)."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as e:  # Orbax raises asyncio groups / ValueError / OSError for a broken save
+        raise CheckpointError(f"checkpoint {params_path} cannot be read ({root_cause(e)}); it is truncated, "
+                              "incomplete or of another model: convert / export it again") from e
+
+
 def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """-> (meta, params) from either checkpoint kind.
 
@@ -110,7 +130,8 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
     ckptr = ocp.StandardCheckpointer()
     if os.path.isdir(os.path.join(path, PARAMS_DIR)):
         params_path = os.path.join(path, PARAMS_DIR)
-        params = ckptr.restore(params_path, target) if target is not None else ckptr.restore(params_path)
+        with _explain(params_path):
+            params = ckptr.restore(params_path, target) if target is not None else ckptr.restore(params_path)
         return meta, normalize_params(params)
     if not os.path.isdir(os.path.join(path, "checkpoints")):
         raise NotACheckpointError(f"emu_jax checkpoint {path} has {META_FILE} but neither {PARAMS_DIR}/ "
@@ -120,7 +141,8 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
     from emu_jax.training.state import merge_trees
 
     step = _latest_step(path)
-    state = ckptr.restore(os.path.join(path, "checkpoints", str(step), "state"))
+    with _explain(os.path.join(path, "checkpoints", str(step), "state")):
+        state = ckptr.restore(os.path.join(path, "checkpoints", str(step), "state"))
     trainable = state["ema"] if prefer_ema and state.get("ema") else state["trainable"]
     params = jax.tree.map(np.asarray, merge_trees(trainable, state["frozen"]))
     return {**meta, "step": step}, normalize_params(params)

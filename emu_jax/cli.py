@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import sys
-from typing import Sequence
+import traceback
+from typing import NoReturn, Sequence
 
 from emu_jax.config import split_overrides
+from emu_jax.errors import PATH_ERRORS, EmuError, UserError, debug_enabled, one_line
 
 SUBCOMMANDS = {
     "sample": ("emu_jax.sample", "generate videos from prompts (keyframe -> video -> interpolation -> decode)"),
@@ -26,12 +29,19 @@ SUBCOMMANDS = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UserError instead of printing usage + exiting, so bad flags take the one error path."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def _available() -> dict[str, tuple[str, str]]:
     return {k: v for k, v in SUBCOMMANDS.items() if importlib.util.find_spec(v[0]) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="emu-video", description="Emu Video in JAX: text -> keyframe -> video.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in _available().items():
@@ -40,7 +50,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every user error ends here as one line on stderr and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or debug_enabled()
+    argv = [a for a in argv if a != "--debug"]
+    prog = f"emu-video {argv[0]}" if argv and not argv[0].startswith("-") else "emu-video"
+    if not debug:  # Orbax / TFDS log each restore and save at INFO (via absl): chatter, not progress
+        logging.getLogger("absl").setLevel(logging.WARNING)
+    try:
+        return _dispatch(argv)
+    except EmuError as e:
+        return _report(prog, one_line(e), e.exit_code, debug)
+    except PATH_ERRORS as e:
+        return _report(prog, one_line(e), 2, debug)
+    except SystemExit as e:
+        if not isinstance(e.code, str):  # argparse --help (0) and explicit exit codes pass through
+            raise
+        # `raise SystemExit("message")` would exit 1 with the message: a user error, so exit 2 instead.
+        return _report(prog, e.code.removeprefix(f"{prog}: ").removeprefix("error: "), 2, debug)
+    except KeyboardInterrupt:
+        return _report(prog, "interrupted", 130, debug)
+
+
+def _report(prog: str, message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    hint = "" if debug else " (--debug or EMU_DEBUG=1 shows the traceback)" if code != 2 else ""
+    print(f"{prog}: error: {message}{hint}", file=sys.stderr, flush=True)
+    return code
+
+
+def _dispatch(argv: list[str]) -> int:
     available = _available()
     if not argv or argv[0] not in available:
         parser = build_parser()
@@ -51,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if not argv else 2
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(available[name][0])
-    parser = argparse.ArgumentParser(prog=f"emu-video {name}", description=available[name][1])
+    parser = ArgumentParser(prog=f"emu-video {name}", description=available[name][1])
     module.add_arguments(parser)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: env EMU_DEBUG=1)")
     try:
         rest, overrides = split_overrides(rest)
     except ValueError as e:

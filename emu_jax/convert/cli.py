@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from emu_jax.errors import UserError, as_user_error
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-diffusers", required=True, metavar="DIR",
@@ -28,15 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     src, out = args.from_diffusers, args.out
     if not os.path.isdir(src):
-        raise SystemExit(f"emu-video convert: --from-diffusers {src!r} is not a folder")
+        raise UserError(f"--from-diffusers {src!r} is not a folder")
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise SystemExit(f"emu-video convert: --out {out!r} exists and is not an empty folder")
+        raise UserError(f"--out {out!r} exists and is not an empty folder; choose a new one")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UserError(f"--out {out!r}: its folder {parent} does not exist or is not writable")
     if args.cond_channels is not None and args.cond_channels < 0:
-        raise SystemExit(f"emu-video convert: --cond-channels must be >= 0, got {args.cond_channels}")
+        raise UserError(f"--cond-channels must be >= 0, got {args.cond_channels}")
     if args.num_frames < 1 or args.fps < 1:
-        raise SystemExit(f"emu-video convert: --num-frames and --fps must be >= 1, got {args.num_frames}, {args.fps}")
+        raise UserError(f"--num-frames and --fps must be >= 1, got {args.num_frames}, {args.fps}")
     from emu_jax.convert.pipeline import convert_diffusers_pipeline
 
-    convert_diffusers_pipeline(src, out, cond_channels=args.cond_channels, temporal=not args.no_temporal,
-                               num_frames=args.num_frames, fps=args.fps)
+    # A source folder that is not a diffusers pipeline (or has unsupported parts) is the user's to fix.
+    with as_user_error(f"--from-diffusers {src}", types=(ValueError, OSError, KeyError)):
+        convert_diffusers_pipeline(src, out, cond_channels=args.cond_channels, temporal=not args.no_temporal,
+                                   num_frames=args.num_frames, fps=args.fps)
     return 0

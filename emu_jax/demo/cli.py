@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
+import os
+import pathlib
 
 from emu_jax.data.shapes import START_MODES
+from emu_jax.errors import UserError, as_user_error, check_output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +61,7 @@ def _parse_sets(items: list[str]) -> list[tuple[str, str]]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         out.append((key, value))
     return out
 
@@ -72,13 +74,19 @@ def main(args: argparse.Namespace) -> int:
         stages = [s.strip() for s in args.stages.split(",") if s.strip()]
         bad = [s for s in stages if s not in recipe.STAGES]
         if bad:
-            print(f"error: unknown stage(s) {bad}; choose from {list(recipe.STAGES)}", file=sys.stderr)
-            return 2
-        try:
-            overrides = _parse_sets(args.set)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            raise UserError(f"--stages: unknown stage(s) {bad}; choose from {list(recipe.STAGES)}")
+        if args.stop_after is not None and args.stop_after < 1:
+            raise UserError(f"--stop-after must be >= 1, got {args.stop_after}")
+        overrides = _parse_sets(args.set)
+        if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+            raise UserError(f"--workdir {args.workdir} is a file, not a recipe folder")
+        # Every config and recipe error before run_recipe creates anything.
+        with as_user_error("--set", types=(ValueError, TypeError)):
+            for stage in recipe.TRAIN_STAGES:
+                recipe.stage_config(stage, args.size, os.path.abspath(args.workdir), overrides=overrides)
+        if os.path.isdir(args.workdir):
+            with as_user_error(types=(ValueError, OSError)):
+                recipe.Record(pathlib.Path(args.workdir).absolute(), args.size)
         record = recipe.run_recipe(args.workdir, args.size, stages=stages, overrides=overrides,
                                    stop_after=args.stop_after)
         print(json.dumps(record, indent=2))
@@ -88,10 +96,16 @@ def main(args: argparse.Namespace) -> int:
     counts = {"--ceiling-clips": args.ceiling_clips, "--word-use-clips": args.word_use_clips,
               "--first-frame-clips": args.first_frame_clips}
     if args.num_prompts < 1 or args.batch_size < 1 or min(counts.values()) < 0:
-        print(f"error: --num-prompts and --batch-size must be >= 1, {', '.join(counts)} >= 0; got "
-              f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
-              + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
-        return 2
+        raise UserError(f"--num-prompts and --batch-size must be >= 1, {', '.join(counts)} >= 0; got "
+                        f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
+                        + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if args.num_steps is not None and args.num_steps < 1:
+        raise UserError(f"--num-steps must be >= 1, got {args.num_steps}")
+    if args.output:
+        check_output_file(args.output, "--output")
+    if args.checkpoint:
+        from emu_jax import checkpoint_io
+        checkpoint_io.load_meta(args.checkpoint)  # a missing or foreign folder fails here, before any model is built
     report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
                           batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
                           use_interp=args.interp, word_use_clips=args.word_use_clips,

@@ -7,13 +7,16 @@ re-validates everything (400 with a message, nothing written) and answers a
 good post with a redirect back to the page (POST-redirect-GET), which then
 shows the next unjudged pair, so closing the tab and coming back resumes.
 Videos are served only by (pair id, side) for pairs assigned to that rater,
-after resolving the real path inside the study's folders.
+after resolving the real path inside the study's folders, and carry no file
+name, modification time, path-derived ETag or Last-Modified: two systems'
+files differ to the rater only in their bytes (the study stays blind).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import sqlite3
 
@@ -128,9 +131,19 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         path = resolve_inside(study[f"dir_{system}"], rel) if rel else None
         if path is None:
             abort(404)
-        return send_file(path, mimetype=_MIMETYPES[ext], conditional=True, max_age=3600)
+        return _blind_file(path, _MIMETYPES[ext])
 
     return app
+
+
+def _blind_file(path: str, mimetype: str):
+    """The file's bytes with range support but no name, mtime or path in any header (no validators)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    resp = send_file(io.BytesIO(data), mimetype=mimetype, conditional=True, etag=False, last_modified=None,
+                     max_age=3600)
+    resp.headers["Cache-Control"] = "private, max-age=3600"  # the token is in the URL: no shared caches
+    return resp
 
 
 def form_nonce(secret: str, rater_id: int, pair_id: int) -> str:

@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from emu_jax.errors import UserError, one_line
+
 EPILOG = """example:
   emu-video juice create --a out/emu --b out/baseline --names Emu Baseline --db study.db
   emu-video juice serve --db study.db --port 8000            # send each rater their link
@@ -39,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--no-tie", dest="allow_tie", action="store_false", help="raters must pick a side (no 'tie')")
     c.add_argument("--host", default="127.0.0.1", help="host to print in rater links (default 127.0.0.1)")
     c.add_argument("--port", type=int, default=8000, help="port to print in rater links (default 8000)")
+    c.add_argument("--public-url", default=None, metavar="URL",
+                   help="base URL raters open (e.g. https://eval.example.org); overrides --host / --port in links")
 
     s = sub.add_parser("serve", help="serve the rating page for a study",
                        description="Serve the study to raters; each rater opens http://HOST:PORT/r/<token>.")
     s.add_argument("--db", required=True, metavar="FILE", help="study database from `juice create`")
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a LAN; default 127.0.0.1)")
+    s.add_argument("--public-url", default=None, metavar="URL",
+                   help="base URL raters open, printed in the links (e.g. behind a proxy); default: from --host, "
+                        "or this machine's name for 0.0.0.0")
 
     r = sub.add_parser("report", help="win rates, CIs, reasons and agreement for a study",
                        description="Print the report; with --out also write report.txt/json, votes.csv, "
@@ -59,8 +66,9 @@ def _check_port(port: int, allow_zero: bool = False) -> None:
 
 
 def _create(args) -> int:
-    from emu_jax.juice.study import create_study, rater_links, read_prompts
+    from emu_jax.juice.study import base_url, create_study, rater_links, read_prompts
     _check_port(args.port)
+    _, note = base_url(args.host, args.port, args.public_url)  # a bad --public-url before the db is written
     for flag, folder in (("--a", args.a), ("--b", args.b)):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{flag} {folder!r} is not a directory")
@@ -77,8 +85,10 @@ def _create(args) -> int:
     print(f"created {args.db}: {summary.n_pairs} pairs, {len(summary.tokens)} raters, "
           f"{args.raters_per_pair} votes per pair")
     print("rater links (send one to each rater; start the server with `emu-video juice serve`):")
-    for link in rater_links(summary.tokens, args.host, args.port):
+    for link in rater_links(summary.tokens, args.host, args.port, args.public_url):
         print(f"  {link}")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -87,18 +97,26 @@ def _serve(args) -> int:
 
     from emu_jax.juice import db
     from emu_jax.juice.app import create_app
-    from emu_jax.juice.study import rater_links
+    from emu_jax.juice.study import base_url, rater_links
     _check_port(args.port, allow_zero=True)
+    base_url(args.host, args.port, args.public_url)  # a bad --public-url before binding
     app = create_app(args.db)
     conn = db.connect(args.db)
     try:
         tokens = [r["token"] for r in db.raters(conn)]
     finally:
         conn.close()
-    server = make_server(args.host, args.port, app, threaded=True)
-    print(f"serving {args.db} on http://{args.host}:{server.server_port}/ (Ctrl-C to stop); rater links:", flush=True)
-    for link in rater_links(tokens, args.host, server.server_port):
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)
+    except OSError as e:  # port in use, address not on this machine, no permission for a low port
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+    base, note = base_url(args.host, server.server_port, args.public_url)
+    print(f"serving {args.db} on {base}/ (listening on {args.host}:{server.server_port}; Ctrl-C to stop); "
+          "rater links:", flush=True)
+    for link in rater_links(tokens, args.host, server.server_port, args.public_url):
         print(f"  {link}", flush=True)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -119,8 +137,8 @@ def main(args: argparse.Namespace) -> int:
     handlers = {"create": _create, "serve": _serve, "report": _report}
     try:
         return handlers[args.juice_command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"emu-video juice {args.juice_command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # study, db and file errors are all the user's to fix
+        print(f"emu-video juice {args.juice_command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

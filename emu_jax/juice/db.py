@@ -68,6 +68,9 @@ def connect(path: str | os.PathLike, *, must_exist: bool = True) -> sqlite3.Conn
     path = os.fspath(path)
     if must_exist and not os.path.isfile(path):
         raise FileNotFoundError(f"study database {path!r} does not exist; create it with `emu-video juice create`")
+    if not must_exist:
+        # Votes and rater tokens are private: create the file 0600 (SQLite gives its WAL the same mode).
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -143,7 +146,12 @@ def next_assignment(conn: sqlite3.Connection, rater_id: int) -> sqlite3.Row | No
         ORDER BY a.position LIMIT 1""", (rater_id,)).fetchone()
 
 
+MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot exist (and would overflow the query)
+
+
 def assignment(conn: sqlite3.Connection, rater_id: int, pair_id: int) -> sqlite3.Row | None:
+    if not (0 <= rater_id <= MAX_ID and 0 <= pair_id <= MAX_ID):
+        return None
     return conn.execute(_ASSIGNMENT_SQL + "WHERE a.rater_id = ? AND a.pair_id = ?",
                         (rater_id, pair_id)).fetchone()
 

@@ -202,5 +202,36 @@ def create_study(db_path: str | os.PathLike, dir_a: str | os.PathLike, dir_b: st
                         skipped=[f"a: {s}" for s in skipped_a] + [f"b: {s}" for s in skipped_b])
 
 
-def rater_links(tokens: list[str], host: str = "127.0.0.1", port: int = 8000) -> list[str]:
-    return [f"http://{host}:{port}/r/{tok}" for tok in tokens]
+WILDCARD_HOSTS = ("0.0.0.0", "::", "", "[::]")
+
+
+def base_url(host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None) -> tuple[str, str | None]:
+    """(URL raters open, a note or None): `public_url` if given; a listen-on-all host (0.0.0.0) is no
+    address a browser can open, so links then use this machine's name, with a note."""
+    if public_url:
+        if not public_url.startswith(("http://", "https://")) or "/r/" in public_url:
+            raise ValueError(f"--public-url {public_url!r} must be the server's base URL, e.g. http://HOST:PORT")
+        return public_url.rstrip("/"), None
+    if host in WILDCARD_HOSTS:
+        name = _lan_address()
+        return (f"http://{name}:{port}", f"links use this machine's address {name} ({host} listens on every "
+                                         "interface); pass --public-url http://ADDRESS:PORT if raters reach it "
+                                         "by another address")
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}", None
+
+
+def _lan_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing), else its host name."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+def rater_links(tokens: list[str], host: str = "127.0.0.1", port: int = 8000,
+                public_url: str | None = None) -> list[str]:
+    base, _ = base_url(host, port, public_url)
+    return [f"{base}/r/{tok}" for tok in tokens]

@@ -293,10 +293,14 @@ def _setup(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from emu_jax.errors import check_output_file, one_line
+
     try:
+        if args.json:
+            check_output_file(args.json, "--json")  # before an hour of compiling
         topo, cfg, devices, per_device = _setup(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
-        print(f"emu-video aot: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, KeyError, RuntimeError, TypeError, SyntaxError) as e:
+        print(f"emu-video aot: error: {one_line(e)}", file=sys.stderr)
         return 2
     input_kind = args.input if args.input != "auto" else ("latents" if cfg.data.name == "latents" else "video")
     print(f"{topo.name} -> libtpu {topo.libtpu_name}: {topo.num_chips} chips, {len(devices)} devices "

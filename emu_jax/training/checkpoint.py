@@ -8,6 +8,7 @@ committed atomically by Orbax (a step is visible only once complete), so a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 from typing import Any, Mapping
@@ -16,6 +17,8 @@ import jax
 import orbax.checkpoint as ocp
 
 from emu_jax.data.pipeline import iterator_checkpoint_args
+from emu_jax.checkpoint_io import CheckpointError
+from emu_jax.errors import root_cause
 
 
 class RunCheckpointer:
@@ -53,11 +56,25 @@ class RunCheckpointer:
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iterator is not None:
             items["data"] = iterator_checkpoint_args(data_iterator, restore=True)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        with self._explain(step):
+            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
     def restore_config(self, step: int) -> dict:
-        return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
+        with self._explain(step):
+            return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
+
+    @contextlib.contextmanager
+    def _explain(self, step: int):
+        """Any failure to read step `step` becomes one line naming its folder and the way out."""
+        try:
+            yield
+        except Exception as e:  # Orbax raises many types (asyncio groups, ValueError, OSError) for a bad step
+            older = [s for s in self.manager.all_steps() if s < step]
+            way_out = (f"delete that folder to resume from step {max(older)}" if older
+                       else "delete that folder to start from step 0") + ", or train into a new --workdir"
+            raise CheckpointError(f"checkpoint step {step} ({self.directory / str(step)}) cannot be restored: "
+                                  f"{root_cause(e)}; {way_out}") from e
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -69,3 +86,4 @@ class RunCheckpointer:
 def abstract_like(tree: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying target shardings: what `restore` needs."""
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+

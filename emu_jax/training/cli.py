@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from emu_jax.config import add_config_argument, config_from_args
+from emu_jax.errors import UserError, as_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder: checkpoints, metrics.jsonl, tensorboard/; an existing run resumes")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="checkpoint and stop after this many steps of this invocation (resume later)")
+    parser.add_argument("--rewrite-meta", action="store_true",
+                        help="rewrite an existing run's emu_jax.json from this config (its model and task "
+                             "must still match; e.g. to change the sampling defaults it records)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
                              "else set --coordinator, --num-processes, --process-id)")
@@ -24,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = config_from_args(args.config, args.config_overrides)  # config errors before any jax work
+    with as_user_error(f"--config {args.config}", types=(ValueError, TypeError, OSError, SyntaxError, NameError)):
+        cfg = config_from_args(args.config, args.config_overrides)  # config errors before any jax work
+    if args.stop_after is not None and args.stop_after < 1:
+        raise UserError(f"--stop-after must be >= 1, got {args.stop_after}")
     if args.distributed or args.coordinator:
         from emu_jax.training.distributed import initialize
         initialize(args.coordinator, args.num_processes, args.process_id)
@@ -32,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
         from emu_jax.training.vae_train import train_vae as train
     else:
         from emu_jax.training.loop import train
-    summary = train(cfg, args.workdir, stop_after=args.stop_after)
+    extra = {"rewrite_meta": args.rewrite_meta} if cfg.train.task != "vae" else {}
+    summary = train(cfg, args.workdir, stop_after=args.stop_after, **extra)
     print({k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()})
     return 0

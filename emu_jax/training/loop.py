@@ -9,6 +9,7 @@ complete one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import pathlib
@@ -21,10 +22,12 @@ import ml_collections
 from flax.core import meta
 
 from emu_jax import conditioning, sharding
+from emu_jax.errors import UserError, as_user_error
 from emu_jax.diffusion.schedules import make_schedule
 from emu_jax.models.emu import EmuConfig, EmuModel
 from emu_jax.training import checkpoint as ckpt_lib
 from emu_jax.training import metrics as metrics_lib
+from emu_jax.training import run_meta
 from emu_jax.training.init_from import load_init_params, overlay_params
 from emu_jax.training.optim import make_optimizer
 from emu_jax.training.state import abstract_state, create_state
@@ -41,7 +44,7 @@ def build(cfg: ml_collections.ConfigDict):
     schedule = make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end,
                              zero_terminal_snr=d.zero_terminal_snr)
     if d.zero_terminal_snr and d.prediction == "eps":
-        raise ValueError("diffusion.zero_terminal_snr with prediction 'eps' is undefined at t = N "
+        raise UserError("diffusion.zero_terminal_snr with prediction 'eps' is undefined at t = N "
                          "(alphas_cumprod[-1] = 0); use diffusion.prediction='v'")
     t = cfg.train
     layout = conditioning.SlotLayout(t.slots.num_given, t.slots.factor, t.slots.pad)
@@ -65,30 +68,30 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
     t = cfg.train
     dp = sharding.data_parallel_size(mesh)
     if t.batch_size % dp:
-        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
+        raise UserError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh {dict(mesh.shape)})")
     if t.batch_size % jax.process_count():
-        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
+        raise UserError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
     for name in ("steps", "save_every", "log_every"):
         if t[name] < 1:
-            raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
+            raise UserError(f"train.{name} must be >= 1, got {t[name]}")
     want = expected_frames(emu_cfg, spec)
     keep = cfg.data.get("keep_frames", 0)
     if want is not None and (keep or cfg.data.num_frames) != want:
         given = f"data.keep_frames={keep}" if keep else f"data.num_frames={cfg.data.num_frames}"
-        raise ValueError(f"{given} does not match the model: task {spec.task!r} needs {want} frames per clip")
+        raise UserError(f"{given} does not match the model: task {spec.task!r} needs {want} frames per clip")
     if cfg.data.text_max_length != emu_cfg.text[0].max_length:
-        raise ValueError(f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
+        raise UserError(f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
                          f"max_length={emu_cfg.text[0].max_length}")
     if cfg.data.resolution != emu_cfg.resolution:
-        raise ValueError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
+        raise UserError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
     if spec.task == "t2i" and t.trainable == "temporal":
-        raise ValueError("task 't2i' runs the U-Net in image mode, where the temporal layers are unused, so "
+        raise UserError("task 't2i' runs the U-Net in image mode, where the temporal layers are unused, so "
                          "train.trainable='temporal' would train nothing; use 'spatial' or 'all'")
     if spec.task in ("t2v", "interp") and not emu_cfg.unet.temporal:
-        raise ValueError(f"task {spec.task!r} needs temporal layers: set model.unet.temporal=True")
+        raise UserError(f"task {spec.task!r} needs temporal layers: set model.unet.temporal=True")
     if spec.task in ("t2v", "interp") and emu_cfg.unet.cond_channels != emu_cfg.unet.in_channels + 1:
-        raise ValueError(f"task {spec.task!r} needs model.unet.cond_channels = in_channels + 1 = "
+        raise UserError(f"task {spec.task!r} needs model.unet.cond_channels = in_channels + 1 = "
                          f"{emu_cfg.unet.in_channels + 1}, got {emu_cfg.unet.cond_channels}")
 
 
@@ -110,6 +113,29 @@ def _batches(loader: Iterator[dict], model: EmuModel, mesh) -> Iterator[dict]:
 
 def _text(c: Any) -> str:
     return c.decode() if isinstance(c, bytes) else str(c)
+
+
+@contextlib.contextmanager
+def _logs_held(name: str):
+    """Hold the records logger `name` emits inside the block; replay them only if it succeeds.
+
+    TFDS warns about a missing dataset before raising: the user then reads one error line, not two.
+    """
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Filter):
+        def filter(self, record):
+            held.append(record)
+            return False
+
+    logger, hold = logging.getLogger(name), _Hold()
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:
+        logger.handle(record)
 
 
 @dataclasses.dataclass
@@ -155,7 +181,7 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     # Abstract (boxed) state: shardings without allocating anything.
     boxed = abstract_state(model.abstract_params(), is_trainable, tx, use_ema)
     if not jax.tree.leaves(boxed.trainable):
-        raise ValueError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
+        raise UserError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
     state_sh = sharding.params_shardings(boxed, mesh, rules)
     step_fn = jax.jit(make_train_step(model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay),
                       in_shardings=(state_sh, None), out_shardings=(state_sh, None), donate_argnums=0)
@@ -164,29 +190,45 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-          make_loader: Callable[..., Any] | None = None, stop_after: int | None = None) -> dict:
+          make_loader: Callable[..., Any] | None = None, stop_after: int | None = None,
+          rewrite_meta: bool = False) -> dict:
     """Run (or resume) a training run; returns the last logged metrics.
 
     `stop_after`: stop (with a checkpoint) after this many steps of this call,
-    as a preemption would; used by resumable demos.
+    as a preemption would; used by resumable demos. An existing run resumes
+    only with its own model and task (else UserError, nothing written);
+    `rewrite_meta` rewrites its `emu_jax.json` (e.g. new sampling defaults).
     """
     workdir = pathlib.Path(workdir)
-    run = make_run(cfg)  # every config error surfaces here, before compiling
+    with as_user_error(types=(ValueError, TypeError)):
+        run = make_run(cfg)  # every config error surfaces here, before compiling
+    identity = run_meta.model_meta(cfg, run.model.config)
+    old_meta = run_meta.check_resume(workdir, identity)  # before anything is written
 
     # ---- Input -------------------------------------------------------------------------------
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
-    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, tokenizer=run.model.tokenizers[0],
-                         batch_size=cfg.train.batch_size // jax.process_count())
+    with _logs_held("absl"), as_user_error(f"data ({cfg.data.get('name', '')} in {cfg.data.get('data_dir', '')})"):
+        loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, tokenizer=run.model.tokenizers[0],
+                             batch_size=cfg.train.batch_size // jax.process_count())
 
     # ---- Init or resume ------------------------------------------------------------------------
+    # A new run initialises (and reads train.init_from) before its folder exists: a bad init_from writes nothing.
+    state = run.init_state() if not (workdir / "checkpoints").exists() else None
+    with as_user_error(f"--workdir {workdir}", types=(OSError,)):
+        workdir.mkdir(parents=True, exist_ok=True)
     ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
-    write_model_json(workdir, cfg, run.model.config)  # first: a killed run is still a loadable checkpoint
+    if jax.process_index() == 0 and (old_meta is None or (rewrite_meta and old_meta != identity)):
+        run_meta.write(workdir, identity)  # first: a killed run is still a loadable checkpoint
+    elif old_meta is not None and old_meta != identity:
+        log.warning("emu_jax.json kept as it was (%s); --rewrite-meta updates it",
+                    "; ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in run_meta.flat_diff(old_meta, identity)))
     latest = ckpt.latest_step()
     if latest is not None:
+        run_meta.log_changes(ckpt.restore_config(latest), cfg.to_dict())
         state = ckpt.restore(latest, run.abstract_state(), data_iterator=loader)
         log.info("resumed from step %d", latest)
-    else:
+    elif state is None:
         state = run.init_state()
 
     with sharding.use_mesh(run.mesh, run.rules):
@@ -211,6 +253,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                     last_row = writer.write(fetched)
                     window = []
                 if saving:
+                    writer.flush()
                     ckpt.save(step, state, data_iterator=loader, config=cfg.to_dict(), force=True)
                 if stopping:
                     log.warning("stopping at step %d (%s)", step, "preemption" if preempted else "stop_after")
@@ -223,11 +266,5 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
 
 def write_model_json(workdir: pathlib.Path, cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig) -> None:
     """`emu_jax.json` beside the checkpoints: lets the sampler load a training workdir."""
-    import json
-    if jax.process_index() != 0:
-        return
-    meta = {"format": "emu_jax", "version": 1, "kind": "training_run", "task": cfg.train.task,
-            "model": emu_cfg.to_dict(), "diffusion": cfg.diffusion.to_dict(),
-            "sampling": cfg.sampling.to_dict() if "sampling" in cfg else {},
-            "slots": cfg.train.slots.to_dict()}
-    (workdir / "emu_jax.json").write_text(json.dumps(meta, indent=2))
+    if jax.process_index() == 0:
+        run_meta.write(pathlib.Path(workdir), run_meta.model_meta(cfg, emu_cfg))

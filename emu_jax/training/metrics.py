@@ -7,6 +7,7 @@ loop never blocks on the host between steps.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -15,8 +16,10 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from emu_jax.errors import RunError
 
-class NonFiniteError(FloatingPointError):
+
+class NonFiniteError(RunError, FloatingPointError):
     """A loss or gradient norm was NaN / Inf; the state of that step was not kept."""
 
 
@@ -44,9 +47,11 @@ class MetricsWriter:
         self._bar = None
         if self.is_main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            truncate_jsonl(self.path, start_step)  # rows a killed run logged after its last checkpoint
             try:
                 from tensorboardX import SummaryWriter
-                self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+                # purge_step: TensorBoard hides a killed run's events after the step resumed from.
+                self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), purge_step=start_step + 1)
             except ImportError:  # TensorBoard is optional; JSON lines always work.
                 self._tb = None
             show = sys.stderr.isatty() if progress is None else progress
@@ -83,11 +88,37 @@ class MetricsWriter:
                       f"lr {row['lr']:.2e} {steps_per_s:.2f} steps/s", flush=True)
         return row
 
+    def flush(self) -> None:
+        """Put buffered TensorBoard events on disk: called at each checkpoint, so a kill loses none before it."""
+        if self._tb is not None:
+            self._tb.flush()
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
         if self._bar is not None:
             self._bar.close()
+
+
+def truncate_jsonl(path: pathlib.Path, last_step: int) -> int:
+    """Drop rows with step > `last_step` (atomically: a kill leaves the old or the new file); -> rows dropped."""
+    if not path.exists():
+        return 0
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+        if step <= last_step:
+            keep.append(line if line.endswith("\n") else line + "\n")
+    if "".join(keep) != text:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
 
 
 def fetch(window: Sequence[dict]) -> list[dict]:

@@ -107,10 +107,10 @@ def test_cli_refuses_bad_folders(pipeline_dir, converted, tmp_path, capsys):
     from emu_jax.cli import main
 
     _, src, _ = pipeline_dir
-    with pytest.raises(SystemExit, match="exists and is not an empty folder"):
-        main(["convert", "--from-diffusers", src, "--out", converted])
-    with pytest.raises(SystemExit, match="is not a folder"):
-        main(["convert", "--from-diffusers", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert main(["convert", "--from-diffusers", src, "--out", converted]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    assert main(["convert", "--from-diffusers", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert", "--help"])
     assert "--from-diffusers" in capsys.readouterr().out
