@@ -1,4 +1,4 @@
-"""`emu-video sample` (also `python -m emu_jax.sample`): prompts in, keyframe PNG + mp4 + GIF + JSON out.
+"""`emu-video sample` (also `python -m emu_jax.sampling.cli`): prompts in, keyframe PNG + mp4 + GIF + JSON out.
 
     emu-video sample --prompt "a red ball bouncing" --prompt "a blue square" --out samples/ \
         [--checkpoint RUN_OR_MODEL] [--interp-checkpoint I] [--image start.png] [--seed 0] [--steps 50]
@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 
-from emu_jax.diffusion import guidance as guidance_lib
 from emu_jax.diffusion.samplers import METHODS
+from emu_jax.sampling.settings import Settings, check_batch_size, check_overrides, check_seed
 
-DEMO_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo_model")
+DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +71,11 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
     return prompts
 
 
+# The flag that sets each setting, so an error names what the user typed.
+FLAGS = {"num_steps": "--steps", "method": "--sampler", "guidance_keyframe": "--guidance-keyframe",
+         "guidance_image": "--guidance-image", "guidance_text": "--guidance-text"}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"num_steps": args.steps, "method": args.sampler, "guidance_keyframe": args.guidance_keyframe,
             "guidance_image": args.guidance_image, "guidance_text": args.guidance_text}
@@ -78,44 +83,36 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def validate(args: argparse.Namespace) -> dict[str, Any]:
     """Check every argument (prompts, numbers, checkpoints, image) without loading params or compiling."""
-    from emu_jax import sampling
+    from emu_jax.data.images import prepare_image
+    from emu_jax.models import loading
 
     prompts = read_prompts(args)
-    for flag in ("guidance_keyframe", "guidance_image", "guidance_text"):
-        value = getattr(args, flag)
-        if value is not None:
-            guidance_lib.validate_guidance_scale("--" + flag.replace("_", "-"), value)
-    if args.sampler is not None and args.sampler not in METHODS:
-        raise ValueError(f"unknown --sampler {args.sampler!r}; allowed: {', '.join(METHODS)}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not 0 <= args.seed < 2**31:
-        raise ValueError(f"--seed must be in [0, 2**31), got {args.seed}")
+    check_overrides(_overrides(args), FLAGS)
+    check_batch_size(args.batch_size, "--batch-size")
+    check_seed(args.seed, "--seed")
     ckpt = args.checkpoint or DEMO_MODEL
     if args.checkpoint is None and not os.path.isdir(DEMO_MODEL):
         raise FileNotFoundError(
             f"no --checkpoint given and the bundled demo model is missing ({DEMO_MODEL}); train one with "
             "`emu-video demo` (or `emu-video train --config configs/tiny.py:t2v --workdir RUN`) and pass "
             "--checkpoint RUN, or convert weights with `emu-video convert`")
-    meta, config, task, schedule, prediction = sampling.describe_checkpoint(ckpt)
-    if task not in sampling.VIDEO_TASKS:
+    meta, config, task, schedule, prediction = loading.describe_checkpoint(ckpt)
+    if task not in loading.VIDEO_TASKS:
         hint = " (it is an interpolation model: pass it as --interp-checkpoint)" if task == "interp" else ""
         raise ValueError(f"--checkpoint {ckpt} is a {task!r} model; it must be t2v (or t2i){hint}")
-    settings = sampling.Settings.from_dict(meta.get("sampling"), **_overrides(args))
+    settings = Settings.from_dict(meta.get("sampling"), **_overrides(args))
     settings.validate(schedule, prediction)
-    interp_path = None if args.no_interp else sampling.find_interp_checkpoint(ckpt, args.interp_checkpoint)
+    interp_path = None if args.no_interp else loading.find_interp_checkpoint(ckpt, args.interp_checkpoint)
     if interp_path is not None:
-        imeta, _, itask, ischedule, iprediction = sampling.describe_checkpoint(interp_path)
+        imeta, _, itask, ischedule, iprediction = loading.describe_checkpoint(interp_path)
         if itask != "interp":
             raise ValueError(f"--interp-checkpoint {interp_path} is a {itask!r} model, not an interpolation model")
-        sampling.Settings.from_dict(imeta.get("sampling"), **_overrides(args)).validate(ischedule, iprediction)
+        Settings.from_dict(imeta.get("sampling"), **_overrides(args)).validate(ischedule, iprediction)
     image, image_note = None, None
     if args.image is not None:
         if task != "t2v":
             raise ValueError(f"--image needs a t2v model; {ckpt} is {task!r}")
-        image, image_note = sampling.prepare_image(args.image, config.resolution)
+        image, image_note = prepare_image(args.image, config.resolution)
     return {"prompts": prompts, "checkpoint": ckpt, "interp": interp_path, "settings": settings,
             "image": image, "image_note": image_note, "task": task}
 
@@ -155,12 +152,12 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"emu-video sample: error: {e}", file=sys.stderr)
         return 2
-    from emu_jax import sampling
+    from emu_jax.sampling.pipeline import NonFiniteError, Pipeline
 
     if v["image_note"]:
         print(f"image: {v['image_note']}")
     t0 = time.perf_counter()
-    pipe = sampling.Pipeline.from_checkpoint(
+    pipe = Pipeline.from_checkpoint(
         v["checkpoint"], interp_checkpoint=v["interp"], use_interp=v["interp"] is not None,
         overrides=_overrides(args), batch_size=args.batch_size, negative_prompt=args.negative_prompt,
         progress=not args.quiet)
@@ -180,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
                 rec = write_sample(args.out, s, common)
                 print(f"[{s.index}] {s.prompt!r} -> {os.path.join(args.out, rec['files']['keyframe'])}"
                       + (f", {os.path.join(args.out, rec['video'])}" if "video" in rec else ""))
-    except sampling.NonFiniteError as e:
+    except NonFiniteError as e:
         print(f"emu-video sample: error: {e}", file=sys.stderr)
         return 1
     compiled = ", ".join(f"{k} {t:.1f}s" for k, t in pipe.compile_s.items())
@@ -190,6 +187,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m emu_jax.sample", description=__doc__.splitlines()[0])
+    _parser = argparse.ArgumentParser(prog="python -m emu_jax.sampling.cli", description=__doc__.splitlines()[0])
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

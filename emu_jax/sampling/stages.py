@@ -2,7 +2,7 @@
 
 Each stage is `conditions -> noise -> guided denoising loop`, written so that
 research code can call (and jit) one stage on its own or swap it, and so that
-`emu_jax.sampling.Pipeline` can run the same code in chunks of steps with
+`emu_jax.sampling.pipeline.Pipeline` can run the same code in chunks of steps with
 progress in between. Randomness is per item: `keys` (B,) come from
 `item_keys(seed, prompt_indices)` and every stage folds in its own id, so an
 item's noise depends only on (seed, prompt index, stage), never on its batch.
