@@ -21,6 +21,7 @@ Every stage's output is checked on the host: NaN / Inf raises
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import sys
@@ -97,6 +98,7 @@ class Sample:
     stages: list = dataclasses.field(default_factory=list)
     timings: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
+    noise_sha256: dict = dataclasses.field(default_factory=dict)  # per stage: the item's initial sampler state
 
 
 class Pipeline:
@@ -132,9 +134,9 @@ class Pipeline:
             self.notes.append("t2i checkpoint: keyframe only, no video")
             interp = None
         elif interp is None:
-            why = interp_skipped or "no interpolation model"
-            self.notes.append(f"{why}: the video is F's {main.model.config.num_frames} frames at "
-                              f"{main.model.config.fps} fps; interpolation skipped")
+            video = f"the video is F's {main.model.config.num_frames} frames at {main.model.config.fps} fps"
+            self.notes.append(f"{interp_skipped}: {video}" if interp_skipped else
+                              f"no interpolation model: {video}; interpolation skipped")
         self.interp = interp
         self.interp_settings = interp_settings or settings
         if interp is not None:
@@ -258,6 +260,7 @@ class Pipeline:
         """Run one stage in chunks of steps with progress; returns (latents, seconds without compile)."""
         t0 = time.perf_counter()
         cb, state, keys = self._fns[name + "_start"](params, *start_args)
+        self._start_x[name] = sharding.local_rows(state.x)  # kept so a run can prove its noise per item
         steps, scales = self._fns[name + "_steps"], self._scales[name]
         if name not in self.compile_s:  # a zero-step call compiles without running the loop
             jax.block_until_ready(steps(params, cb, state, keys, scales, 0, 0))
@@ -308,20 +311,26 @@ class Pipeline:
     def _put(self, x: Any) -> jax.Array:
         return sharding.shard_batch(np.asarray(x), self.mesh)
 
-    def run_batch(self, prompts: list[str], indices: list[int], seed: int, image: np.ndarray | None = None,
-                  batch_no: int = 0, interpolate: bool = True) -> list[Sample]:
+    def run_batch(self, prompts: list[str], indices: list[int], seed: int | Sequence[int],
+                  image: np.ndarray | None = None, batch_no: int = 0, interpolate: bool = True) -> list[Sample]:
         """One batch of at most `local_batch` of this process's items (possibly none: a multi-process job's
-        last batch); padded with copies of an item whose outputs are dropped. Every process must call it
-        the same number of times, with or without `image` alike."""
+        last batch); padded with copies of an item whose outputs are dropped. `seed`: one, or one per
+        item. Every process must call it the same number of times, with or without `image` alike."""
         n, pad = len(prompts), self.local_batch - len(prompts)
         if pad < 0:
             raise ValueError(f"{n} prompts for a batch of {self.local_batch}")
         padded = prompts + [prompts[-1] if n else "padding"] * pad
         idx = indices + [indices[-1] if n else 0] * pad
+        seeds = [int(seed)] * n if np.ndim(seed) == 0 else [int(x) for x in seed]
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} prompts")
+        seeds += [seeds[-1] if n else 0] * pad
         timings, ran = {}, []
+        self._start_x: dict[str, np.ndarray] = {}
         with sharding.use_mesh(self.mesh):
             tokens = {k: self._put(v) for k, v in self.main.model.tokenize_all(padded).items()}
-            common = (tokens, self._uncond["main"], np.int32(seed), self._put(np.asarray(idx, np.int32)))
+            common = (tokens, self._uncond["main"], self._put(np.asarray(seeds, np.int32)),
+                      self._put(np.asarray(idx, np.int32)))
             label = f"batch {batch_no}"
             if image is None:
                 kf, timings["keyframe"] = self._stage("keyframe", f"{label} keyframe", self.params, self.plan,
@@ -362,7 +371,8 @@ class Pipeline:
         f_cfg, t = self.main.model.config, 1
         kf = frames[i, 0] if image is None else image[i]
         s = Sample(indices[i], prompts[i], kf, None, f_cfg.fps, stages=list(ran), timings=dict(timings),
-                   notes=list(self.notes), latents={k: v[i] for k, v in latents.items()})
+                   notes=list(self.notes), latents={k: v[i] for k, v in latents.items()},
+                   noise_sha256={k: _sha(x, i, self.local_batch) for k, x in self._start_x.items()})
         if "video" in latents:
             s.video = frames[i, t:t + f_cfg.num_frames]
             t += f_cfg.num_frames
@@ -370,3 +380,9 @@ class Pipeline:
             s.interpolated = frames[i, t:]
             s.interp_fps = f_cfg.fps * self.interp.layout.factor
         return s
+
+
+def _sha(x: np.ndarray, i: int, batch: int) -> str:
+    """sha256 (16 hex) of item i's rows of a (batch * rows_per_item, ...) array (interpolation: one row per half)."""
+    rows = x.shape[0] // batch
+    return hashlib.sha256(np.ascontiguousarray(x[i * rows:(i + 1) * rows]).tobytes()).hexdigest()[:16]

@@ -33,9 +33,12 @@ _X_T, _STEP_NOISE, _AUG_NOISE = 0, 1, 2
 
 
 def item_keys(seed: int | jax.Array, indices: jax.Array) -> jax.Array:
-    """(B,) keys `fold_in(key(seed), prompt_index)`: the only source of an item's randomness."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices, jnp.int32))
+    """(B,) keys `fold_in(key(seed), prompt_index)`: the only source of an item's randomness.
+
+    `seed` is one seed or one per row (B,) (a server batches requests with their own seeds)."""
+    indices = jnp.asarray(indices, jnp.int32)
+    seeds = jnp.broadcast_to(jnp.asarray(seed, jnp.int32), indices.shape)
+    return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.key(s), i))(seeds, indices)
 
 
 def fold(keys: jax.Array, data: int | jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from emu_jax.config import add_config_argument, config_from_args
+from emu_jax.training import distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,20 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder: checkpoints, metrics.jsonl, tensorboard/; an existing run resumes")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="checkpoint and stop after this many steps of this invocation (resume later)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
-                             "else set --coordinator, --num-processes, --process-id)")
-    parser.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-process runs)")
-    parser.add_argument("--num-processes", type=int, default=None)
-    parser.add_argument("--process-id", type=int, default=None)
+    distributed.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = config_from_args(args.config, args.config_overrides)  # config errors before any jax work
-    if args.distributed or args.coordinator:
-        from emu_jax.training.distributed import initialize
-        initialize(args.coordinator, args.num_processes, args.process_id)
+    distributed.initialize_from_args(args)
     if cfg.train.task == "vae":
         from emu_jax.training.vae_train import train_vae as train
     else:
