@@ -85,16 +85,16 @@ def check_folder(out: str, identity: Mapping[str, Any], stems: Sequence[str], ov
     Returns the files `prepare_folder` will remove (another run's items, with --overwrite)."""
     rid = run_id(identity)
     old = read_json(os.path.join(out, MANIFEST))
-    if old is not None and old.get("run_id") == rid:
-        return []
+    if old is not None and old.get("run_id") == rid and not overwrite:
+        return []  # the same command again: resume
     if old is not None:
         what = ", ".join(_differences(old.get("run", {}), identity)) or "the run"
         if not overwrite:
             raise UserError(f"--out {out} holds samples of another command (different {what}); pass --overwrite "
                             "to replace them, or choose another --out")
         return _files_of(out, [i.get("stem", "") for i in old.get("items", [])]) + [os.path.join(out, MANIFEST)]
-    clash = [s for s in stems if not _ours(out, s, rid) and any(
-        os.path.exists(os.path.join(out, s + ext)) for ext in (".json", "_keyframe.png"))]
+    clash = [s for s in stems if any(os.path.exists(os.path.join(out, s + ext)) for ext in (".json", "_keyframe.png"))
+             and (overwrite or not _ours(out, s, rid))]
     if clash and not overwrite:
         raise UserError(f"--out {out} already has outputs ({clash[0]}.json ...) from a run without a manifest; "
                         "pass --overwrite to replace them, or choose another --out")

@@ -66,7 +66,7 @@ def test_cli_image_to_video_reports_the_resize(ckpt, tmp_path, capsys):
     assert "48x40: resized" in stdout and "centre-cropped to 32x32" in stdout
     rec = json.loads((out / "0000_go.json").read_text())
     assert rec["stages"] == ["encode_image", "video", "decode"] and "resized" in rec["image"]["note"]
-    assert rec["video"] == "0000_go.mp4" and any("interpolation skipped" in n for n in rec["notes"])
+    assert rec["video"] == "0000_go.mp4" and any("interpolation skipped by request" in n for n in rec["notes"])
     want, _ = prepare_image(str(tmp_path / "start.png"), 32)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "0000_go_keyframe.png")), want)
 
@@ -117,6 +117,8 @@ def test_help_from_module_and_dispatcher():
     res = subprocess.run([sys.executable, "-m", "emu_jax.sampling.cli", "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0 and "--guidance-keyframe" in res.stdout and "--interp-checkpoint" in res.stdout
+    text = " ".join(res.stdout.split())  # the bundled model's own defaults, not the recipe's 7.5 / 250
+    assert "bundled model: 4.0)" in text and "bundled model: 25)" in text and "--mesh" in text
     from emu_jax import cli
     with pytest.raises(SystemExit) as e:
         cli.main(["sample", "--help"])
