@@ -22,8 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emu_jax import sampling
-from emu_jax import sampling_stages as stages
+from emu_jax.models.loading import LoadedModel
+from emu_jax.sampling import stages
+from emu_jax.sampling.pipeline import Pipeline
+from emu_jax.sampling.settings import Settings
 from emu_jax.config import load_config
 from emu_jax.models.emu import EmuConfig, EmuModel
 
@@ -42,12 +44,12 @@ def interleaved(variants: dict, repeats: int) -> dict:
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
-def tiny_f() -> sampling.LoadedModel:
+def tiny_f() -> LoadedModel:
     cfg = load_config("configs/tiny.py:t2v")
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
     params = jax.tree.map(np.asarray, model.init(jax.random.key(0)))
     schedule, prediction = _schedule(cfg)
-    return sampling.LoadedModel("<tiny t2v>", {}, model, params, "t2v", schedule, prediction)
+    return LoadedModel("<tiny t2v>", {}, model, params, "t2v", schedule, prediction)
 
 
 def _schedule(cfg):
@@ -56,7 +58,7 @@ def _schedule(cfg):
     return make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end, d.zero_terminal_snr), d.prediction
 
 
-def python_loop(pipe: sampling.Pipeline, prompts: list[str]):
+def python_loop(pipe: Pipeline, prompts: list[str]):
     """Keyframe + video + decode with a jitted single step called once per step from Python."""
     m, plan, sched = pipe.main.model, pipe.plan, pipe.main.schedule
     one = {name: jax.jit(lambda p, cb, st, k, s, i, name=name: stages.denoise_steps(
@@ -123,7 +125,7 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}; tiny F: {cfg.resolution}px, "
           f"{cfg.num_frames} frames, {args.steps} DDIM steps, batch {args.batch}; U-Net params "
           f"{sum(x.size for x in jax.tree.leaves(f.params['unet'])):,}")
-    pipe = sampling.Pipeline(f, sampling.Settings(num_steps=args.steps), batch_size=args.batch, progress=False)
+    pipe = Pipeline(f, Settings(num_steps=args.steps), batch_size=args.batch, progress=False)
 
     def with_chunk(chunk):
         def run():

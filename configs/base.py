@@ -6,6 +6,8 @@ set the model and data sections. Values follow SPEC.md where it gives them.
 
 import ml_collections
 
+from emu_jax.sampling.settings import Settings
+
 
 def get_config(arg=None):
     del arg
@@ -34,10 +36,8 @@ def get_config(arg=None):
             decay="constant", end_lr_ratio=0.1)),  # 'cosine': decay to end_lr_ratio * lr at train.steps
     ))
 
-    c.sampling = ml_collections.ConfigDict(dict(
-        method="ddim", num_steps=250, spacing="trailing", eta=0.0,
-        guidance_keyframe=7.5, guidance_image=2.0, guidance_text=7.5, guidance_rescale=0.0,
-        interp_aug_level=100))
+    # The recipe's sampling defaults live once, in emu_jax.sampling.settings.Settings.
+    c.sampling = ml_collections.ConfigDict(Settings().to_dict())
 
     c.mesh = ml_collections.ConfigDict(dict(
         shape=ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)),

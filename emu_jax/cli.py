@@ -18,7 +18,8 @@ from emu_jax.config import split_overrides
 from emu_jax.errors import PATH_ERRORS, EmuError, UserError, debug_enabled, one_line
 
 SUBCOMMANDS = {
-    "sample": ("emu_jax.sample", "generate videos from prompts (keyframe -> video -> interpolation -> decode)"),
+    "sample": ("emu_jax.sampling.cli", "generate videos from prompts (keyframe -> video -> interpolation -> decode)"),
+    "serve": ("emu_jax.sampling.serve", "serve videos over HTTP, batching concurrent requests on one checkpoint"),
     "train": ("emu_jax.training.cli", "train a stage of the recipe from a config"),
     "aot": ("emu_jax.training.aot", "compile the train step ahead of time for a TPU topology and report memory"),
     "convert": ("emu_jax.convert.cli", "convert diffusers / transformers weights into an emu_jax checkpoint"),

@@ -165,6 +165,42 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(put, batch)
 
 
+def sampling_mesh(batch_size: int, shape: Mapping[str, int] | None = None,
+                  devices: Sequence[Any] | None = None) -> Mesh:
+    """The inference mesh: `shape` (e.g. {'data': -1, 'tensor': 2}) over all devices; without one, in a
+    single process, a data mesh over the most devices whose count divides `batch_size` (no padding rows)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if shape is None and jax.process_count() == 1:
+        d = max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)
+        return make_mesh({"data": d, "fsdp": 1, "tensor": 1}, devices[:d])
+    mesh = make_mesh(dict(shape or {"data": -1}), devices)
+    if data_parallel_size(mesh) % jax.process_count():
+        raise ValueError(f"mesh {dict(mesh.shape)}: data x fsdp = {data_parallel_size(mesh)} must be a multiple "
+                         f"of the {jax.process_count()} processes, so each feeds its own rows")
+    return mesh
+
+
+def local_batch_multiple(mesh: Mesh) -> int:
+    """Rows each process feeds must be a multiple of this (its share of the data-parallel devices)."""
+    return max(1, data_parallel_size(mesh) // jax.process_count())
+
+
+def put_global(x: Any, sharding: NamedSharding) -> jax.Array:
+    """A global array from a host value every process holds in full (params, constants): multi-host safe."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def local_rows(x: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, in order (all of it in a single process)."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    rows: dict[int, Any] = {}
+    for s in x.addressable_shards:
+        rows.setdefault(s.index[0].start or 0, s.data)
+    return np.concatenate([np.asarray(rows[k]) for k in sorted(rows)])
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """Logical sharding constraint on an activation, fitted to its shape.
 

@@ -65,7 +65,7 @@ table = jnp.asarray(np.random.default_rng(0).normal(size=(len(DIRS) + num_looks,
 filler = int(extra.pop("FILLER", "0"))  # without TEXT: this many more constant tokens after the two
 filler_table = jnp.asarray(np.random.default_rng(2).normal(size=(filler, 32)).astype(np.float32))
 if text:  # contexts and masks per (direction, look) from the real text encoder, as F sees them
-    from emu_jax import sampling
+    from emu_jax.models.loading import load_model
     from emu_jax.data import shapes
     from emu_jax.models import text as text_lib
     from emu_jax.models.tokenizers import load_tokenizer
@@ -82,7 +82,7 @@ if text:  # contexts and masks per (direction, look) from the real text encoder,
         ids, text_mask = jnp.asarray(tb.ids), jnp.asarray(tb.mask)
         text_ctx = text_lib.encode_text(enc_cfg, text_lib.init_params(enc_cfg, jax.random.key(0)), ids, text_mask)
     else:
-        loaded = sampling.load_model(text)
+        loaded = load_model(text)
         toks = loaded.model.tokenize_all(captions)
         text_ctx = jnp.asarray(loaded.model.encode_text(loaded.params, toks["text_ids_0"], toks["text_mask_0"], 0))
         text_mask = jnp.asarray(toks["text_mask_0"])

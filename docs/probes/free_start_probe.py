@@ -7,14 +7,14 @@ LOOK fixes the clips' colour, shape and background (a one-look stage's own clips
 """
 import json, os, sys, time
 
-from emu_jax import sampling
+from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.demo import evaluate
 
 ckpt, n = sys.argv[1], int(sys.argv[2])
 start = sys.argv[3] if len(sys.argv) > 3 else "free"
 look = os.environ["LOOK"].split() if os.environ.get("LOOK") else None
 seed, t0 = 1234, time.time()
-pipe = sampling.Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False)
+pipe = Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False)
 cfg = pipe.main.model.config
 videos, attrs = evaluate.real_clips(n, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
                                     fps=float(cfg.fps), start=start, look=look)

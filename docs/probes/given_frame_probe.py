@@ -5,7 +5,7 @@ held-out clips, or with CENTRE=1 on centre-start clips (one look; ANY=1: every l
 """
 import json, os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # centre_start_data beside it
-from emu_jax import sampling
+from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.data import shapes
 from emu_jax.demo import evaluate
 
@@ -16,7 +16,7 @@ if os.environ.get("CENTRE") == "1":
     shapes.sample_attributes = centre_start_data.centre_start
 seed = 1234
 t0 = time.time()
-pipe = sampling.Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False)
+pipe = Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False)
 cfg = pipe.main.model.config
 videos, attrs = evaluate.real_clips(n, seed, resolution=cfg.resolution, num_frames=cfg.num_frames, fps=float(cfg.fps))
 out = {"ckpt": ckpt, "centre": os.environ.get("CENTRE") == "1", "n": n}

@@ -7,14 +7,14 @@ e.g. `... emu_jax/assets/demo_model 32 4,2 8,2` (about 7 minutes per setting on 
 """
 import json, sys, time
 
-from emu_jax import sampling
+from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.demo import evaluate
 
 ckpt, n = sys.argv[1], int(sys.argv[2])
 for spec in sys.argv[3:]:
     text, image = (float(x) for x in spec.split(","))
     t0 = time.time()
-    pipe = sampling.Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False,
+    pipe = Pipeline.from_checkpoint(ckpt, use_interp=False, batch_size=min(n, 16), progress=False,
                                              overrides={"guidance_text": text, "guidance_image": image})
     out = evaluate.given_first_frame(pipe, n, 1234, start="free")
     print(json.dumps({"guidance_text": text, "guidance_image": image, **out,

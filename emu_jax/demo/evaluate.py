@@ -246,14 +246,14 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     stage given `first_frame_clips` real first frames (0: skip either); `clips_start` is where those
     clips start (`shapes.START_MODES`; the ceiling always reads the dataset's own clips). `progress`:
     print each phase and the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
-    from emu_jax import sampling
+    from emu_jax.sampling import pipeline
 
     shapes.check_start(clips_start, OFF_PATH_SPEED)  # before anything loads
     path = checkpoint or default_checkpoint()
     wanted = prompt_set(num_prompts, seed)
     prompts = [shapes.caption(a) for a in wanted]
     overrides = {"num_steps": num_steps} if num_steps else None
-    pipe = sampling.Pipeline.from_checkpoint(path, use_interp=use_interp, overrides=overrides,
+    pipe = pipeline.Pipeline.from_checkpoint(path, use_interp=use_interp, overrides=overrides,
                                              batch_size=min(batch_size, num_prompts), progress=progress)
     cfg = pipe.main.model.config
     pipe.progress.note(f"eval: sampling {num_prompts} held-out prompts in batches of {pipe.batch_size}")

@@ -7,6 +7,7 @@ import logging
 
 from emu_jax.config import add_config_argument, config_from_args
 from emu_jax.errors import UserError, as_user_error
+from emu_jax.training import distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,12 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rewrite-meta", action="store_true",
                         help="rewrite an existing run's emu_jax.json from this config (its model and task "
                              "must still match; e.g. to change the sampling defaults it records)")
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
-                             "else set --coordinator, --num-processes, --process-id)")
-    parser.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-process runs)")
-    parser.add_argument("--num-processes", type=int, default=None)
-    parser.add_argument("--process-id", type=int, default=None)
+    distributed.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,9 +28,7 @@ def main(args: argparse.Namespace) -> int:
         cfg = config_from_args(args.config, args.config_overrides)  # config errors before any jax work
     if args.stop_after is not None and args.stop_after < 1:
         raise UserError(f"--stop-after must be >= 1, got {args.stop_after}")
-    if args.distributed or args.coordinator:
-        from emu_jax.training.distributed import initialize
-        initialize(args.coordinator, args.num_processes, args.process_id)
+    distributed.initialize_from_args(args)
     if cfg.train.task == "vae":
         from emu_jax.training.vae_train import train_vae as train
     else:

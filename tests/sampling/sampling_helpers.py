@@ -7,9 +7,10 @@ import os
 import jax
 import numpy as np
 
-from emu_jax import checkpoint_io, conditioning, sampling
+from emu_jax import checkpoint_io, conditioning
 from emu_jax.config import load_config
 from emu_jax.models.emu import EmuConfig, EmuModel
+from emu_jax.models.loading import LoadedModel, describe_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT = dict(num_given=4, factor=2, pad=1)  # 9 slots; F's 8 frames are two halves -> 16 frames
@@ -19,7 +20,7 @@ def tiny_cfg(task: str):
     return load_config(os.path.join(REPO, "configs", "tiny.py") + ":" + task)
 
 
-def tiny_model(task: str, seed: int) -> sampling.LoadedModel:
+def tiny_model(task: str, seed: int) -> LoadedModel:
     """A random tiny model of `task` ('t2v' or 'interp') as the Pipeline takes it."""
     cfg = tiny_cfg(task)
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
@@ -39,7 +40,7 @@ def tiny_model(task: str, seed: int) -> sampling.LoadedModel:
             "sampling": cfg.sampling.to_dict(), "slots": dict(LAYOUT)}
     _, _, _, schedule, prediction = sampling_meta(meta)
     layout = conditioning.SlotLayout(**LAYOUT) if task == "interp" else None
-    return sampling.LoadedModel(f"<tiny {task}>", meta, model, params, task, schedule, prediction, layout)
+    return LoadedModel(f"<tiny {task}>", meta, model, params, task, schedule, prediction, layout)
 
 
 def sampling_meta(meta):
@@ -50,9 +51,9 @@ def sampling_meta(meta):
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, checkpoint_io.META_FILE), "w") as f:
             json.dump({"format": "emu_jax", "version": 1, **meta}, f)
-        return sampling.describe_checkpoint(d)
+        return describe_checkpoint(d)
 
 
-def save(loaded: sampling.LoadedModel, path: str, params=None) -> str:
+def save(loaded: LoadedModel, path: str, params=None) -> str:
     checkpoint_io.save_checkpoint(path, loaded.meta, loaded.params if params is None else params)
     return path

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from sampling_helpers import LAYOUT
 
-from emu_jax import conditioning, sampling
-from emu_jax import sampling_stages as stages
+from emu_jax import conditioning
+from emu_jax.sampling import stages
+from emu_jax.sampling.pipeline import Pipeline
+from emu_jax.sampling.settings import Settings, validate_prompts
 from emu_jax.diffusion import guidance, samplers
 
 STEPS = 2
@@ -20,7 +22,7 @@ H = 16  # latent size of the 32 px tiny model (VAE factor 2)
 
 @pytest.fixture(scope="module")
 def pipe(f_model, i_model):
-    return sampling.Pipeline(f_model, sampling.Settings(num_steps=STEPS), interp=i_model, batch_size=2,
+    return Pipeline(f_model, Settings(num_steps=STEPS), interp=i_model, batch_size=2,
                              progress=False)
 
 
@@ -196,7 +198,7 @@ def test_interpolation_layout_frame_counts(i_model):
 def test_one_first_frame_per_prompt_matches_each_run_alone(f_model):
     """A batch of first frames (3 prompts over batches of 2, so one batch is padded): each item gets its own
     image, and its video equals that image given alone."""
-    pipe = sampling.Pipeline(f_model, sampling.Settings(num_steps=STEPS), batch_size=2, progress=False)
+    pipe = Pipeline(f_model, Settings(num_steps=STEPS), batch_size=2, progress=False)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     prompts = ["red circle", "blue square", "green triangle"]
@@ -213,7 +215,7 @@ def test_one_first_frame_per_prompt_matches_each_run_alone(f_model):
 
 def test_t2i_checkpoint_gives_keyframes_only(f_model):
     t2i = dataclasses.replace(f_model, task="t2i")
-    pipe = sampling.Pipeline(t2i, sampling.Settings(num_steps=STEPS), batch_size=2, progress=False)
+    pipe = Pipeline(t2i, Settings(num_steps=STEPS), batch_size=2, progress=False)
     s = next(pipe.run(["red circle"], seed=3))[0]
     assert s.video is None and s.interpolated is None and s.stages == ["keyframe", "decode"]
     assert any("keyframe only" in n for n in s.notes + pipe.notes)
@@ -222,12 +224,12 @@ def test_t2i_checkpoint_gives_keyframes_only(f_model):
 
 def test_pipeline_refuses_wrong_models_and_settings(f_model, i_model):
     with pytest.raises(ValueError, match="pass it as the interpolation model"):
-        sampling.Pipeline(i_model, sampling.Settings(num_steps=2))
+        Pipeline(i_model, Settings(num_steps=2))
     with pytest.raises(ValueError, match="not an interpolation model"):
-        sampling.Pipeline(f_model, sampling.Settings(num_steps=2), interp=f_model)
+        Pipeline(f_model, Settings(num_steps=2), interp=f_model)
     with pytest.raises(ValueError, match="unknown sampling method 'heun'"):
-        sampling.Pipeline(f_model, sampling.Settings(method="heun"))
+        Pipeline(f_model, Settings(method="heun"))
     with pytest.raises(ValueError, match="guidance keyframe must be a finite number >= 0, got inf"):
-        sampling.Pipeline(f_model, sampling.Settings(guidance_keyframe=float("inf")))
+        Pipeline(f_model, Settings(guidance_keyframe=float("inf")))
     with pytest.raises(ValueError, match="prompt 1 is empty"):
-        sampling.validate_prompts(["ok", ""])
+        validate_prompts(["ok", ""])

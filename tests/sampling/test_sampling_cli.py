@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 from sampling_helpers import REPO, save
 
-from emu_jax import sample, sampling
+from emu_jax.data.images import prepare_image
+from emu_jax.sampling import cli as sample
+from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.data import video_io
 
 
@@ -64,8 +66,8 @@ def test_cli_image_to_video_reports_the_resize(ckpt, tmp_path, capsys):
     assert "48x40: resized" in stdout and "centre-cropped to 32x32" in stdout
     rec = json.loads((out / "0000_go.json").read_text())
     assert rec["stages"] == ["encode_image", "video", "decode"] and "resized" in rec["image"]["note"]
-    assert rec["video"] == "0000_go.mp4" and any("interpolation skipped" in n for n in rec["notes"])
-    want, _ = sampling.prepare_image(str(tmp_path / "start.png"), 32)
+    assert rec["video"] == "0000_go.mp4" and any("interpolation skipped by request" in n for n in rec["notes"])
+    want, _ = prepare_image(str(tmp_path / "start.png"), 32)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "0000_go_keyframe.png")), want)
 
 
@@ -74,7 +76,7 @@ def no_compile(monkeypatch):
     """Fail the test if the CLI gets as far as building the pipeline."""
     def boom(*a, **k):
         raise AssertionError("validation should have failed before loading / compiling")
-    monkeypatch.setattr(sampling.Pipeline, "from_checkpoint", boom)
+    monkeypatch.setattr(Pipeline, "from_checkpoint", boom)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -112,9 +114,11 @@ def test_nan_in_latents_names_the_stage_and_writes_nothing(f_model, tmp_path, ca
 
 
 def test_help_from_module_and_dispatcher():
-    res = subprocess.run([sys.executable, "-m", "emu_jax.sample", "--help"], cwd=REPO, capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "emu_jax.sampling.cli", "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 0 and "--guidance-keyframe" in res.stdout and "--interp-checkpoint" in res.stdout
+    text = " ".join(res.stdout.split())  # the bundled model's own defaults, not the recipe's 7.5 / 250
+    assert "bundled model: 4.0)" in text and "bundled model: 25)" in text and "--mesh" in text
     from emu_jax import cli
     with pytest.raises(SystemExit) as e:
         cli.main(["sample", "--help"])

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 
 from emu_test_utils import tiny_config
-from emu_jax import conditioning, sampling
+from emu_jax import conditioning
+from emu_jax.sampling import stages
 from emu_jax.diffusion import samplers
 from emu_jax.training import loop
 from train_helpers import fixed_batch_loss_before_after
@@ -28,10 +29,10 @@ def test_tiny_interpolation_model_learns_and_keeps_given_frames(tiny_shapes_dir)
     given = conditioning.given_frames(latents, layout)
     tokens = {k: v for k, v in batch.items() if k.startswith("text_")}
     plan = samplers.make_plan(schedule, method="ddim", num_steps=8, prediction=spec.prediction, spacing="trailing")
-    keys = sampling.item_keys(0, jnp.arange(given.shape[0]))
+    keys = stages.item_keys(0, jnp.arange(given.shape[0]))
 
     def given_slot_error(p):
-        out = jax.jit(lambda p: sampling.interpolate(model, p, tokens, given, keys, schedule, plan, layout,
+        out = jax.jit(lambda p: stages.interpolate(model, p, tokens, given, keys, schedule, plan, layout,
                                                      w_image=1.0, w_text=1.0))(p)
         assert out.shape == latents.shape
         return float(jnp.sqrt(jnp.mean((conditioning.given_frames(out, layout) - given) ** 2)))

@@ -1,17 +1,19 @@
-"""Sampling entry point: text -> keyframe -> video -> interpolated video -> pixels (SPEC "Inference path").
+"""The sampling Pipeline: text -> keyframe -> video -> interpolated video -> pixels (SPEC "Inference path").
 
-    pipe = Pipeline.from_checkpoint("workdir/t2v", batch_size=4, num_steps=50)
+    pipe = Pipeline.from_checkpoint("workdir/t2v", batch_size=4, overrides={"num_steps": 50})
     for batch in pipe.run(["a red ball bouncing"], seed=0):
         for s in batch:
             s.keyframe, s.video, s.interpolated  # uint8 (H, W, 3), (T, H, W, 3), (S, H, W, 3) or None
 
-The stages are the pure functions of `emu_jax.sampling_stages` (re-exported
-here: `generate_keyframe`, `generate_video`, `interpolate`, `decode`). The
+The stages are the pure functions of `emu_jax.sampling.stages`. The
 `Pipeline` owns the models, params, schedules and one set of jitted functions
 per stage, compiled once for the (padded) batch shape and reused for every
 batch; it runs each stage's denoising loop in chunks of steps and reports
 stage / step / ETA to stderr between chunks (no host callback inside the loop,
-so executables stay cacheable). The batch is sharded over the mesh's data axes.
+so executables stay cacheable). The batch is sharded over the mesh's data
+axes and, with a `mesh_shape`, the parameters over its fsdp / tensor axes; in
+a multi-process job every process feeds its own rows of each global batch
+(`run_batch`, the same number of calls in every process) and gets them back.
 Every stage's output is checked on the host: NaN / Inf raises
 `NonFiniteError` naming the stage, so no black video reaches the disk.
 """
@@ -19,6 +21,7 @@ Every stage's output is checked on the host: NaN / Inf raises
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import sys
@@ -29,131 +32,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emu_jax import checkpoint_io, conditioning, sharding
-from emu_jax import sampling_stages as stages
+from emu_jax import sharding
 from emu_jax.data import clips
-from emu_jax.diffusion import guidance as guidance_lib
 from emu_jax.diffusion import samplers
-from emu_jax.diffusion.schedules import Schedule, make_schedule
-from emu_jax.sampling_stages import decode, generate_keyframe, generate_video, interpolate, item_keys  # noqa: F401
-
-# A checkpoint without a "diffusion" section (e.g. a converted model) gets the recipe's defaults.
-DEFAULT_DIFFUSION = dict(beta_schedule="scaled_linear", num_train_steps=1000, beta_start=0.00085, beta_end=0.012,
-                         zero_terminal_snr=True, prediction="v")
-VIDEO_TASKS = ("t2v", "t2i")
+from emu_jax.diffusion.schedules import Schedule
+from emu_jax.models.loading import VIDEO_TASKS, LoadedModel, find_interp_checkpoint, load_model
+from emu_jax.sampling import stages
+from emu_jax.sampling.settings import Settings, check_batch_size, check_seed, validate_prompts
+from emu_jax.sampling.stages import item_keys
 
 
 class NonFiniteError(ValueError):
     """A stage produced NaN / Inf; raised before anything of that batch is written."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Sampler and guidance settings (SPEC defaults); a checkpoint's "sampling" section overrides them."""
-
-    method: str = "ddim"
-    num_steps: int = 250
-    spacing: str = "trailing"
-    eta: float = 0.0
-    guidance_keyframe: float = 7.5
-    guidance_image: float = 2.0
-    guidance_text: float = 7.5
-    guidance_rescale: float = 0.0
-    interp_aug_level: int = 100
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":
-        """Known keys of `d` (unknown ones ignored), then the non-None `overrides` (unknown ones rejected)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(overrides) - names)
-        if bad:
-            raise ValueError(f"unknown sampling settings {bad}; allowed: {sorted(names)}")
-        vals = {k: v for k, v in dict(d or {}).items() if k in names}
-        vals.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**vals)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def validate(self, schedule: Schedule, prediction: str) -> None:
-        """ValueError naming the bad value, before anything compiles."""
-        samplers.validate_sampling_args(
-            schedule, method=self.method, num_steps=self.num_steps, prediction=prediction, spacing=self.spacing,
-            eta=self.eta, guidance_mode="two_condition",
-            guidance_scales={"image": self.guidance_image, "text": self.guidance_text},
-            rescale_phi=self.guidance_rescale)
-        guidance_lib.validate_guidance_scale("keyframe", self.guidance_keyframe)
-        lvl = self.interp_aug_level
-        if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= schedule.num_train_steps:
-            raise ValueError(f"interp_aug_level must be an integer in [0, {schedule.num_train_steps}], got {lvl!r}")
-
-    def plan(self, schedule: Schedule, prediction: str) -> samplers.SamplingPlan:
-        return samplers.make_plan(schedule, method=self.method, num_steps=self.num_steps, prediction=prediction,
-                                  spacing=self.spacing, eta=self.eta)
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """One checkpoint: its meta, `EmuModel`, params (host numpy until the Pipeline places them) and schedule."""
-
-    path: str
-    meta: dict
-    model: Any
-    params: Any
-    task: str
-    schedule: Schedule
-    prediction: str
-    layout: conditioning.SlotLayout | None = None
-
-
-def checkpoint_task(meta: Mapping[str, Any], config: Any) -> str:
-    """'t2i' | 't2v' | 'interp': a training run's task, else guessed from the U-Net's inputs."""
-    if meta.get("task"):
-        return str(meta["task"])
-    if config.unet.cond_level_embed:
-        return "interp"
-    return "t2v" if config.unet.temporal and config.unet.cond_channels else "t2i"
-
-
-def describe_checkpoint(path: str) -> tuple[dict, Any, str, Schedule, str]:
-    """(meta, EmuConfig, task, schedule, prediction) from `emu_jax.json` alone: cheap, for validation."""
-    from emu_jax.models.emu import EmuConfig
-
-    meta = checkpoint_io.load_meta(str(path))
-    config = EmuConfig.from_dict(checkpoint_io.model_config_dict(meta))
-    d = {**DEFAULT_DIFFUSION, **dict(meta.get("diffusion") or {})}
-    schedule = make_schedule(d["beta_schedule"], int(d["num_train_steps"]), float(d["beta_start"]),
-                             float(d["beta_end"]), bool(d["zero_terminal_snr"]))
-    return meta, config, checkpoint_task(meta, config), schedule, str(d["prediction"])
-
-
-def load_model(path: str) -> LoadedModel:
-    """Read a checkpoint (exported model or training workdir; EMA weights preferred)."""
-    from emu_jax.models.emu import EmuModel
-
-    meta, config, task, schedule, prediction = describe_checkpoint(path)
-    meta, params = checkpoint_io.load_checkpoint(str(path), prefer_ema=True)
-    layout = conditioning.SlotLayout(**meta["slots"]) if task == "interp" and meta.get("slots") else (
-        conditioning.SlotLayout() if task == "interp" else None)
-    return LoadedModel(str(path), meta, EmuModel(config, root=path), params, task, schedule, prediction, layout)
-
-
-def find_interp_checkpoint(path: str, interp_checkpoint: str | None) -> str | None:
-    """The interpolation model: `interp_checkpoint`, else `<path>/interp/` when it holds one, else None."""
-    if interp_checkpoint:
-        return interp_checkpoint
-    sub = os.path.join(path, "interp")
-    return sub if os.path.isfile(os.path.join(sub, checkpoint_io.META_FILE)) else None
-
-
-def validate_prompts(prompts: Sequence[str]) -> list[str]:
-    """Non-empty list of non-empty strings, else ValueError naming the bad one."""
-    if isinstance(prompts, str) or not len(prompts):
-        raise ValueError("give at least one prompt (a list of strings)")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"prompt {i} is empty ({p!r}); every prompt needs some text")
-    return list(prompts)
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -166,13 +56,6 @@ def enable_compilation_cache(path: str | None = None) -> str:
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     return path
-
-
-def data_mesh(batch_size: int, devices: Sequence[Any] | None = None) -> jax.sharding.Mesh:
-    """A ('data', 'fsdp', 'tensor') mesh over the most devices whose count divides the batch."""
-    devices = list(jax.devices() if devices is None else devices)
-    d = max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)
-    return sharding.make_mesh({"data": d, "fsdp": 1, "tensor": 1}, devices[:d])
 
 
 class Progress:
@@ -215,6 +98,7 @@ class Sample:
     stages: list = dataclasses.field(default_factory=list)
     timings: dict = dataclasses.field(default_factory=dict)
     notes: list = dataclasses.field(default_factory=list)
+    noise_sha256: dict = dataclasses.field(default_factory=dict)  # per stage: the item's initial sampler state
 
 
 class Pipeline:
@@ -223,20 +107,23 @@ class Pipeline:
     `main` is model F (task 't2v'; 't2i' gives keyframes only); `interp` the
     optional model I. Everything is validated here, before any compile; the
     first batch compiles each stage once (reported with its time), later
-    batches of the same `batch_size` reuse the executables.
+    batches of the same `batch_size` reuse the executables. `batch_size` is
+    this process's rows per batch (rounded up to its share of the data-parallel
+    devices, `local_batch`); `mesh_shape` (e.g. {"data": -1, "fsdp": 2}) shards
+    the parameters by their logical axes.
     """
 
     def __init__(self, main: LoadedModel, settings: Settings, *, interp: LoadedModel | None = None,
                  interp_settings: Settings | None = None, batch_size: int = 1, negative_prompt: str | None = None,
                  devices: Sequence[Any] | None = None, progress: Progress | bool = True,
-                 chunk_steps: int | None = None, compilation_cache: bool = True):
+                 chunk_steps: int | None = None, compilation_cache: bool = True,
+                 mesh_shape: Mapping[str, int] | None = None, interp_skipped: str | None = None):
         if main.task not in VIDEO_TASKS:
             hint = "; pass it as the interpolation model (--interp-checkpoint)" if main.task == "interp" else ""
             raise ValueError(f"{main.path} is a {main.task!r} checkpoint; the main model must be one of "
                              f"{VIDEO_TASKS}{hint}")
         settings.validate(main.schedule, main.prediction)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_batch_size(batch_size)
         if chunk_steps is not None and chunk_steps < 1:
             raise ValueError(f"chunk_steps must be >= 1, got {chunk_steps!r}")
         self.main, self.settings, self.batch_size, self.chunk_steps = main, settings, batch_size, chunk_steps
@@ -247,28 +134,31 @@ class Pipeline:
             self.notes.append("t2i checkpoint: keyframe only, no video")
             interp = None
         elif interp is None:
-            self.notes.append(f"no interpolation model: the video is F's {main.model.config.num_frames} frames at "
-                              f"{main.model.config.fps} fps; interpolation skipped")
+            video = f"the video is F's {main.model.config.num_frames} frames at {main.model.config.fps} fps"
+            self.notes.append(f"{interp_skipped}: {video}" if interp_skipped else
+                              f"no interpolation model: {video}; interpolation skipped")
         self.interp = interp
         self.interp_settings = interp_settings or settings
         if interp is not None:
             self._check_interp(interp)
         if compilation_cache:
             enable_compilation_cache()
-        self.mesh = data_mesh(batch_size, devices)
-        rep = sharding.replicated(self.mesh)
+        self.mesh = sharding.sampling_mesh(batch_size, mesh_shape, devices)
+        m = sharding.local_batch_multiple(self.mesh)
+        self.local_batch = -(-batch_size // m) * m  # padding rows keep every device busy with whole rows
         self.plan = settings.plan(main.schedule, main.prediction)
-        self.params = jax.device_put(main.params, rep)
+        self.params = self._place_params(main, mesh_shape)
         self._uncond = {"main": self._uncond_tokens(main.model)}
+        f32 = np.float32  # host scalars: valid jit arguments in every process of a multi-host mesh
         self._scales = {
-            "keyframe": {"text": jnp.float32(settings.guidance_keyframe)},
-            "video": {"image": jnp.float32(settings.guidance_image), "text": jnp.float32(settings.guidance_text)}}
+            "keyframe": {"text": f32(settings.guidance_keyframe)},
+            "video": {"image": f32(settings.guidance_image), "text": f32(settings.guidance_text)}}
         if interp is not None:
             self.interp_plan = self.interp_settings.plan(interp.schedule, interp.prediction)
-            self.interp_params = jax.device_put(interp.params, rep)
+            self.interp_params = self._place_params(interp, mesh_shape)
             self._uncond["interp"] = self._uncond_tokens(interp.model)
             s = self.interp_settings
-            self._scales["interp"] = {"image": jnp.float32(s.guidance_image), "text": jnp.float32(s.guidance_text)}
+            self._scales["interp"] = {"image": f32(s.guidance_image), "text": f32(s.guidance_text)}
         self._fns = self._build()
         self.compile_s: dict[str, float] = {}  # first-use compile (and start) seconds per stage
 
@@ -298,12 +188,27 @@ class Pipeline:
             raise ValueError(f"interpolation layout {lay} takes {lay.num_given} or {2 * lay.num_given} frames; "
                              f"F makes {fc.num_frames}")
 
+    def _place_params(self, loaded: LoadedModel, mesh_shape: Mapping[str, int] | None) -> Any:
+        """Replicated params, or (with a mesh shape) sharded by the model's logical axis names."""
+        rep = sharding.replicated(self.mesh)
+        if mesh_shape is None or sharding.data_parallel_size(self.mesh) == self.mesh.size and \
+                self.mesh.shape["fsdp"] == 1:
+            return jax.tree.map(lambda x: sharding.put_global(x, rep), loaded.params)
+        shardings = sharding.params_shardings(loaded.model.abstract_params(), self.mesh)
+        try:
+            return jax.tree.map(sharding.put_global, loaded.params, shardings)
+        except ValueError as e:  # a converted model whose tree differs from the config's: replicate instead
+            self.notes.append(f"{loaded.path}: parameters replicated (their tree does not match the model's "
+                              f"logical axes: {str(e).splitlines()[0]})")
+            return jax.tree.map(lambda x: sharding.put_global(x, rep), loaded.params)
+
     def _uncond_tokens(self, model: Any) -> dict:
         if self.negative_prompt is None:
             toks = stages.null_token_batch(model)
         else:
             toks = model.tokenize_all([self.negative_prompt])
-        return jax.device_put({k: np.asarray(v) for k, v in toks.items()}, sharding.replicated(self.mesh))
+        rep = sharding.replicated(self.mesh)
+        return {k: sharding.put_global(v, rep) for k, v in toks.items()}
 
     def _build(self) -> dict:
         """One jitted start + steps function per stage (closures over models, plans and schedules)."""
@@ -314,8 +219,11 @@ class Pipeline:
                 m, p, tok, unc, item_keys(seed, idx), plan, sched)),
             "video_start": jax.jit(lambda p, tok, unc, seed, idx, kf: stages.video_start(
                 m, p, tok, unc, item_keys(seed, idx), plan, sched, kf)),
-            "encode_image": jax.jit(lambda p, x: m.encode_video(p, x[:, None])),
-            "decode": jax.jit(lambda p, z: stages.decode(m, p, z)),
+            "encode_image": jax.jit(lambda p, x: self._rows(m.encode_video(p, x[:, None]))),
+            # the pieces are joined on the device, so no process needs another's rows
+            "decode": jax.jit(lambda p, *zs: self._rows(stages.decode(m, p, jnp.concatenate(zs, axis=1)))),
+            "keyframe_finish": jax.jit(lambda st: self._rows(stages.finish(plan, sched, st))),
+            "video_finish": jax.jit(lambda st: self._rows(stages.finish(plan, sched, st))),
         }
         models = {"keyframe": (m, plan, sched, phi), "video": (m, plan, sched, phi)}
         if self.interp is not None:
@@ -323,6 +231,9 @@ class Pipeline:
             lvl = int(self.interp_settings.interp_aug_level)
             fns["interp_start"] = jax.jit(lambda p, tok, unc, seed, idx, video: stages.interp_start(
                 mi, p, tok, unc, item_keys(seed, idx), ip, isch, video, lay, lvl))
+            halves = self.main.model.config.num_frames // lay.num_given
+            fns["interp_finish"] = jax.jit(lambda st: self._rows(stages.join_halves(
+                stages.finish(ip, isch, st), halves, lay)))
             models["interp"] = (mi, ip, isch, self.interp_settings.guidance_rescale)
         for name, (model, pl, sc, rphi) in models.items():
             mode, image_mode = stages.STAGE_MODES[name]
@@ -337,8 +248,11 @@ class Pipeline:
 
     def _pin(self, state: samplers.SamplerState) -> samplers.SamplerState:
         """Batch-shard the sampler state so the steps function sees one input sharding (one compile)."""
-        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(
-            a, sharding.batch_sharding(self.mesh, a.ndim)), state)
+        return jax.tree.map(self._rows, state)
+
+    def _rows(self, a: jax.Array) -> jax.Array:
+        """Batch-shard an array, so each process holds exactly the rows it fed."""
+        return jax.lax.with_sharding_constraint(a, sharding.batch_sharding(self.mesh, a.ndim))
 
     # ---- running -------------------------------------------------------------------------------
     def _stage(self, name: str, label: str, params: Any, plan: samplers.SamplingPlan, schedule: Schedule,
@@ -346,6 +260,7 @@ class Pipeline:
         """Run one stage in chunks of steps with progress; returns (latents, seconds without compile)."""
         t0 = time.perf_counter()
         cb, state, keys = self._fns[name + "_start"](params, *start_args)
+        self._start_x[name] = sharding.local_rows(state.x)  # kept so a run can prove its noise per item
         steps, scales = self._fns[name + "_steps"], self._scales[name]
         if name not in self.compile_s:  # a zero-step call compiles without running the loop
             jax.block_until_ready(steps(params, cb, state, keys, scales, 0, 0))
@@ -360,11 +275,11 @@ class Pipeline:
             state = jax.block_until_ready(steps(params, cb, state, keys, scales, i, j))
             self.progress.report(label, j, total, time.perf_counter() - t1)
             i = j
-        return stages.finish(plan, schedule, state), time.perf_counter() - t0
+        return self._fns[name + "_finish"](state), time.perf_counter() - t0
 
     def run(self, prompts: Sequence[str], *, seed: int = 0, indices: Sequence[int] | None = None,
             image: np.ndarray | None = None, interpolate: bool = True) -> Iterator[list[Sample]]:
-        """Yield the Samples of each batch of `prompts` (padded to batch_size, padding dropped).
+        """Yield the Samples of each batch of `prompts` (padded to `local_batch`, padding dropped).
 
         `indices`: each prompt's index (default 0..n-1); with `seed` it fixes the item's noise.
         `image`: uint8 (R, R, 3) at the model's resolution (see `prepare_image`): image-to-video, or
@@ -375,32 +290,47 @@ class Pipeline:
         indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
         if len(indices) != len(prompts):
             raise ValueError(f"{len(indices)} indices for {len(prompts)} prompts")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**31:
-            raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
-        r = self.main.model.config.resolution
-        allowed = ((r, r, 3), (len(prompts), r, r, 3))
-        if image is not None and (image.dtype != np.uint8 or image.shape not in allowed):
-            raise ValueError(f"image must be uint8 ({r}, {r}, 3), or ({len(prompts)}, {r}, {r}, 3) for one per "
-                             f"prompt (use prepare_image), got {image.dtype} {image.shape}")
-        if image is not None and image.ndim == 3:
-            image = np.broadcast_to(image, (len(prompts),) + image.shape)  # one per prompt from here on
+        seed = check_seed(seed)
+        image = self.check_image(image, len(prompts))
         b = self.batch_size
         for s in range(0, len(prompts), b):
             part = None if image is None else image[s:s + b]
-            yield self._run_batch(prompts[s:s + b], indices[s:s + b], int(seed), part, s // b, interpolate)
+            yield self.run_batch(prompts[s:s + b], indices[s:s + b], seed, part, s // b, interpolate)
+
+    def check_image(self, image: np.ndarray | None, n: int) -> np.ndarray | None:
+        """None, or (n, R, R, 3) uint8 first frames (one image is given to every prompt)."""
+        if image is None:
+            return None
+        r = self.main.model.config.resolution
+        allowed = ((r, r, 3), (n, r, r, 3))
+        if image.dtype != np.uint8 or image.shape not in allowed:
+            raise ValueError(f"image must be uint8 ({r}, {r}, 3), or ({n}, {r}, {r}, 3) for one per "
+                             f"prompt (use prepare_image), got {image.dtype} {image.shape}")
+        return np.broadcast_to(image, (n, r, r, 3)) if image.ndim == 3 else image
 
     def _put(self, x: Any) -> jax.Array:
-        x = np.asarray(x)
-        return jax.device_put(x, sharding.batch_sharding(self.mesh, x.ndim))
+        return sharding.shard_batch(np.asarray(x), self.mesh)
 
-    def _run_batch(self, prompts: list[str], indices: list[int], seed: int, image: np.ndarray | None,
-                   batch_no: int, interpolate: bool) -> list[Sample]:
-        n, pad = len(prompts), self.batch_size - len(prompts)
-        padded, idx = prompts + [prompts[-1]] * pad, indices + [indices[-1]] * pad
-        timings, ran, f_cfg = {}, [], self.main.model.config
+    def run_batch(self, prompts: list[str], indices: list[int], seed: int | Sequence[int],
+                  image: np.ndarray | None = None, batch_no: int = 0, interpolate: bool = True) -> list[Sample]:
+        """One batch of at most `local_batch` of this process's items (possibly none: a multi-process job's
+        last batch); padded with copies of an item whose outputs are dropped. `seed`: one, or one per
+        item. Every process must call it the same number of times, with or without `image` alike."""
+        n, pad = len(prompts), self.local_batch - len(prompts)
+        if pad < 0:
+            raise ValueError(f"{n} prompts for a batch of {self.local_batch}")
+        padded = prompts + [prompts[-1] if n else "padding"] * pad
+        idx = indices + [indices[-1] if n else 0] * pad
+        seeds = [int(seed)] * n if np.ndim(seed) == 0 else [int(x) for x in seed]
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} prompts")
+        seeds += [seeds[-1] if n else 0] * pad
+        timings, ran = {}, []
+        self._start_x: dict[str, np.ndarray] = {}
         with sharding.use_mesh(self.mesh):
             tokens = {k: self._put(v) for k, v in self.main.model.tokenize_all(padded).items()}
-            common = (tokens, self._uncond["main"], jnp.int32(seed), self._put(np.asarray(idx, np.int32)))
+            common = (tokens, self._uncond["main"], self._put(np.asarray(seeds, np.int32)),
+                      self._put(np.asarray(idx, np.int32)))
             label = f"batch {batch_no}"
             if image is None:
                 kf, timings["keyframe"] = self._stage("keyframe", f"{label} keyframe", self.params, self.plan,
@@ -408,30 +338,29 @@ class Pipeline:
                 ran.append("keyframe")
             else:
                 t0 = time.perf_counter()
-                x = clips.to_unit_range(np.concatenate([image, image[-1:].repeat(pad, 0)]))
+                r = self.main.model.config.resolution
+                last = image[-1:] if n else np.zeros((1, r, r, 3), np.uint8)
+                x = clips.to_unit_range(np.concatenate([image[:n], last.repeat(pad, 0)]))
                 kf = self._fns["encode_image"](self.params, self._put(x))
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
-            latents = {"keyframe": np.asarray(kf)}
-            check_finite(latents["keyframe"][:n], "keyframe", indices)
+            pieces = {"keyframe": kf}
             if self.main.task == "t2v":
                 video, timings["video"] = self._stage("video", f"{label} video", self.params, self.plan,
                                                       self.main.schedule, common + (kf,))
-                latents["video"] = np.asarray(video)
-                check_finite(latents["video"][:n], "video", indices)
+                pieces["video"] = video
                 ran.append("video")
                 if self.interp is not None and interpolate:
                     itok = {k: self._put(v) for k, v in self.interp.model.tokenize_all(padded).items()}
-                    rows, timings["interp"] = self._stage(
+                    pieces["interp"], timings["interp"] = self._stage(
                         "interp", f"{label} interpolation", self.interp_params, self.interp_plan,
                         self.interp.schedule, (itok, self._uncond["interp"]) + common[2:] + (video,))
-                    halves = f_cfg.num_frames // self.interp.layout.num_given
-                    latents["interp"] = np.asarray(stages.join_halves(rows, halves, self.interp.layout))
-                    check_finite(latents["interp"][:n], "interp", indices)
                     ran.append("interp")
+            latents = {k: sharding.local_rows(v) for k, v in pieces.items()}
+            for k, v in latents.items():
+                check_finite(v[:n], k, indices)
             t0 = time.perf_counter()
-            z = jnp.concatenate([jnp.asarray(latents[k]) for k in latents], axis=1)
-            pixels = np.asarray(self._fns["decode"](self.params, self._put(z)))
+            pixels = sharding.local_rows(self._fns["decode"](self.params, *pieces.values()))
             timings["decode"] = time.perf_counter() - t0
         check_finite(pixels[:n], "decode", indices)
         ran.append("decode")
@@ -442,7 +371,8 @@ class Pipeline:
         f_cfg, t = self.main.model.config, 1
         kf = frames[i, 0] if image is None else image[i]
         s = Sample(indices[i], prompts[i], kf, None, f_cfg.fps, stages=list(ran), timings=dict(timings),
-                   notes=list(self.notes), latents={k: v[i] for k, v in latents.items()})
+                   notes=list(self.notes), latents={k: v[i] for k, v in latents.items()},
+                   noise_sha256={k: _sha(x, i, self.local_batch) for k, x in self._start_x.items()})
         if "video" in latents:
             s.video = frames[i, t:t + f_cfg.num_frames]
             t += f_cfg.num_frames
@@ -452,27 +382,7 @@ class Pipeline:
         return s
 
 
-def prepare_image(path_or_array: Any, resolution: int) -> tuple[np.ndarray, str]:
-    """Load (PIL) / take an image, resize the short side and centre-crop to `resolution`; returns
-    (uint8 (R, R, 3), a sentence saying what was done). Unreadable files raise ValueError naming the path."""
-    if isinstance(path_or_array, np.ndarray):
-        arr, name = path_or_array, "the image"
-    else:
-        from PIL import Image, UnidentifiedImageError
-
-        name = str(path_or_array)
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"image {name!r} does not exist")
-        try:
-            with Image.open(name) as img:
-                arr = np.asarray(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"cannot read image {name!r}: {e}") from None
-    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
-    h, w = arr.shape[:2]
-    out = clips.resize_center_crop(arr[None], resolution)[0]
-    if (h, w) == (resolution, resolution):
-        return out, f"{name} is {w}x{h}: used as is"
-    return out, (f"{name} is {w}x{h}: resized (short side to {resolution}, bicubic) and centre-cropped to "
-                 f"{resolution}x{resolution}")
+def _sha(x: np.ndarray, i: int, batch: int) -> str:
+    """sha256 (16 hex) of item i's rows of a (batch * rows_per_item, ...) array (interpolation: one row per half)."""
+    rows = x.shape[0] // batch
+    return hashlib.sha256(np.ascontiguousarray(x[i * rows:(i + 1) * rows]).tobytes()).hexdigest()[:16]

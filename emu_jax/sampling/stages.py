@@ -2,7 +2,7 @@
 
 Each stage is `conditions -> noise -> guided denoising loop`, written so that
 research code can call (and jit) one stage on its own or swap it, and so that
-`emu_jax.sampling.Pipeline` can run the same code in chunks of steps with
+`emu_jax.sampling.pipeline.Pipeline` can run the same code in chunks of steps with
 progress in between. Randomness is per item: `keys` (B,) come from
 `item_keys(seed, prompt_indices)` and every stage folds in its own id, so an
 item's noise depends only on (seed, prompt index, stage), never on its batch.
@@ -33,9 +33,12 @@ _X_T, _STEP_NOISE, _AUG_NOISE = 0, 1, 2
 
 
 def item_keys(seed: int | jax.Array, indices: jax.Array) -> jax.Array:
-    """(B,) keys `fold_in(key(seed), prompt_index)`: the only source of an item's randomness."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices, jnp.int32))
+    """(B,) keys `fold_in(key(seed), prompt_index)`: the only source of an item's randomness.
+
+    `seed` is one seed or one per row (B,) (a server batches requests with their own seeds)."""
+    indices = jnp.asarray(indices, jnp.int32)
+    seeds = jnp.broadcast_to(jnp.asarray(seed, jnp.int32), indices.shape)
+    return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.key(s), i))(seeds, indices)
 
 
 def fold(keys: jax.Array, data: int | jax.Array) -> jax.Array:
