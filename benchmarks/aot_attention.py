@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     if any(c not in ("core", "vae", "unet") for c in cases):
         p.error(f"--cases {cases} must be a subset of core,vae,unet")
     impls = args.impls.split(",")
-    if any(i not in ("xla", "splash", "blocked") for i in impls) or args.items < 1 or args.heads < 1:
-        p.error(f"--impls {impls} must be a subset of xla,splash,blocked; --items / --heads positive")
+    if any(i not in ("auto", "xla", "splash", "blocked") for i in impls) or args.items < 1 or args.heads < 1:
+        p.error(f"--impls {impls} must be a subset of auto,xla,splash,blocked; --items / --heads positive")
 
     import flax.linen as nn
     import jax
