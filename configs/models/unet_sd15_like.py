@@ -15,5 +15,5 @@ def get_config(arg=None):
         attention_resolutions=(1, 2, 4), num_heads=8, head_dim=None, transformer_layers=1,
         context_dims=(768,), use_linear_projection=False, norm_groups=32, norm_eps=1e-5,
         flip_sin_to_cos=True, freq_shift=0.0, temporal=True, temporal_kernel=3, temporal_layers=1,
-        cond_level_embed=False, dtype="bfloat16", attention_impl=None, remat="save_dots", upcast_attention=False,
+        cond_level_embed=False, dtype="bfloat16", attention_impl="auto", remat="save_dots", upcast_attention=False,
     ))

@@ -161,7 +161,8 @@ class MidAttention(nn.Module):
         y = _norm(self.cfg, self.dtype, "group_norm")(x_NHWC).reshape(n, h * w, 1, c)
         q, k, v = (layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y)
                    for nm in ("to_q", "to_k", "to_v"))
-        y = layers.attention_core(q, k, v).reshape(n, h, w, c)
+        # "auto": splash on TPU once h*w reaches 32x32 (the 4096-token score matrix dominates VAE memory).
+        y = layers.attention_core(q, k, v, implementation="auto").reshape(n, h, w, c)
         return x_NHWC + layers.Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(y)
 
 

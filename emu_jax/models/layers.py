@@ -16,10 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from emu_jax.models import attention as attn_lib
+from emu_jax.models.attention import ATTENTION_IMPLS  # noqa: F401  (re-exported for older imports)
+
 Dtype = Any
 Init = Callable[..., jax.Array]
 
-ATTENTION_IMPLS = (None, "xla", "cudnn")
 
 # PyTorch's default init for conv / linear weights (kaiming uniform with a=sqrt(5)).
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -151,21 +153,19 @@ def _affine(m: nn.Module, y: jax.Array, c: int) -> jax.Array:
 
 
 def attention_core(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-                   implementation: str | None = None, upcast: bool = False) -> jax.Array:
+                   implementation: str | None = None, upcast: bool = False,
+                   block_q: int = attn_lib.DEFAULT_BLOCK_Q, block_kv: int = attn_lib.DEFAULT_BLOCK_KV) -> jax.Array:
     """Scaled dot-product attention `(B, Lq, N, H), (B, Lk, N, H) -> (B, Lq, N, H)`.
 
-    Uses `jax.nn.dot_product_attention`, whose XLA path computes logits and
-    softmax in float32 whatever the input dtype; cuDNN accumulates in fp32 too.
+    `implementation` is one of `attention.ATTENTION_IMPLS` (see emu_jax.models.attention;
+    None = jax's XLA path); every one computes logits and softmax in float32.
     `mask` is `(B, Lk)` bool, True = attend (padded text tokens False).
     `upcast=True` runs q/k in float32 (diffusers' `upcast_attention`).
     """
-    if implementation not in ATTENTION_IMPLS:
-        raise ValueError(f"attention implementation {implementation!r} not in {ATTENTION_IMPLS}")
     out_dtype = v.dtype
     if upcast:
         q, k, v = q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32)
-    full_mask = None if mask is None else mask[:, None, None, :].astype(bool)  # (B, 1, 1, Lk)
-    out = jax.nn.dot_product_attention(q, k, v, mask=full_mask, implementation=implementation)
+    out = attn_lib.dot_product_attention(q, k, v, mask, implementation, block_q=block_q, block_kv=block_kv)
     return out.astype(out_dtype)
 
 
@@ -184,6 +184,8 @@ class Attention(nn.Module):
     implementation: str | None = None
     upcast: bool = False
     dtype: Dtype = jnp.float32
+    block_q: int = attn_lib.DEFAULT_BLOCK_Q  # splash / blocked tile sizes
+    block_kv: int = attn_lib.DEFAULT_BLOCK_KV
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array | None = None,
@@ -196,7 +198,7 @@ class Attention(nn.Module):
         split = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, self.head_dim))  # noqa: E731
         q, k, v = split(q), split(k), split(v)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
-        out = attention_core(q, k, v, context_mask, self.implementation, self.upcast)
+        out = attention_core(q, k, v, context_mask, self.implementation, self.upcast, self.block_q, self.block_kv)
         out = out.reshape(out.shape[:-2] + (inner,))
         return Dense(self.out_features or x.shape[-1], ("heads", "embed"), zero_init=self.zero_out,
                      dtype=self.dtype, name="to_out_0")(out)

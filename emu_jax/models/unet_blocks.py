@@ -90,7 +90,8 @@ class BasicTransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
-        attn = dict(implementation=cfg.attention_impl, upcast=cfg.upcast_attention, dtype=dtype)
+        attn = dict(implementation=cfg.attention_impl, upcast=cfg.upcast_attention, dtype=dtype,
+                    block_q=cfg.attention_block_q, block_kv=cfg.attention_block_kv)
         x = x + Attention(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
         # Cross-attention is per query token, so all T frames of a sample share one context row:
         # fold frames into the query length instead of repeating the context T times.
@@ -166,7 +167,8 @@ class LevelBlock(nn.Module):
                     h, contexts, context_masks)
                 if _use_temporal(self, cfg, image_mode):
                     tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
-                                      _dtype(cfg), cfg.temporal_cross_attention, name=f"temporal_attentions_{i}")
+                                      _dtype(cfg), cfg.temporal_cross_attention,
+                                      (cfg.attention_block_q, cfg.attention_block_kv), name=f"temporal_attentions_{i}")
                     z = tattn(h, contexts[0], context_masks[0]) if cfg.temporal_cross_attention else tattn(h)
                     h = h if image_mode else z
             outputs.append(h)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from emu_jax.models.layers import ATTENTION_IMPLS
+from emu_jax.models.attention import ATTENTION_IMPLS, check_block_sizes
 
 REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch")
 DTYPES = ("float32", "bfloat16")
@@ -76,7 +76,11 @@ class UNetConfig:
     coord_input: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
-    attention_impl: str | None = None
+    # Attention per backend (emu_jax/models/attention.py): "auto" picks splash on TPU for long sequences,
+    # cudnn on GPU for bf16, by measurement on the CPU; None (saved configs) is jax's XLA path.
+    attention_impl: str | None = "auto"
+    attention_block_q: int = 512  # splash / blocked query tile (multiple of 128)
+    attention_block_kv: int = 512  # splash / blocked key tile (multiple of 128)
     remat: str = "none"
     upcast_attention: bool = False
 
@@ -110,6 +114,7 @@ class UNetConfig:
                                             ("attention_impl", self.attention_impl, ATTENTION_IMPLS)):
             if value not in allowed_values:
                 raise ValueError(f"{name}={value!r} not in {allowed_values}")
+        check_block_sizes(self.attention_block_q, self.attention_block_kv)
         if self.attention_impl == "cudnn" and self.dtype != "bfloat16":
             raise ValueError("attention_impl='cudnn' needs dtype='bfloat16' (cuDNN fused attention takes fp16/bf16)")
         for c in self.level_channels:
