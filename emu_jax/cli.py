@@ -23,6 +23,9 @@ SUBCOMMANDS = {
     "demo": ("emu_jax.demo.cli", "train and evaluate the bundled moving-shapes demo"),
     "juice": ("emu_jax.juice.cli", "JUICE pairwise human evaluation: create, serve, report"),
 }
+# Modules a subcommand imports first: they register dataset kinds (the demo's `moving_shapes`) with
+# emu_jax.data.registry, so the data layer offers them without importing the demo wing.
+PLUGINS = {"data": ("emu_jax.demo.dataset",)}
 
 
 def _available() -> dict[str, tuple[str, str]]:
@@ -49,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     name, rest = argv[0], argv[1:]
+    for plugin in PLUGINS.get(name, ()):
+        importlib.import_module(plugin)
     module = importlib.import_module(available[name][0])
     parser = argparse.ArgumentParser(prog=f"emu-video {name}", description=available[name][1])
     module.add_arguments(parser)

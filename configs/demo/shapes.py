@@ -11,6 +11,7 @@ I's 37 slots at 16 fps are both clips of it. The recipe
 import ml_collections
 
 from emu_jax.config import load_config
+from emu_jax.demo import shapes
 from emu_jax.models.tokenizers import load_tokenizer
 
 STAGES = ("vae", "t2i", "t2v", "interp")
@@ -21,9 +22,9 @@ TEXT_MAX_LENGTH = 16  # captions are 10 words, + BOS / EOS
 
 
 def text_encoder(hidden: int, layers: int, heads: int) -> dict:
-    """A CLIP-style encoder over the built-in word-level `moving_shapes` tokenizer (one id per caption word)."""
-    vocab = load_tokenizer("moving_shapes")
-    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer="moving_shapes", config=dict(
+    """A CLIP-style encoder over the demo's word tokenizer (one id per caption word)."""
+    vocab = load_tokenizer(shapes.tokenizer_dir())
+    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer=shapes.tokenizer_dir(), config=dict(
         vocab_size=vocab.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=heads, max_position_embeddings=TEXT_MAX_LENGTH, eos_token_id=vocab.eos_id))
 

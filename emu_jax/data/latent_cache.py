@@ -84,7 +84,7 @@ class Latents(builders.LocalBuilder):
                 raise ValueError(f"encode_fn returned batch {latents.shape[0]}, expected {self._batch_size}")
             for (c, i), ex, z in zip(chunk, examples, latents):
                 attrs = {k: (float(v) if isinstance(v, np.floating) else v)
-                         for k, v in ex.items() if k in pipeline.ATTRIBUTE_FIELDS}
+                         for k, v in ex.items() if k not in pipeline.EXAMPLE_FIELDS}
                 key = ex["key"] or f"{split}_{i}"
                 z = z.astype(self._dtype)
                 yield f"{key}#{c}", {"key": f"{key}#{c}", "caption": ex["caption"],

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from emu_jax.data.shapes import START_MODES
+from emu_jax.demo.shapes import START_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
