@@ -175,11 +175,11 @@ def open_source(name: str, data_dir: str, split: str):
     """`tfds.data_source` for a prepared dataset, with a clear error when it has not been built."""
     import tensorflow_datasets as tfds
 
-    from emu_jax.data import builders, latent_cache  # noqa: F401  (registers the builder classes)
+    from emu_jax.data import builders
 
     # emu_jax's builder classes (and those an application defines, e.g. the demo's) or any dataset prepared
     # under data_dir: TFDS restores the latter from its stored dataset_info.json without the class.
-    ours = _local_builder_names(builders.LocalBuilder)
+    ours = _local_builder_names(builders.LocalBuilder) | {"latents"}  # latent_cache imports this module
     if name not in ours and not os.path.isdir(os.path.join(data_dir, name)):
         raise ValueError(f"data.name={name!r} is not prepared under data_dir={data_dir!r} and is not one of "
                          f"emu_jax's datasets {sorted(ours)}")
