@@ -112,11 +112,11 @@ def get_config(arg=None):
     elif stage == "t2i":
         c.data.num_frames, c.data.fps = 1, None  # one random frame per clip (a text-to-image example)
         # The text encoder stays frozen at its random init, as Emu keeps T5 / CLIP frozen: trained on
-        # single frames it erased the direction words that F needs (docs/demo.md, "Direction").
+        # single frames it erased the direction words that F needs (docs/demo.md, "What is known not to work").
         c.train.trainable, c.train.train_text = "spatial", False
         c.diffusion.zero_terminal_snr, c.diffusion.prediction = True, "v"
         # v's target, weighted as eps-prediction's loss: same steps, keyframe shape 0.695 -> 0.84, colour
-        # 0.89 -> 0.93, black / white background error 5.8 / 4.4 -> 2.1 / 1.7 (docs/demo.md, "Shape").
+        # 0.89 -> 0.93, black / white background error 5.8 / 4.4 -> 2.1 / 1.7 (docs/demo.md, "Ablations").
         c.train.loss_weighting = "eps_mse"
     elif stage == "t2v":
         c.data.num_frames, c.data.fps = c.model.num_frames, float(c.model.fps)

@@ -24,7 +24,7 @@ from emu_jax.demo import analyse, shapes
 
 HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
 # Speed of the diagnostics' clips when they do not start on their path: that of the curriculum runs' F data
-# (docs/demo.md, "Direction" items 18-19), and within what every start mode draws at the dataset's sizes.
+# (docs/demo.md, "The direction curriculum"), and within what every start mode draws at the dataset's sizes.
 OFF_PATH_SPEED = (0.4, 0.4)
 
 
