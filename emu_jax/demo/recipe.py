@@ -104,10 +104,10 @@ def _with_tokenizer_copy(model: dict, folder: pathlib.Path) -> dict:
 
 def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Path | None = None) -> pathlib.Path:
     """F (from the t2v run) -> `out`, I (from the interp run, bfloat16) -> `out/interp`; weights only."""
-    from emu_jax import checkpoint_io
-
     import jax
     import numpy as np
+
+    from emu_jax import checkpoint_io
 
     out = pathlib.Path(out or workdir / EXPORT)
     for stage, folder in (("t2v", out), ("interp", out / "interp")):

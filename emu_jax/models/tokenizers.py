@@ -181,7 +181,8 @@ class SentencePieceTokenizer(Tokenizer):
 def clip_bpe(vocab_path: str, merges_path: str, unk="<|endoftext|>", bos="<|startoftext|>",
              eos="<|endoftext|>"):
     """CLIP's byte-level BPE as a `tokenizers.Tokenizer`, built like transformers' CLIPTokenizer."""
-    from tokenizers import Regex, Tokenizer as _Tok, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer as _Tok
     from tokenizers.models import BPE
 
     with open(vocab_path, encoding="utf-8") as f:

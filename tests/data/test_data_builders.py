@@ -9,7 +9,6 @@ import pytest
 from emu_jax.data import builders, pipeline, video_io
 from emu_jax.demo import shapes
 from emu_jax.demo.dataset import MovingShapes
-
 from test_data_video_io import index_video, read_indices  # noqa: E402  (same test directory)
 
 

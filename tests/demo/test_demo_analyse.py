@@ -167,6 +167,7 @@ def test_word_use_finds_the_word_a_loss_reads():
         evaluate.word_use(reads_direction, videos[:3], wanted)
 
 
+@pytest.mark.slow  # compiles and runs a model loss over several prompts (minutes on 2 busy cores)
 def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
     import types
 
