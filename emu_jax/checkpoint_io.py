@@ -138,12 +138,12 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
                                   "nor checkpoints/")
     if target is not None:
         raise ValueError("restoring onto a target is for exported models; a training run resumes with emu-video train")
-    from emu_jax.training.state import merge_trees
+    from emu_jax.models.trainable import merge_params
 
     step = _latest_step(path)
     with _explain(os.path.join(path, "checkpoints", str(step), "state")):
         state = ckptr.restore(os.path.join(path, "checkpoints", str(step), "state"))
     trainable = state["ema"] if prefer_ema and state.get("ema") else state["trainable"]
-    params = jax.tree.map(np.asarray, merge_trees(trainable, state["frozen"]))
+    params = jax.tree.map(np.asarray, merge_params(trainable, state["frozen"]))
     return {**meta, "step": step}, normalize_params(params)
 

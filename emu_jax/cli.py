@@ -28,6 +28,9 @@ SUBCOMMANDS = {
     "juice": ("emu_jax.juice.cli", "JUICE pairwise human evaluation: create, serve, report"),
     "metrics": ("emu_jax.metrics.cli", "FID / FVD / CLIP score of generated videos against real ones"),
 }
+# Modules a subcommand imports first: they register dataset kinds (the demo's `moving_shapes`) with
+# emu_jax.data.registry, so the data layer offers them without importing the demo wing.
+PLUGINS = {"data": ("emu_jax.demo.dataset",)}
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -91,6 +94,8 @@ def _dispatch(argv: list[str]) -> int:
         parser.print_help()
         return 0 if not argv else 2
     name, rest = argv[0], argv[1:]
+    for plugin in PLUGINS.get(name, ()):
+        importlib.import_module(plugin)
     module = importlib.import_module(available[name][0])
     parser = ArgumentParser(prog=f"emu-video {name}", description=available[name][1])
     module.add_arguments(parser)

@@ -22,8 +22,9 @@ import pytest  # noqa: E402
 def tiny_shapes_dir(tmp_path_factory):
     """A 32 px moving-shapes TFDS dataset (16 frames at 8 fps; 24 train / 8 test clips)."""
     from emu_jax.data import builders
+    from emu_jax.demo.dataset import MovingShapes
 
     data_dir = tmp_path_factory.mktemp("shapes_data")
-    builders.prepare(builders.MovingShapes(resolution=32, num_frames=16, fps=8.0, num_train=24, num_test=8,
+    builders.prepare(MovingShapes(resolution=32, num_frames=16, fps=8.0, num_train=24, num_test=8,
                                            data_dir=str(data_dir)))
     return str(data_dir)

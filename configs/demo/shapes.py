@@ -11,6 +11,7 @@ I's 37 slots at 16 fps are both clips of it. The recipe
 import ml_collections
 
 from emu_jax.config import load_config
+from emu_jax.demo import shapes
 from emu_jax.models.tokenizers import load_tokenizer
 
 STAGES = ("vae", "t2i", "t2v", "interp")
@@ -21,9 +22,9 @@ TEXT_MAX_LENGTH = 16  # captions are 10 words, + BOS / EOS
 
 
 def text_encoder(hidden: int, layers: int, heads: int) -> dict:
-    """A CLIP-style encoder over the built-in word-level `moving_shapes` tokenizer (one id per caption word)."""
-    vocab = load_tokenizer("moving_shapes")
-    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer="moving_shapes", config=dict(
+    """A CLIP-style encoder over the demo's word tokenizer (one id per caption word)."""
+    vocab = load_tokenizer(shapes.tokenizer_dir())
+    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer=shapes.tokenizer_dir(), config=dict(
         vocab_size=vocab.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=heads, max_position_embeddings=TEXT_MAX_LENGTH, eos_token_id=vocab.eos_id))
 
@@ -111,11 +112,11 @@ def get_config(arg=None):
     elif stage == "t2i":
         c.data.num_frames, c.data.fps = 1, None  # one random frame per clip (a text-to-image example)
         # The text encoder stays frozen at its random init, as Emu keeps T5 / CLIP frozen: trained on
-        # single frames it erased the direction words that F needs (docs/demo.md, "Direction").
+        # single frames it erased the direction words that F needs (docs/demo.md, "What is known not to work").
         c.train.trainable, c.train.train_text = "spatial", False
         c.diffusion.zero_terminal_snr, c.diffusion.prediction = True, "v"
         # v's target, weighted as eps-prediction's loss: same steps, keyframe shape 0.695 -> 0.84, colour
-        # 0.89 -> 0.93, black / white background error 5.8 / 4.4 -> 2.1 / 1.7 (docs/demo.md, "Shape").
+        # 0.89 -> 0.93, black / white background error 5.8 / 4.4 -> 2.1 / 1.7 (docs/demo.md, "Ablations").
         c.train.loss_weighting = "eps_mse"
     elif stage == "t2v":
         c.data.num_frames, c.data.fps = c.model.num_frames, float(c.model.fps)

@@ -1,7 +1,7 @@
-"""TFDS builders (ArrayRecord, no TensorFlow) for video-text data: a local folder and moving shapes.
+"""TFDS builders (ArrayRecord, no TensorFlow) for video-text data: a local folder of captioned videos.
 
-Both store the encoded H.264/WebM/... bytes plus per-video metadata, so the
-training pipeline decodes real and synthetic data through one path. Build
+Builders store the encoded H.264/WebM/... bytes plus per-video metadata (`video_features`), so the
+training pipeline decodes real and synthetic data (the demo wing's builder) through one path. Build
 parameters are constructor keyword arguments; reading needs only the name and
 `data_dir` (`tfds.data_source(name, data_dir=...)`), since TFDS restores the
 stored `dataset_info.json`.
@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
 from emu_jax.data import beam as beam_lib
-from emu_jax.data import shapes, video_io
+from emu_jax.data import video_io
 from emu_jax.data.captions import CAPTION_COLUMNS, read_captions  # noqa: F401  (public here since 1.0)
 from emu_jax.errors import UserError
 
@@ -30,8 +30,8 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv")
 SKIP_REPORT = "skipped.json"
 
 
-def _video_features() -> dict:
-    """Fields every video-text record carries (the pipeline relies on fps / num_frames)."""
+def video_features() -> dict:
+    """Fields every video-text record carries (the pipeline relies on fps / num_frames); builders may add more."""
     f = tfds.features
     return {
         "key": f.Text(), "video": f.Tensor(shape=(), dtype=np.object_), "caption": f.Text(),
@@ -41,7 +41,7 @@ def _video_features() -> dict:
     }
 
 
-def _video_record(key: str, data: bytes, text: str, info: video_io.VideoInfo) -> dict:
+def video_record(key: str, data: bytes, text: str, info: video_io.VideoInfo) -> dict:
     return {"key": key, "video": data, "caption": text, "fps": info.fps, "num_frames": info.num_frames,
             "duration": info.duration, "width": info.width, "height": info.height}
 
@@ -74,85 +74,6 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder):
         """Runs after a build that wrote data (VideoTextFolder writes its skip report here)."""
 
 
-class MovingShapes(LocalBuilder):
-    """Procedural coloured shapes moving on plain backgrounds, stored as H.264 mp4 + captions + attributes.
-
-    Example `i` of a split is drawn from `np.random.default_rng([seed, split_id, i])`,
-    so a build is reproducible and independent of generation order.
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-
-    def __init__(self, *, resolution: int = 32, num_frames: int = 16, fps: float = 8.0, num_train: int = 256,
-                 num_test: int = 32, seed: int = 0, crf: int = 18,
-                 speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                 look: tuple[str, str, str] | None = None, start: str = "path",
-                 size_range: tuple[float, float] = shapes.SIZE_RANGE, **kwargs):
-        if resolution < 8 or resolution % 2:
-            raise ValueError(f"resolution must be even and >= 8 (H.264 yuv420p), got {resolution}")
-        if num_frames < 2 or fps <= 0 or num_train < 1 or num_test < 0:
-            raise ValueError(f"need num_frames >= 2, fps > 0, num_train >= 1, num_test >= 0; got "
-                             f"{num_frames}, {fps}, {num_train}, {num_test}")
-        lo, hi = (float(v) for v in speed_range)
-        if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"speed_range={tuple(speed_range)} must satisfy 0 <= low <= high <= 1 "
-                             "(fractions of the free path crossed per clip)")
-        s_lo, s_hi = (float(v) for v in size_range)
-        if not 0.0 < s_lo <= s_hi < 1.0:
-            raise ValueError(f"size_range={tuple(size_range)} must satisfy 0 < low <= high < 1 "
-                             "(shape side / frame side)")
-        shapes.check_start(start, (lo, hi), (s_lo, s_hi))
-        self._params = dict(resolution=resolution, num_frames=num_frames, fps=float(fps), num_train=num_train,
-                            num_test=num_test, seed=seed, crf=crf, speed_range=[lo, hi])
-        # Each only when set, so the default build's metadata is unchanged.
-        if look is not None:
-            self._params["look"] = list(shapes.check_look(look))
-        if start != "path":
-            self._params["start"] = start
-        if (s_lo, s_hi) != tuple(shapes.SIZE_RANGE):
-            self._params["size_range"] = [s_lo, s_hi]
-        super().__init__(**kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        f = tfds.features
-        attrs = {"shape": f.Text(), "color": f.Text(), "background": f.Text(), "direction": f.Text(),
-                 "speed": f.Scalar(dtype=np.float32), "size": f.Scalar(dtype=np.float32),
-                 "start_x": f.Scalar(dtype=np.float32), "start_y": f.Scalar(dtype=np.float32)}
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
-                                     features=f.FeaturesDict({**_video_features(), **attrs}),
-                                     metadata=tfds.core.MetadataDict(build=dict(self._params)))
-
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        splits = {"train": self._generate_examples(0, self._params["num_train"])}
-        if self._params["num_test"]:
-            splits["test"] = self._generate_examples(1, self._params["num_test"])
-        return splits
-
-    def _generate_examples(self, split_id: int, count: int):
-        return self._examples(("train", "test")[split_id], range(count),
-                              functools.partial(_shapes_item, self._params, split_id))
-
-
-def _shapes_item(p: dict, split_id: int, i: int):
-    """Example `i` of split `split_id` -> (key, record); module level so Beam workers can unpickle it."""
-    return f"{split_id}_{i:07d}", make_shapes_example(
-        np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
-        resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
-        speed_range=tuple(p["speed_range"]), look=p.get("look"), start=p.get("start", "path"),
-        size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)))
-
-
-def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, num_frames: int, fps: float,
-                        crf: int = 18, speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                        look: tuple[str, str, str] | None = None, start: str = "path",
-                        size_range: tuple[float, float] = shapes.SIZE_RANGE) -> dict:
-    """One moving-shapes record: attributes from `rng` (`shapes.sample_attributes`), frames rendered and
-    encoded as H.264 mp4."""
-    attrs = shapes.sample_attributes(rng, speed_range=speed_range, look=look, start=start, size_range=size_range)
-    data = video_io.encode_mp4(shapes.render_clip(attrs, num_frames, resolution, fps), fps, crf=crf)
-    info = video_io.VideoInfo(num_frames, float(fps), num_frames / fps, resolution, resolution, "h264")
-    return {**_video_record(key, data, shapes.caption(attrs), info), **attrs.to_dict()}
 
 
 class VideoTextFolder(LocalBuilder):
@@ -186,7 +107,7 @@ class VideoTextFolder(LocalBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
-                                     features=tfds.features.FeaturesDict(_video_features()),
+                                     features=tfds.features.FeaturesDict(video_features()),
                                      metadata=tfds.core.MetadataDict(build=dict(self._params)))
 
     def _split_generators(self, dl_manager):
@@ -249,7 +170,7 @@ def load_video_item(item: tuple[int, str, str], *, videos_dir: str, min_clip_sec
     if info.duration < min_clip_seconds:
         return beam_lib.Skipped(index, rel, f"too short: {info.duration:.2f} s < {min_clip_seconds} s")
     with open(full, "rb") as f:
-        return rel, _video_record(rel, f.read(), text, info)
+        return rel, video_record(rel, f.read(), text, info)
 
 
 def _hash_fraction(key: str) -> float:

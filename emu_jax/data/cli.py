@@ -1,4 +1,5 @@
-"""`emu-video data`: build datasets (moving shapes, a folder of videos), select high-motion videos, cache latents.
+"""`emu-video data`: build datasets (a folder of videos, or any kind in `emu_jax.data.registry`), select
+high-motion videos, cache latents.
 
 Every argument is checked before any video is read or anything compiled.
 """
@@ -11,7 +12,7 @@ import logging
 import os
 import sys
 
-from emu_jax.data.shapes import SIZE_RANGE, SPEED_RANGE, START_MODES
+from emu_jax.data import registry
 from emu_jax.errors import UserError, debug_enabled, one_line
 
 
@@ -30,44 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build = sub.add_parser("build", help="write a TFDS ArrayRecord dataset",
                            description="Write a TFDS dataset (ArrayRecord files) under --data-dir/<name>/1.0.0/.")
     kinds = build.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    shapes = kinds.add_parser("moving_shapes", help="synthetic coloured shapes moving in 8 directions",
-                              description="Procedural moving shapes: H.264 clips, captions and attributes.")
-    shapes.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
-    shapes.add_argument("--num-train", type=int, default=256, help="train examples (default 256)")
-    shapes.add_argument("--num-test", type=int, default=32, help="test examples (default 32)")
-    shapes.add_argument("--resolution", type=int, default=32, help="frame side in pixels, even (default 32)")
-    shapes.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
-    shapes.add_argument("--fps", type=float, default=8.0, help="frame rate of the stored videos (default 8)")
-    shapes.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    shapes.add_argument("--speed-range", type=float, nargs=2, default=SPEED_RANGE, metavar=("LOW", "HIGH"),
-                        help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)")
-    shapes.add_argument("--look", nargs=3, metavar=("COLOUR", "SHAPE", "BACKGROUND"),
-                        help="fix the colour, shape and background of every clip, e.g. `red circle black` "
-                             "(a one-look dataset, where only the motion varies); `any` for a field draws it, "
-                             "e.g. `any circle black` (default: all drawn at random)")
-    shapes.add_argument("--start", choices=START_MODES, default="path",
-                        help="where clips start: path (on the side the motion leaves, so the first frame tells "
-                             "the direction; default), centre, or free (drawn independently of the direction; "
-                             "the shape may partly leave the frame)")
-    shapes.add_argument("--size-range", type=float, nargs=2, default=SIZE_RANGE, metavar=("LOW", "HIGH"),
-                        help="shape side / frame side, drawn uniformly (default %(default)s)")
-    _add_beam_arguments(shapes)
-
-    folder = kinds.add_parser(
-        "video_text_folder", help="your own videos + a captions file",
-        description="Videos (mp4, webm, mov, mkv) under --videos with captions from a CSV (header with columns "
-                    "path,caption) or JSONL ({'path':..., 'caption':...} per line); path is relative to --videos. "
-                    "Unusable videos are skipped and listed in DATA_DIR/video_text_folder/skipped.json.")
-    folder.add_argument("--videos", required=True, help="folder holding the videos")
-    folder.add_argument("--captions", required=True, help="CSV / JSONL captions file")
-    folder.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
-    folder.add_argument("--min-clip-seconds", type=float, default=1.0,
-                        help="skip videos shorter than this (default 1.0)")
-    folder.add_argument("--max-skip-fraction", type=float, default=0.1,
-                        help="fail if a larger fraction of rows is skipped (default 0.1)")
-    folder.add_argument("--test-fraction", type=float, default=0.0,
-                        help="fraction of videos (by hash of path) put in a 'test' split (default 0)")
-    _add_beam_arguments(folder)
+    for kind in registry.kinds().values():
+        kind_parser = kinds.add_parser(kind.name, help=kind.help, description=kind.description)
+        kind.add_arguments(kind_parser)
+        _add_beam_arguments(kind_parser)  # every builder runs its per-item work serially or in Beam
 
     hq = sub.add_parser(
         "select-hq", help="keep high-motion (and optionally high-CLIP / aesthetic) videos",
@@ -78,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "matching score file (JSONL lines {'path': key, 'score': x} or CSV path,score); this "
                     "tool computes no CLIP or aesthetic scores itself.")
     hq.add_argument("--data-dir", required=True, help="TFDS data_dir holding the dataset")
-    hq.add_argument("--dataset", default="video_text_folder", choices=("video_text_folder", "moving_shapes"),
-                    help="dataset name (default video_text_folder)")
+    hq.add_argument("--dataset", default="video_text_folder",
+                    help="name of a prepared dataset under --data-dir (default video_text_folder)")
     hq.add_argument("--split", default="train", help="split to score (default train)")
     hq.add_argument("--out", required=True, help="output file (.json; .csv writes index,key,motion rows)")
     hq.add_argument("--motion-threshold", type=float, default=0.5, help="keep motion score > this (default 0.5)")
@@ -93,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cache = sub.add_parser(
         "cache-latents", help="encode clips once with a VAE into a 'latents' dataset",
         description="Encode one clip per video (the centred one, or --clips-per-video random ones) of the "
-                    "dataset described by --config (a data config, e.g. data/moving_shapes_tiny) and write "
+                    "dataset described by --config (a data config, e.g. data/video_folder.py) and write "
                     "DATA_DIR/latents/; train on it with data.name=latents.")
     cache.add_argument("--config", required=True, help="data config PATH.py[:ARG]; override with --config.x=v")
     cache.add_argument("--data-dir", required=True, help="TFDS data_dir to write latents into")
@@ -141,17 +108,7 @@ def _build(args) -> int:
 
     options = _beam_options(args)
     try:
-        if args.dataset == "moving_shapes":
-            builder = builders.MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
-                                            num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                                            speed_range=tuple(args.speed_range), look=args.look,
-                                            start=args.start, size_range=tuple(args.size_range),
-                                            data_dir=args.data_dir)
-        else:
-            builder = builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
-                                               min_clip_seconds=args.min_clip_seconds,
-                                               max_skip_fraction=args.max_skip_fraction,
-                                               test_fraction=args.test_fraction, data_dir=args.data_dir)
+        builder = registry.kinds()[args.dataset].make_builder(args)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(one_line(e)) from None
     if builder.is_prepared():
@@ -280,3 +237,31 @@ def _cache_latents(args) -> int:
     print(f"wrote latents to {builder.data_dir}: "
           + ", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items()))
     return 0
+
+
+def _folder_arguments(folder: argparse.ArgumentParser) -> None:
+    folder.add_argument("--videos", required=True, help="folder holding the videos")
+    folder.add_argument("--captions", required=True, help="CSV / JSONL captions file")
+    folder.add_argument("--data-dir", required=True, help="TFDS data_dir to write into")
+    folder.add_argument("--min-clip-seconds", type=float, default=1.0,
+                        help="skip videos shorter than this (default 1.0)")
+    folder.add_argument("--max-skip-fraction", type=float, default=0.1,
+                        help="fail if a larger fraction of rows is skipped (default 0.1)")
+    folder.add_argument("--test-fraction", type=float, default=0.0,
+                        help="fraction of videos (by hash of path) put in a 'test' split (default 0)")
+
+
+def _folder_builder(args: argparse.Namespace):
+    from emu_jax.data import builders
+
+    return builders.VideoTextFolder(videos_dir=args.videos, captions_file=args.captions,
+                                    min_clip_seconds=args.min_clip_seconds, max_skip_fraction=args.max_skip_fraction,
+                                    test_fraction=args.test_fraction, data_dir=args.data_dir)
+
+
+registry.register(registry.DatasetKind(
+    name="video_text_folder", help="your own videos + a captions file",
+    description="Videos (mp4, webm, mov, mkv) under --videos with captions from a CSV (header with columns "
+                "path,caption) or JSONL ({'path':..., 'caption':...} per line); path is relative to --videos. "
+                "Unusable videos are skipped and listed in DATA_DIR/video_text_folder/skipped.json.",
+    add_arguments=_folder_arguments, make_builder=_folder_builder))

@@ -13,7 +13,7 @@ import ml_collections
 def data_config(**overrides) -> ml_collections.ConfigDict:
     """Default data fields, updated with `overrides` (unknown names are a KeyError)."""
     cfg = ml_collections.ConfigDict({
-        "name": "moving_shapes",        # 'moving_shapes' | 'video_text_folder' | 'latents'
+        "name": "video_text_folder",    # a prepared TFDS dataset: 'video_text_folder', 'latents', ...
         "data_dir": "workdir/data",     # TFDS data_dir holding <name>/<version>/
         "split": "train",
         "resolution": 256,              # output frames are resolution x resolution (resize + centre crop)

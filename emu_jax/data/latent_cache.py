@@ -210,7 +210,7 @@ def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: st
 def _record(split: str, job: tuple[int, int], ex: dict, z: np.ndarray) -> tuple[str, dict]:
     c, i = job
     attrs = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in ex.items()
-             if k in pipeline.ATTRIBUTE_FIELDS}
+             if k not in pipeline.EXAMPLE_FIELDS}
     key = f"{ex['key'] or f'{split}_{i}'}#{c}"
     return key, {"key": key, "caption": ex["caption"], "attributes": json.dumps(attrs), "latents": _npy_bytes(z)}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 import grain
@@ -19,8 +20,12 @@ import numpy as np
 
 from emu_jax.data import clips
 
-DATASETS = ("moving_shapes", "video_text_folder", "latents")
-ATTRIBUTE_FIELDS = ("shape", "color", "background", "direction", "speed", "size", "start_x", "start_y")
+# Record fields the loader reads itself; any other scalar field a builder adds (a synthetic dataset's
+# ground-truth attributes, say) passes through to the batch unchanged.
+RECORD_FIELDS = ("key", "video", "caption", "fps", "num_frames", "duration", "width", "height", "latents",
+                 "attributes")
+# Fields of a preprocessed example that are not passed-through attributes.
+EXAMPLE_FIELDS = ("caption", "key", "video", "latents", "text_ids", "text_mask")
 Tokenizer = Callable[..., Any]
 
 
@@ -91,11 +96,21 @@ class _Preprocess:
                 resize_method=self.resize_method, rng=rng, keep_frames=self.keep_frames)
         if self.text:
             out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
-        for field in ATTRIBUTE_FIELDS:
-            if field in record:
-                value = record[field]
-                out[field] = _str(value) if isinstance(value, (bytes, str)) else np.float32(value)
+        out.update(record_attributes(record))
         return out
+
+
+def record_attributes(record: Mapping[str, Any]) -> dict:
+    """A record's scalar fields beyond RECORD_FIELDS, as str / float32 (what batches carry along)."""
+    out = {}
+    for field, value in record.items():
+        if field in RECORD_FIELDS or field in out:
+            continue
+        if isinstance(value, (bytes, str)):
+            out[field] = _str(value)
+        elif np.ndim(value) == 0 and np.issubdtype(np.asarray(value).dtype, np.number):
+            out[field] = np.float32(value)
+    return out
 
 
 def _str(value) -> str:
@@ -160,9 +175,7 @@ def open_source(name: str, data_dir: str, split: str):
     """`tfds.data_source` for a prepared dataset, with a clear error when it has not been built."""
     import tensorflow_datasets as tfds
 
-    if name not in DATASETS:
-        raise ValueError(f"data.name={name!r} is not one of {DATASETS}")
-    try:  # TFDS reads a prepared dataset from its stored metadata, so no builder module is imported here
+    try:  # TFDS reads a prepared dataset from its stored metadata, so no builder class is imported here
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         builder = None
@@ -214,7 +227,7 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     """Builds the resumable batch iterator for one process.
 
     Args:
-      cfg_data: the `cfg.data` ConfigDict (see configs/data/moving_shapes_tiny.py):
+      cfg_data: the `cfg.data` ConfigDict (see configs/data/video_folder.py):
         name, data_dir, resolution, num_frames, fps / clip_seconds, keep_frames,
         resize_method, worker_count, read_threads, text_max_length, subset_file.
       split: TFDS split, e.g. 'train' or 'test[:64]'.
@@ -235,8 +248,8 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
       A `LoaderIterator` yielding dicts: `video` float32 (B, T, R, R, 3) in
       [-1, 1] (or `latents` float32 (B, T', h, w, C) for name 'latents'),
       `caption` str (B,), `key` str (B,), `text_ids` int32 (B, L), `text_mask`
-      bool (B, L), plus moving-shapes attributes (`shape`, `color`, ... as
-      str / float32 (B,)). Its state (`get_state`, or
+      bool (B, L), plus any further scalar fields of the records
+      (`record_attributes`, as str / float32 (B,)). Its state (`get_state`, or
       `iterator_checkpoint_args` for Orbax) holds epoch and position.
     """
     if batch_size < 1:

@@ -1,1 +1,5 @@
-"""The end-to-end moving-shapes demo: recipe (train the whole chain), analyser, evaluation."""
+"""The demo wing: the moving-shapes task end to end, built on the library and never imported by it.
+
+`shapes` (generator, vocabulary), `dataset` (TFDS builder, registered with `emu_jax.data.registry`),
+`recipe` (train the whole chain), `analyse` (read samples back), `evaluate`, `ablations`, `cli`.
+"""

@@ -42,7 +42,7 @@ DONE = "DONE"
 def render_split(num_clips: int, resolution: int, num_frames: int, split: int = 0) -> tuple[np.ndarray, list[str]]:
     """The moving-shapes split's attribute draws (`default_rng([0, split, i])`, as `MovingShapes`) rendered
     -> uint8 (N, T, R, R, 3) and captions."""
-    from emu_jax.data import shapes
+    from emu_jax.demo import shapes
 
     frames = np.empty((num_clips, num_frames, resolution, resolution, 3), np.uint8)
     captions = []

@@ -1,9 +1,8 @@
 """Reads a moving-shapes video back into attributes: background, shape colour and class, motion, consistency.
 
-Per frame, `emu_jax.data.shapes.analyse_frame` gives the background (median
-border colour), the shape's pixels (far from the background), their colour
-and centroid. On top of that this module classifies the shape by template
-matching (each class rendered with the same area and centroid, compared with
+Per frame (`analyse_frame`): the background (median border colour), the
+shape's pixels (far from the background), their colour and centroid, and the
+shape class by template matching (each class rendered with the same area and centroid, compared with
 the frame's anti-aliased coverage), fits a line to
 the centroid track for the motion direction, and measures how stable the
 shape's area and colour stay over time. `score` compares a reading with the
@@ -18,10 +17,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from emu_jax.data import shapes
+from emu_jax.demo import shapes
 
 ATTRIBUTES = ("background", "color", "shape", "direction")
-FAR = 110.0  # distance from the background colour that marks a shape pixel (as in analyse_frame)
+FAR = 110.0  # distance from the background colour that marks a shape pixel: half the minimum fg/bg distance
 MIN_AREA = 4  # pixels; smaller blobs are noise, not a shape
 MIN_SHIFT = 0.5  # pixels over the clip; less is "static"
 
@@ -102,6 +101,30 @@ def is_consistent(present: float, area_cv: float, color_agreement: float) -> boo
     return bool(present == 1.0 and area_cv < 0.25 and color_agreement == 1.0)
 
 
+def nearest_name(rgb: np.ndarray, palette: Mapping[str, tuple[int, int, int]]) -> str:
+    """Name of the palette colour nearest to `rgb` (uint8 or float in [0, 255])."""
+    names = list(palette)
+    dist = np.linalg.norm(np.asarray([palette[n] for n in names], np.float32) - np.asarray(rgb, np.float32), axis=-1)
+    return names[int(np.argmin(dist))]
+
+
+def analyse_frame(frame_HWC: np.ndarray) -> dict:
+    """One uint8 frame -> `background`, `color`, `shape`, `center` (x, y pixels), `area`, `brightness`.
+
+    `color`, `shape` and `center` are None when fewer than MIN_AREA pixels are far from the background.
+    """
+    f = np.asarray(frame_HWC)
+    mask, bg = shape_mask(f)
+    reading = {"background": nearest_name(bg, shapes.BACKGROUNDS), "color": None, "shape": None,
+               "center": None, "area": int(mask.sum()), "brightness": float(np.mean(bg))}
+    if mask.sum() >= MIN_AREA:
+        ys, xs = np.nonzero(mask)
+        reading["color"] = nearest_name(np.median(f.astype(np.float32)[mask], axis=0), shapes.COLORS)
+        reading["shape"] = classify(f, mask, bg)
+        reading["center"] = (float(xs.mean()), float(ys.mean()))
+    return reading
+
+
 def analyse_video(frames_THWC: np.ndarray) -> dict:
     """One uint8 video (T, H, W, 3) -> what it shows.
 
@@ -114,17 +137,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"video must be (T, H, W, 3) uint8, got shape {frames.shape}")
-    per = []
-    for f in frames:
-        mask, bg = shape_mask(f)
-        reading = {"background": shapes.nearest_name(bg, shapes.BACKGROUNDS), "color": None, "shape": None,
-                   "center": None, "area": int(mask.sum()), "brightness": float(np.mean(bg))}
-        if mask.sum() >= MIN_AREA:
-            ys, xs = np.nonzero(mask)
-            reading["color"] = shapes.nearest_name(np.median(f.astype(np.float32)[mask], axis=0), shapes.COLORS)
-            reading["shape"] = classify(f, mask, bg)
-            reading["center"] = (float(xs.mean()), float(ys.mean()))
-        per.append(reading)
+    per = [analyse_frame(f) for f in frames]
     key = per[0]
     direction, shift = direction_of([p["center"] for p in per])
     areas = np.asarray([p["area"] for p in per], np.float32)

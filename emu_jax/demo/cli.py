@@ -12,7 +12,7 @@ import logging
 import os
 import pathlib
 
-from emu_jax.data.shapes import START_MODES
+from emu_jax.demo.shapes import START_MODES
 from emu_jax.errors import UserError, as_user_error, check_output_file
 
 

@@ -19,12 +19,12 @@ from typing import Sequence
 import numpy as np
 
 from emu_jax import conditioning
-from emu_jax.data import clips, shapes
-from emu_jax.demo import analyse
+from emu_jax.data import clips
+from emu_jax.demo import analyse, shapes
 
 HELD_OUT_SPLIT = 2  # the dataset builder uses 0 (train) and 1 (test)
 # Speed of the diagnostics' clips when they do not start on their path: that of the curriculum runs' F data
-# (docs/demo.md, "Direction" items 18-19), and within what every start mode draws at the dataset's sizes.
+# (docs/demo.md, "The direction curriculum"), and within what every start mode draws at the dataset's sizes.
 OFF_PATH_SPEED = (0.4, 0.4)
 
 
@@ -47,15 +47,15 @@ def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, f
     `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
     their attributes). `speed_range`, `start` and `look` as the dataset's build parameters (default
     speeds: the dataset's for `path` starts, OFF_PATH_SPEED for the others)."""
-    from emu_jax.data import builders  # TFDS, only for real clips
+    from emu_jax.demo.dataset import make_shapes_example  # TFDS, only for real clips
 
     videos, attrs = [], []
     for i in range(num_clips):
-        ex = builders.make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
-                                          resolution=resolution, num_frames=source_frames, fps=source_fps,
-                                          speed_range=speed_range or (
-                                              shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
-                                          start=start, look=look)
+        ex = make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
+                                 resolution=resolution, num_frames=source_frames, fps=source_fps,
+                                 speed_range=speed_range or (
+                                     shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
+                                 start=start, look=look)
         videos.append(clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
                                       num_frames=num_frames, fps=fps, resolution=resolution))
         attrs.append(shapes.ShapeAttrs.from_dict(ex))

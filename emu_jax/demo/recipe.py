@@ -72,9 +72,10 @@ class Record:
 def build_data(workdir: pathlib.Path, size: str) -> str:
     """Renders and writes the moving-shapes dataset (no-op when already prepared)."""
     from emu_jax.data import builders
+    from emu_jax.demo.dataset import MovingShapes
 
     d = load_config(f"demo/shapes.py:t2v,{size}").dataset
-    builders.prepare(builders.MovingShapes(data_dir=str(workdir / "data"), **d.to_dict()))
+    builders.prepare(MovingShapes(data_dir=str(workdir / "data"), **d.to_dict()))
     return str(workdir / "data")
 
 
@@ -84,12 +85,29 @@ def _finished(cfg, run_dir: pathlib.Path) -> bool:
     return is_finished(cfg, run_dir)
 
 
+def _with_tokenizer_copy(model: dict, folder: pathlib.Path) -> dict:
+    """`model` with each tokenizer folder copied into `folder/tokenizer` and named relative to it, so the
+    exported model loads (`emu-video sample`) on a machine without this demo's files."""
+    import copy
+    import shutil
+
+    from emu_jax.models.tokenizers import BUILTIN
+
+    model = copy.deepcopy(dict(model))
+    for i, te in enumerate(model.get("text_encoders", [])):
+        if te.get("tokenizer") not in BUILTIN:
+            name = "tokenizer" if i == 0 else f"tokenizer_{i}"
+            shutil.copytree(te["tokenizer"], folder / name, dirs_exist_ok=True)
+            te["tokenizer"] = name
+    return model
+
+
 def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Path | None = None) -> pathlib.Path:
     """F (from the t2v run) -> `out`, I (from the interp run, bfloat16) -> `out/interp`; weights only."""
-    from emu_jax import checkpoint_io
-
     import jax
     import numpy as np
+
+    from emu_jax import checkpoint_io
 
     out = pathlib.Path(out or workdir / EXPORT)
     for stage, folder in (("t2v", out), ("interp", out / "interp")):
@@ -103,7 +121,8 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
             params = jax.tree.map(lambda x: np.asarray(x).astype(jax.numpy.bfloat16)
                                   if np.issubdtype(np.asarray(x).dtype, np.floating) else x, params)
         checkpoint_io.save_checkpoint(str(folder), {
-            "kind": "model", "task": cfg.train.task, "model": meta["model"], "diffusion": cfg.diffusion.to_dict(),
+            "kind": "model", "task": cfg.train.task, "model": _with_tokenizer_copy(meta["model"], folder),
+            "diffusion": cfg.diffusion.to_dict(),
             "sampling": cfg.sampling.to_dict(), "slots": cfg.train.slots.to_dict(),
             "trained_steps": int(meta.get("step", 0)), "recipe": f"emu-video demo train --size {size}"}, params)
     return out

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from emu_jax.models import layers
-from emu_jax.models.text import CLIPTextConfig, activation
+from emu_jax.models.text_config import CLIPTextConfig, activation
 
 Array = jax.Array
 _ACT = ("activation_batch", "activation_length", "activation_embed")

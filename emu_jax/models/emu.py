@@ -30,7 +30,7 @@ class TextEncoderSpec:
     kind: str  # 'clip' | 't5'
     config: text_lib.TextConfig
     max_length: int = 77
-    tokenizer: str = "byte"  # a built-in name ('byte', 'moving_shapes') or a folder (relative to the checkpoint)
+    tokenizer: str = "byte"  # a built-in name ('byte') or a folder (relative to the checkpoint)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "config": self.config.to_dict(), "max_length": self.max_length,

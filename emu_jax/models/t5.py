@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from emu_jax.models import layers
 from emu_jax.models.clip import embed
-from emu_jax.models.text import T5Config, activation
+from emu_jax.models.text_config import T5Config, activation
 
 Array = jax.Array
 _ACT = ("activation_batch", "activation_length", "activation_embed")

@@ -34,30 +34,19 @@ class TemporalConv(nn.Module):
     Implemented as a `(k, 1, 1)` 3D conv on `(B, T, H, W, C)` (zero padding
     over frames), which avoids transposing to `(B*H*W, T, C)`; the kernel
     layout `(k, 1, 1, C, C)` matches diffusers' `TemporalConvLayer` Conv3d.
-    With `spatial_kernel` s > 1 it is a full `(k, s, s)` 3D conv (ours): it can
-    move content between neighbouring pixels from frame to frame, which the
-    frozen per-frame spatial layers cannot learn to do.
     """
 
     num_frames: int
     kernel_size: int = 3
     dtype: Dtype = jnp.float32
-    spatial_kernel: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array, emb: jax.Array | None = None) -> jax.Array:
-        """`emb` `(B*T, E)`, if given, scales and shifts the output channels (FiLM, zero-initialised)."""
+    def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
         x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
-        s = self.spatial_kernel
-        y = Conv(c, kernel_size=(self.kernel_size, s, s), window_names=("kernel_t", "kernel_h", "kernel_w"),
+        y = Conv(c, kernel_size=(self.kernel_size, 1, 1), window_names=("kernel_t", "kernel_h", "kernel_w"),
                  kernel_init=identity_temporal_kernel_init, dtype=self.dtype, name="conv")(x5)
-        y = y.reshape(n, h, w, c)
-        if emb is not None:
-            scale, shift = jnp.split(Dense(2 * c, ("mlp", "embed"), zero_init=True, dtype=self.dtype,
-                                           name="film")(nn.silu(emb)), 2, axis=-1)
-            y = y * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
-        return y
+        return y.reshape(n, h, w, c)
 
 
 class TemporalBlock(nn.Module):

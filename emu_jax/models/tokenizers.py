@@ -3,10 +3,10 @@
 Loaded from the files that ship with a checkpoint, never from the network:
 `tokenizer.json` (tokenizers), CLIP's `vocab.json` + `merges.txt` (the same
 BPE pipeline as transformers' CLIPTokenizer), `spiece.model` (sentencepiece,
-T5). Built in, named instead of a folder: `byte` (UTF-8 bytes + pad/bos/eos,
-259 ids), the offline default for small configs, and `moving_shapes` (one id
-per word of the demo dataset's captions). Every tokenizer pads to `max_length`; truncation
-keeps the trailing special tokens (EOS) and warns with the dropped text.
+T5), `words.txt` (a closed word list, one id per word). Built in, named instead
+of a folder: `byte` (UTF-8 bytes + pad/bos/eos, 259 ids), the offline default
+for small configs. Every tokenizer pads to `max_length`; truncation keeps the
+trailing special tokens (EOS) and warns with the dropped text.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json + merges.txt", "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json + merges.txt", "spiece.model", "words.txt")
+WORDS_FILE = "words.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +119,19 @@ class WordTokenizer(Tokenizer):
         return " ".join(self._names[int(i)] for i in ids if int(i) in self._names)
 
 
-def _moving_shapes() -> WordTokenizer:
-    from emu_jax.data import shapes
+    def save(self, folder: str | os.PathLike) -> None:
+        """Writes `folder/words.txt` (one word a line, in id order), which `load_tokenizer(folder)` reads."""
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, WORDS_FILE), "w", encoding="utf-8") as f:
+            f.write("".join(w + "\n" for w in self.words))
 
-    return WordTokenizer(shapes.VOCABULARY)
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "WordTokenizer":
+        with open(path, encoding="utf-8") as f:
+            return cls([line.strip() for line in f if line.strip()])
 
 
-BUILTIN = {"byte": ByteTokenizer, "moving_shapes": _moving_shapes}
+BUILTIN = {"byte": ByteTokenizer}
 
 
 class HFTokenizer(Tokenizer):
@@ -174,7 +181,8 @@ class SentencePieceTokenizer(Tokenizer):
 def clip_bpe(vocab_path: str, merges_path: str, unk="<|endoftext|>", bos="<|startoftext|>",
              eos="<|endoftext|>"):
     """CLIP's byte-level BPE as a `tokenizers.Tokenizer`, built like transformers' CLIPTokenizer."""
-    from tokenizers import Regex, Tokenizer as _Tok, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer as _Tok
     from tokenizers.models import BPE
 
     with open(vocab_path, encoding="utf-8") as f:
@@ -215,8 +223,8 @@ def _special_tokens(folder: str) -> dict[str, str]:
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-    """A built-in name (`BUILTIN`: 'byte', 'moving_shapes'), else a folder with tokenizer.json,
-    vocab.json + merges.txt or spiece.model."""
+    """A built-in name (`BUILTIN`: 'byte'), else a folder with tokenizer.json, vocab.json + merges.txt,
+    spiece.model or words.txt."""
     if path in BUILTIN:
         return BUILTIN[path]()
     if not os.path.isdir(path):
@@ -234,6 +242,8 @@ def load_tokenizer(path: str) -> Tokenizer:
                            special.get("pad_token", kw.get("eos", "<|endoftext|>")))
     if os.path.isfile(join("spiece.model")):
         return SentencePieceTokenizer(join("spiece.model"))
+    if os.path.isfile(join(WORDS_FILE)):
+        return WordTokenizer.from_file(join(WORDS_FILE))
     raise FileNotFoundError(f"no tokenizer in {path!r}: expected one of {list(TOKENIZER_FILES)}; "
                             f"found {sorted(os.listdir(path))}; built-in names: {sorted(BUILTIN)}")
 

@@ -1,15 +1,16 @@
-"""Which U-Net params train: a rule on param paths, plus split / merge of the param tree.
+"""Which U-Net params train: a rule on param paths, plus the one split / merge of param trees.
 
 Emu Video trains only the new layers (SPEC "frozen spatial, trainable
 temporal"): every module named `temporal_*`, the conditioning input conv
 `conv_in_cond`, and the optional noise-level embedding `cond_level_embed`.
 Text-to-image training ("spatial" mode) trains everything except `temporal_*`.
-Gradients and optimiser state then exist only for the trainable split.
+Gradients and optimiser state then exist only for the trainable split. `split_params` takes a
+mode or any path predicate, so the training state splits the whole model bundle with it too.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import flax
 
@@ -49,11 +50,17 @@ def trainable_mask(params: Mapping[str, Any], mode: str = "temporal") -> dict:
     return flax.traverse_util.unflatten_dict({k: is_trainable(k, mode) for k in flat})
 
 
-def split_params(params: Mapping[str, Any], mode: str = "temporal") -> tuple[dict, dict]:
-    """`params -> (trainable, frozen)`, two disjoint nested dicts holding the same leaves."""
+def split_params(params: Mapping[str, Any],
+                 mode: str | Callable[[tuple[str, ...]], bool] = "temporal") -> tuple[dict, dict]:
+    """`params -> (trainable, frozen)`, two disjoint nested dicts holding the same leaves.
+
+    `mode`: a mode of `is_trainable`, or any predicate on the path (a tuple of str). Boxed (logically
+    partitioned) leaves count as leaves, so an abstract tree describing shardings splits like the params.
+    """
+    keep = mode if callable(mode) else (lambda path: is_trainable(path, mode))
     flat = flax.traverse_util.flatten_dict(_unfreeze(params))
-    trainable = {k: v for k, v in flat.items() if is_trainable(k, mode)}
-    frozen = {k: v for k, v in flat.items() if not is_trainable(k, mode)}
+    trainable = {k: v for k, v in flat.items() if keep(tuple(map(str, k)))}
+    frozen = {k: v for k, v in flat.items() if k not in trainable}
     return flax.traverse_util.unflatten_dict(trainable), flax.traverse_util.unflatten_dict(frozen)
 
 

@@ -58,15 +58,6 @@ class UNet(nn.Module):
             level = jnp.zeros((b,)) if cond_level is None else jnp.broadcast_to(jnp.asarray(cond_level), (b,))
             temb = temb + TimestepEmbedding(cfg.time_embed_dim, zero_out=True, dtype=dtype, name="cond_level_embed")(
                 timestep_embedding(level, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype))
-        temporal_emb = None
-        if cfg.temporal_text_film and (not image_mode or self.is_initializing()):
-            # Masked mean of text context 0: one vector per video, which the temporal convs' FiLM reads.
-            ctx, mask = contexts[0], masks[0]
-            w = jnp.ones(ctx.shape[:2], jnp.float32) if mask is None else mask.astype(jnp.float32)
-            pooled = (ctx * w[..., None]).sum(1) / jnp.maximum(w.sum(1, keepdims=True), 1.0)
-            temporal_emb = jnp.repeat(temb + TimestepEmbedding(cfg.time_embed_dim, dtype=dtype,
-                                                               name="temporal_text_embed")(pooled.astype(dtype)),
-                                      nt, axis=0)
         temb = jnp.repeat(temb, nt, axis=0)  # (B*T, E)
 
         # Input: frozen conv_in on the noisy latent + zero-initialised conv_in_cond on the conditioning.
@@ -76,13 +67,8 @@ class UNet(nn.Module):
             c_in = jnp.zeros(x.shape[:4] + (cfg.cond_channels,), dtype) if cond is None else cond
             h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
                          name="conv_in_cond")(c_in.reshape(b * nt, hh, ww, -1))
-        if cfg.coord_input:
-            ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, hh), jnp.linspace(-1.0, 1.0, ww), indexing="ij")
-            h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
-                         name="conv_in_coords")(jnp.stack([xs, ys], -1)[None].astype(dtype))
         if cfg.temporal and (not image_mode or self.is_initializing()):
-            z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, spatial_kernel=cfg.temporal_spatial_kernel,
-                             name="temporal_conv_in")(h)
+            z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, name="temporal_conv_in")(h)
             h = h if image_mode else z
         h = constrain(h, SPATIAL_NAMES)
 
@@ -91,14 +77,13 @@ class UNet(nn.Module):
         levels = cfg.num_levels
         for i in range(levels):
             h, outs = LevelBlock(cfg, "down", i, cfg.level_res_blocks[i], i < levels - 1, name=f"down_blocks_{i}")(
-                h, *args, None, nt, image_mode, temporal_emb)
+                h, *args, None, nt, image_mode)
             skips.extend(outs)
-        h, _ = LevelBlock(cfg, "mid", levels - 1, 2, False, name="mid_block")(h, *args, None, nt, image_mode,
-                                                                             temporal_emb)
+        h, _ = LevelBlock(cfg, "mid", levels - 1, 2, False, name="mid_block")(h, *args, None, nt, image_mode)
         for j in range(levels):
             i = levels - 1 - j
             h, _ = LevelBlock(cfg, "up", i, cfg.level_res_blocks[i] + 1, j < levels - 1, name=f"up_blocks_{j}")(
-                h, *args, skips, nt, image_mode, temporal_emb)
+                h, *args, skips, nt, image_mode)
 
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="conv_norm_out")(h))
         h = conv3x3(self, cfg, h, cfg.out_channels, "conv_out", nt, image_mode)

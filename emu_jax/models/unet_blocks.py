@@ -47,14 +47,12 @@ def _remat(cls, cfg: UNetConfig, static_argnums: tuple[int, ...]):
 
 
 def conv3x3(parent: nn.Module, cfg: UNetConfig, x: jax.Array, features: int, name: str, num_frames: int,
-            image_mode: bool, strides: int = 1, temporal_emb: jax.Array | None = None) -> jax.Array:
-    """Spatial 3x3 conv `parent/<name>`, then temporal conv `parent/temporal_<name>` (skipped in image mode),
-    FiLM-modulated by `temporal_emb` when given."""
+            image_mode: bool, strides: int = 1) -> jax.Array:
+    """Spatial 3x3 conv `parent/<name>`, then temporal conv `parent/temporal_<name>` (skipped in image mode)."""
     dtype = _dtype(cfg)
     y = Conv(features, (3, 3), strides=(strides, strides), dtype=dtype, name=name)(x)
     if _use_temporal(parent, cfg, image_mode):
-        z = TemporalConv(num_frames, cfg.temporal_kernel, dtype=dtype, spatial_kernel=cfg.temporal_spatial_kernel,
-                         name=f"temporal_{name}")(y, temporal_emb)
+        z = TemporalConv(num_frames, cfg.temporal_kernel, dtype=dtype, name=f"temporal_{name}")(y)
         y = y if image_mode else z
     return y
 
@@ -66,15 +64,14 @@ class ResBlock(nn.Module):
     out_channels: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, temb: jax.Array, num_frames: int, image_mode: bool,
-                 temporal_emb: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, temb: jax.Array, num_frames: int, image_mode: bool) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm1")(x))
-        h = conv3x3(self, cfg, h, self.out_channels, "conv1", num_frames, image_mode, temporal_emb=temporal_emb)
+        h = conv3x3(self, cfg, h, self.out_channels, "conv1", num_frames, image_mode)
         t = Dense(self.out_channels, ("mlp", "embed"), dtype=dtype, name="time_emb_proj")(nn.silu(temb))
         h = h + t[:, None, None, :]
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm2")(h))
-        h = conv3x3(self, cfg, h, self.out_channels, "conv2", num_frames, image_mode, temporal_emb=temporal_emb)
+        h = conv3x3(self, cfg, h, self.out_channels, "conv2", num_frames, image_mode)
         if x.shape[-1] != self.out_channels:
             x = Conv(self.out_channels, (1, 1), dtype=dtype, name="conv_shortcut")(x)
         return constrain(x.astype(dtype) + h, SPATIAL_NAMES)
@@ -146,8 +143,7 @@ class LevelBlock(nn.Module):
     resample: bool
 
     @nn.compact
-    def __call__(self, h, temb, contexts, context_masks, skips, num_frames: int, image_mode: bool,
-                 temporal_emb=None):
+    def __call__(self, h, temb, contexts, context_masks, skips, num_frames: int, image_mode: bool):
         cfg = self.cfg
         out_c = cfg.level_channels[self.level]
         heads = cfg.level_heads[self.level]
@@ -161,7 +157,7 @@ class LevelBlock(nn.Module):
         for i in range(n_res):
             if self.kind == "up":
                 h = jnp.concatenate([h, skips.pop().astype(h.dtype)], axis=-1)
-            h = res_cls(cfg, out_c, name=f"resnets_{i}")(h, temb, num_frames, image_mode, temporal_emb)
+            h = res_cls(cfg, out_c, name=f"resnets_{i}")(h, temb, num_frames, image_mode)
             if i < n_attn:
                 h = attn_cls(cfg, heads, cfg.level_transformer_layers[self.level], name=f"attentions_{i}")(
                     h, contexts, context_masks)

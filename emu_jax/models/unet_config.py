@@ -57,23 +57,11 @@ class UNetConfig:
     freq_shift: float = 0.0
     temporal: bool = True
     temporal_kernel: int = 3
-    # Ours, 1 by default (SPEC's 1D conv over frames): the temporal convs' spatial extent, so the
-    # trainable layers can shift content across pixels between frames (motion), not only mix frames.
-    temporal_spatial_kernel: int = 1
     temporal_layers: int = 1  # transformer layers inside each temporal attention block
     # Ours, off by default (SPEC's temporal layers see text only through the frozen spatial features):
     # each temporal layer also cross-attends to text context 0, zero-initialised, so motion words reach
     # the trainable temporal layers directly.
     temporal_cross_attention: bool = False
-    # Ours, off by default: the pooled text context (plus the timestep embedding) scales and shifts every
-    # resnet temporal conv's channels (FiLM, zero-initialised), so a motion word can switch whole motion
-    # features on or off at every pixel and step. It did not make the demo's F read direction words at
-    # CPU scale (docs/demo.md, "Direction" item 8); kept for larger runs.
-    temporal_text_film: bool = False
-    # Ours, off by default (SD's U-Net has no positional input; convs know position only from padding): a
-    # zero-initialised 3x3 conv of the pixel coordinates added after conv_in, so a keyframe model can
-    # put a shape where the prompted motion starts (docs/demo.md, "Direction").
-    coord_input: bool = False
     cond_level_embed: bool = False
     dtype: str = "float32"
     # Attention per backend (emu_jax/models/attention.py): "auto" picks splash on TPU for long sequences,
@@ -122,11 +110,6 @@ class UNetConfig:
                 raise ValueError(f"level width {c} not divisible by norm_groups={self.norm_groups}")
         if self.temporal_kernel % 2 != 1:
             raise ValueError(f"temporal_kernel={self.temporal_kernel} must be odd (same-length padding)")
-        if self.temporal_text_film and not self.temporal:
-            raise ValueError("temporal_text_film=True needs temporal=True (it modulates the temporal convs)")
-        if self.temporal_spatial_kernel < 1 or self.temporal_spatial_kernel % 2 != 1:
-            raise ValueError(f"temporal_spatial_kernel={self.temporal_spatial_kernel} must be odd and >= 1 "
-                             "(same-size padding)")
 
     # ---- derived per-level values -------------------------------------------------------
     @property

@@ -337,5 +337,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from emu_jax.cli import main as cli_main
-    sys.exit(cli_main(["aot", *sys.argv[1:]]))
+    from emu_jax.config import split_overrides
+
+    _parser = argparse.ArgumentParser(prog="python -m emu_jax.training.aot")
+    add_arguments(_parser)
+    _rest, _overrides = split_overrides(sys.argv[1:])
+    _args = _parser.parse_args(_rest)
+    _args.config_overrides = _overrides
+    sys.exit(main(_args))

@@ -8,15 +8,15 @@ it from `fold_in(seed, step)`, so resuming at step k reproduces step k's noise.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax import traverse_util
-from flax.core import unfreeze
+
+from emu_jax.models.trainable import merge_params, split_params
 
 
 @flax.struct.dataclass
@@ -29,29 +29,11 @@ class TrainState:
 
     @property
     def params(self) -> Any:
-        return merge_trees(self.trainable, self.frozen)
+        return merge_params(self.trainable, self.frozen)
 
     @property
     def ema_params(self) -> Any:
-        return merge_trees(self.ema if self.ema else self.trainable, self.frozen)
-
-
-def split_tree(tree: Any, is_trainable: Callable[[tuple[str, ...]], bool]) -> tuple[dict, dict]:
-    """Split a nested dict into (trainable, frozen) nested dicts by a path predicate.
-
-    Boxed (logically partitioned) leaves count as leaves, so the abstract tree
-    that describes shardings splits exactly like the params.
-    """
-    flat = traverse_util.flatten_dict(unfreeze(tree))
-    a = {k: v for k, v in flat.items() if is_trainable(tuple(map(str, k)))}
-    b = {k: v for k, v in flat.items() if k not in a}
-    return traverse_util.unflatten_dict(a), traverse_util.unflatten_dict(b)
-
-
-def merge_trees(a: Any, b: Any) -> Any:
-    """Inverse of `split_tree`: the union of two disjoint nested dicts."""
-    return traverse_util.unflatten_dict({**traverse_util.flatten_dict(unfreeze(b)),
-                                         **traverse_util.flatten_dict(unfreeze(a))})
+        return merge_params(self.ema if self.ema else self.trainable, self.frozen)
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
@@ -65,7 +47,7 @@ def abstract_state(boxed_params: Any, is_trainable, tx: optax.GradientTransforma
     Optimiser slots mirror the trainable params' boxes, so they inherit the
     params' logical sharding (MaxText's trick).
     """
-    trainable, frozen = split_tree(boxed_params, is_trainable)
+    trainable, frozen = split_params(boxed_params, is_trainable)
     return TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32),
         trainable=trainable, frozen=frozen,
@@ -77,7 +59,7 @@ def create_state(params: Any, is_trainable, tx: optax.GradientTransformation,
                  use_ema: bool, step: int = 0) -> TrainState:
     """A concrete state from unboxed params (call under jit with out_shardings to place it)."""
     params = nn.meta.unbox(params)
-    trainable, frozen = split_tree(params, is_trainable)
+    trainable, frozen = split_params(params, is_trainable)
     return TrainState(
         step=jnp.asarray(step, jnp.int32), trainable=trainable, frozen=frozen,
         opt_state=tx.init(trainable),

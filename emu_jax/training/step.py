@@ -20,7 +20,8 @@ import optax
 from emu_jax import conditioning
 from emu_jax.diffusion import objectives
 from emu_jax.diffusion.schedules import Schedule
-from emu_jax.training.state import TrainState, ema_update, merge_trees
+from emu_jax.models.trainable import merge_params
+from emu_jax.training.state import TrainState, ema_update
 
 TASKS = ("t2i", "t2v", "interp")
 
@@ -105,7 +106,7 @@ def make_train_step(model: Any, schedule: Schedule, spec: LossSpec, tx: optax.Gr
         rng = jax.random.fold_in(base_key, state.step)
 
         def objective(trainable):
-            return loss_fn(model, schedule, spec, merge_trees(trainable, state.frozen), batch, rng)
+            return loss_fn(model, schedule, spec, merge_params(trainable, state.frozen), batch, rng)
 
         (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
         grad_norm = optax.tree.norm(grads)

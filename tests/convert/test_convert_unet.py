@@ -59,6 +59,7 @@ def converted_sd2(tmp_path_factory):
     return _convert("sd2", tmp_path_factory)
 
 
+@pytest.mark.slow  # runs the PyTorch twin and the converted U-Net (~60 s each on busy cores)
 @pytest.mark.parametrize("fixture", ["converted", "converted_sd2"])
 def test_parity_with_diffusers_and_identity_init(fixture, request):
     variant, model, _, config, params = request.getfixturevalue(fixture)

@@ -6,8 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from emu_jax.data import builders, pipeline, shapes, video_io
-
+from emu_jax.data import builders, pipeline, video_io
+from emu_jax.demo import shapes
+from emu_jax.demo.dataset import MovingShapes
 from test_data_video_io import index_video, read_indices  # noqa: E402  (same test directory)
 
 
@@ -123,7 +124,7 @@ def test_cli_builds_moving_shapes(tmp_path, capsys):
     assert len(source) == 3
     assert all(0.2 <= float(source[i]["speed"]) <= 0.3 for i in range(3))
     with pytest.raises(ValueError, match=r"speed_range=\(0.5, 0.2\)"):
-        builders.MovingShapes(speed_range=(0.5, 0.2), data_dir=str(tmp_path / "bad"))
+        MovingShapes(speed_range=(0.5, 0.2), data_dir=str(tmp_path / "bad"))
 
 
 def test_cli_builds_a_one_look_dataset(tmp_path, capsys):
@@ -146,7 +147,7 @@ def test_cli_builds_a_one_look_dataset(tmp_path, capsys):
     assert len({text(r["direction"]) for r in rows}) > 2 and len({float(r["size"]) for r in rows}) == 12
     for bad, match in ((("blue", "star", "white"), "look shape='star'"), (("blue", "square"), "must be")):
         with pytest.raises(ValueError, match=match):
-            builders.MovingShapes(look=bad, data_dir=str(tmp_path / "bad"))
+            MovingShapes(look=bad, data_dir=str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
 
 
@@ -167,13 +168,13 @@ def test_cli_builds_free_start_clips_of_one_size(tmp_path):
     # Every clip starts where all eight directions fit, whichever it moves in.
     h = shapes.overhang(0.3)
     assert all(0.4 - h - 1e-6 <= float(r[k]) <= 0.6 + h + 1e-6 for r in rows for k in ("start_x", "start_y"))
-    builder = builders.MovingShapes(data_dir=str(tmp_path), resolution=16, num_frames=4, fps=4, num_train=12,
+    builder = MovingShapes(data_dir=str(tmp_path), resolution=16, num_frames=4, fps=4, num_train=12,
                                     num_test=0, start="free", speed_range=(0.4, 0.4), size_range=(0.3, 0.3))
     assert builder.info.metadata["build"]["start"] == "free"
     for kwargs, match in ((dict(start="corner"), "start='corner'"), (dict(size_range=(0.3, 1.2)), "size_range"),
                           (dict(start="free", speed_range=(1.0, 1.0)), "start='free' needs speeds")):
         with pytest.raises(ValueError, match=match):
-            builders.MovingShapes(data_dir=str(tmp_path / "bad"), **kwargs)
+            MovingShapes(data_dir=str(tmp_path / "bad"), **kwargs)
     assert not (tmp_path / "bad").exists()
 
 

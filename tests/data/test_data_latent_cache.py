@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from emu_jax.data import builders, cli, latent_cache, pipeline
+from emu_jax.demo.dataset import MovingShapes
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("tfds"))
-    builders.prepare(builders.MovingShapes(resolution=16, num_frames=6, fps=8, num_train=5, num_test=0, data_dir=d))
+    builders.prepare(MovingShapes(resolution=16, num_frames=6, fps=8, num_train=5, num_test=0, data_dir=d))
     return d
 
 

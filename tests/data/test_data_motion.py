@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from emu_jax.data import motion, shapes, video_io
+from emu_jax.data import motion, video_io
+from emu_jax.demo import shapes
 
 
 def _video(speed: float, direction: str = "right") -> bytes:

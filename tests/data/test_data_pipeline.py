@@ -6,7 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from emu_jax.data import builders, pipeline, shapes, video_io
+from emu_jax.data import builders, pipeline, video_io
+from emu_jax.demo import analyse, shapes
+from emu_jax.demo.dataset import MovingShapes
 
 NUM_TRAIN = 26
 
@@ -14,7 +16,7 @@ NUM_TRAIN = 26
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    builders.prepare(builders.MovingShapes(resolution=16, num_frames=8, fps=8, num_train=NUM_TRAIN, num_test=4,
+    builders.prepare(MovingShapes(resolution=16, num_frames=8, fps=8, num_train=NUM_TRAIN, num_test=4,
                                            data_dir=data_dir))
     return ml_collections.ConfigDict(dict(
         name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4, fps=4.0, clip_seconds=None,
@@ -35,10 +37,10 @@ def test_batch_layout(cfg):
     for i in range(3):
         caption = batch["caption"][i]
         assert batch["text_mask"][i].sum() == len(caption.encode()) + 2  # bos + bytes + eos
-        attrs = shapes.ShapeAttrs.from_dict({k: batch[k][i] for k in pipeline.ATTRIBUTE_FIELDS})
+        attrs = shapes.ShapeAttrs.from_dict({k: v[i] for k, v in batch.items() if k not in pipeline.EXAMPLE_FIELDS})
         assert shapes.caption(attrs) == caption
         frame = np.asarray(np.round((batch["video"][i, 0] + 1) * 127.5), np.uint8)
-        assert shapes.analyse_frame(frame)["background"] == attrs.background
+        assert analyse.analyse_frame(frame)["background"] == attrs.background
 
 
 def test_text_false_leaves_captions_untokenised(cfg, recwarn):
@@ -168,7 +170,7 @@ def test_stored_video_is_h264_of_the_rendered_clip(cfg):
     rendered = shapes.render_clip(attrs, 8, 16, 8)
     assert decoded.shape == rendered.shape
     assert np.abs(decoded.astype(int) - rendered).mean() < 6
-    assert shapes.analyse_direction(decoded) == attrs.direction
+    assert analyse.analyse_video(decoded)["direction"] == attrs.direction
 
 
 def test_keep_frames_gives_the_first_frames_of_the_same_clips(cfg):

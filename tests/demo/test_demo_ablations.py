@@ -4,8 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from emu_jax.data import shapes
-from emu_jax.demo import ablations, analyse
+from emu_jax.demo import ablations, analyse, shapes
 from emu_jax.models.tokenizers import load_tokenizer
 
 
@@ -16,7 +15,7 @@ def test_in_memory_loader_serves_ordered_clips_of_the_train_split():
     assert captions[0] == shapes.caption(first)
     np.testing.assert_array_equal(frames[0], shapes.render_clip(first, 40, 32))
 
-    tok = load_tokenizer("moving_shapes")
+    tok = load_tokenizer(shapes.tokenizer_dir())
     cfg = ml_collections.ConfigDict(dict(num_frames=8, fps=4.0, text_max_length=16))
     it = ablations.in_memory_loader(frames, captions, src_fps=16.0)(cfg, split="train", seed=3, tokenizer=tok,
                                                                    batch_size=4)

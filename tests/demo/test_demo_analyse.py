@@ -5,8 +5,9 @@ import types
 import numpy as np
 import pytest
 
-from emu_jax.data import builders, clips, shapes
-from emu_jax.demo import analyse
+from emu_jax.data import clips
+from emu_jax.demo import analyse, shapes
+from emu_jax.demo.dataset import make_shapes_example
 
 
 def _accuracy(videos, attrs):
@@ -29,7 +30,7 @@ def test_h264_dataset_clips_read_back():
     rng = np.random.default_rng(7)
     videos, attrs = [], []
     for i in range(30):
-        ex = builders.make_shapes_example(np.random.default_rng([7, 2, i]), key=str(i), resolution=32,
+        ex = make_shapes_example(np.random.default_rng([7, 2, i]), key=str(i), resolution=32,
                                           num_frames=40, fps=16.0)
         videos.append(clips.from_unit_range(clips.load_clip(ex["video"], src_fps=16.0, src_num_frames=40,
                                                             num_frames=8, fps=4.0, resolution=32)))
@@ -124,7 +125,7 @@ def test_text_sensitivity_finds_an_erased_attribute():
     from emu_jax.models.tokenizers import load_tokenizer
 
     wanted = evaluate.prompt_set(12, seed=7)
-    tok = load_tokenizer("moving_shapes")
+    tok = load_tokenizer(shapes.tokenizer_dir())
     table = np.random.default_rng(0).normal(size=(tok.vocab_size, 8))
     direction_ids = [tok([d], 4).ids[0][1] for d in shapes.DIRECTIONS]
     table[direction_ids] = table[direction_ids[0]]  # every direction word reads the same
@@ -166,6 +167,7 @@ def test_word_use_finds_the_word_a_loss_reads():
         evaluate.word_use(reads_direction, videos[:3], wanted)
 
 
+@pytest.mark.slow  # compiles and runs a model loss over several prompts (minutes on 2 busy cores)
 def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
     import types
 

@@ -19,6 +19,7 @@ def tiny_recipe(tmp_path_factory):
     return workdir, first, second
 
 
+@pytest.mark.slow  # the tiny recipe fixture trains every stage (~100 s)
 def test_recipe_stops_then_resumes_every_stage(tiny_recipe):
     workdir, first, second = tiny_recipe
     assert first["stages"]["vae"]["done"] is False and "t2i" not in first["stages"]
@@ -34,6 +35,7 @@ def test_recipe_stops_then_resumes_every_stage(tiny_recipe):
     assert third["stages"]["t2v"]["seconds"] < second["stages"]["t2v"]["seconds"] + 5
 
 
+@pytest.mark.slow
 def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     workdir, _, second = tiny_recipe
     folder = workdir / recipe.EXPORT
@@ -54,6 +56,7 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     assert (kernel_i == np.asarray(params_f["unet"]["conv_in"]["kernel"]).astype(jnp.bfloat16)).all()
 
 
+@pytest.mark.slow
 def test_demo_eval_runs_on_the_exported_model(tiny_recipe, tmp_path, capsys):
     """`emu-video demo eval` end to end on the tiny export: every section of the report is filled in."""
     from emu_jax import cli

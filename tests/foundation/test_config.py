@@ -1,10 +1,10 @@
 """Config files and command-line overrides: loading, typed overrides, clear errors."""
 
-import pytest
 import ml_collections
+import pytest
 
-from emu_jax import config as config_lib
 from emu_jax import cli
+from emu_jax import config as config_lib
 
 CONFIG_TEXT = '''
 import ml_collections
@@ -87,14 +87,14 @@ def test_model_options_the_config_leaves_at_default_can_be_overridden():
     from emu_jax.models.emu import EmuConfig
 
     cfg = config_lib.load_config("demo/shapes.py:t2v,tiny")
-    assert "temporal_text_film" not in cfg.model.unet
-    config_lib.apply_override(cfg, "model.unet.temporal_text_film", "true")
-    config_lib.apply_override(cfg, "model.unet.temporal_spatial_kernel", "3")
+    assert "upcast_attention" not in cfg.model.unet and "temporal_layers" not in cfg.model.unet
+    config_lib.apply_override(cfg, "model.unet.upcast_attention", "true")
+    config_lib.apply_override(cfg, "model.unet.temporal_layers", "2")
     config_lib.apply_override(cfg, "model.vae.use_quant_conv", "false")
     emu = EmuConfig.from_dict(cfg.model.to_dict())
-    assert emu.unet.temporal_text_film is True and emu.unet.temporal_spatial_kernel == 3
+    assert emu.unet.upcast_attention is True and emu.unet.temporal_layers == 2
     assert emu.vae.use_quant_conv is False
-    with pytest.raises(ValueError, match=r"temporal_txt_film.*did you mean \['temporal_text_film'"):
-        config_lib.apply_override(cfg, "model.unet.temporal_txt_film", "true")
+    with pytest.raises(ValueError, match=r"upcast_atention.*did you mean \['upcast_attention'"):
+        config_lib.apply_override(cfg, "model.unet.upcast_atention", "true")
     with pytest.raises(ValueError, match="expected int"):
         config_lib.apply_override(cfg, "model.unet.temporal_kernel", "wide")

@@ -76,24 +76,3 @@ def test_bad_text_inputs(params):
         text.encode_text(T5, params["t5"], jnp.zeros((9,), jnp.int32))
     with pytest.raises(ValueError, match="mask shape"):
         text.encode_text(T5, params["t5"], jnp.zeros((1, 4), jnp.int32), jnp.ones((1, 5), bool))
-
-
-def test_text_cache_roundtrip_matches_direct_encoding(params, tmp_path):
-    from emu_jax.models import text_cache
-    from emu_jax.models.tokenizers import ByteTokenizer
-
-    tok = ByteTokenizer()
-    caps = ["a red ball", "two cats", "a red ball", "sky"]
-    cache = text_cache.encode_captions([(CLIP, params["clip"]), (T5, params["t5"])], [tok, tok], caps,
-                                       batch_size=2, max_lengths=[8, 8])
-    assert cache["keys"].shape == (3,) and cache["context_1"].shape == (3, 8, 16)  # duplicates stored once
-    text_cache.save_cache(str(tmp_path / "c.npz"), cache)
-    loaded = text_cache.load_cache(str(tmp_path / "c.npz"))
-    got = loaded.lookup(["sky", "two cats"])
-    batch = tok(["sky", "two cats"], 8)
-    want = text.encode_text(T5, params["t5"], jnp.asarray(batch.ids), jnp.asarray(batch.mask))
-    np.testing.assert_allclose(got["context_1"], want, atol=1e-5)
-    assert got["context_mask_0"].tolist() == batch.mask.tolist()
-    assert loaded.meta[1]["kind"] == "t5"
-    with pytest.raises(KeyError, match="not in the text-embedding cache.*'green'"):
-        loaded.lookup(["sky", "green"])

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from emu_test_utils import tiny_config
 from emu_jax import conditioning
@@ -11,6 +12,7 @@ from emu_jax.training import loop
 from train_helpers import fixed_batch_loss_before_after
 
 
+@pytest.mark.slow  # trains a tiny interpolation model (~50 s)
 def test_tiny_interpolation_model_learns_and_keeps_given_frames(tiny_shapes_dir):
     """Brief training lowers I's loss, and its sampled clip moves towards the given frames."""
     cfg = tiny_config(tiny_shapes_dir, "interp", train__batch_size=4, train__optimizer__lr=3e-3,

@@ -10,7 +10,7 @@ import pytest
 
 from emu_test_utils import REPO, xla_flags
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # two processes train, save and resume (~95 s)
 
 
 def _free_port():

@@ -24,6 +24,8 @@ import pytest
 from emu_test_utils import REPO, xla_flags
 from emu_jax import checkpoint_io
 
+pytestmark = pytest.mark.slow  # subprocess training runs: straight, SIGKILLed and resumed (~70-95 s)
+
 STEPS, EVERY = 6, 2
 
 

@@ -14,6 +14,7 @@ from emu_jax.training import loop
 from emu_jax.training.metrics import NonFiniteError
 
 
+@pytest.mark.slow  # trains the tiny model end to end (~40 s on busy cores)
 def test_loss_goes_down_on_tiny_moving_shapes(tiny_shapes_dir):
     """Text-to-image stage on a fixed batch: the loss at fixed (t, noise) draws drops."""
     cfg = tiny_config(tiny_shapes_dir, "t2i", train__batch_size=8, train__optimizer__lr=3e-3,
@@ -45,6 +46,7 @@ class _NaNAt(grain.DatasetIterator):
         self._parent.set_state(state)
 
 
+@pytest.mark.slow
 def test_injected_nan_aborts_naming_the_step_and_saves_nothing_bad(tiny_shapes_dir, tmp_path):
     cfg = tiny_config(tiny_shapes_dir, "t2v", train__steps=6, train__save_every=1, train__log_every=1,
                       train__async_save=False, mesh__shape__tensor=2)  # data 4 x tensor 2 on 8 devices

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emu_jax.data import shapes
+from emu_jax.demo import analyse, shapes
 
 
 def test_same_rng_same_attributes_and_frames():
@@ -28,15 +28,15 @@ def test_shape_stays_inside_and_attributes_read_back(seed):
     for f in frames:  # The border stays background: the whole shape is inside the frame.
         border = np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]])
         assert np.abs(border.astype(int) - bg).max() <= 1
-        found = shapes.analyse_frame(f)
+        found = analyse.analyse_frame(f)
         assert (found["background"], found["color"]) == (attrs.background, attrs.color)
-    assert shapes.analyse_direction(frames) == attrs.direction
+    assert analyse.analyse_video(frames)["direction"] == attrs.direction
 
 
 def test_static_clip_has_no_direction():
     a = shapes.ShapeAttrs("square", "blue", "white", "up", 0.0, 0.3, 0.5, 0.5)
     frames = shapes.render_clip(a, 4, 16)
-    assert np.all(frames == frames[0]) and shapes.analyse_direction(frames) is None
+    assert np.all(frames == frames[0]) and analyse.analyse_video(frames)["direction"] is None
 
 
 def test_invalid_attributes_name_the_field():
@@ -73,9 +73,9 @@ def test_free_starts_say_nothing_about_the_direction():
     assert edge
     for a in edge:
         frames = shapes.render_clip(a, 8, 32)
-        centres = [shapes.analyse_frame(f)["center"] for f in frames]
+        centres = [analyse.analyse_frame(f)["center"] for f in frames]
         assert all(c is not None and 0 <= c[0] < 32 and 0 <= c[1] < 32 for c in centres)
-        assert shapes.analyse_direction(frames) == a.direction
+        assert analyse.analyse_video(frames)["direction"] == a.direction
 
 
 def test_centre_and_fixed_size_starts():
@@ -110,3 +110,30 @@ def test_a_look_field_given_as_any_is_drawn():
         shapes.sample_attributes(np.random.default_rng(9))
     with pytest.raises(ValueError, match="look colour='purple' is not 'any' or one of"):
         shapes.sample_attributes(rng, look=("purple", "any", "any"))
+
+
+def test_shipped_word_tokenizer_is_the_caption_vocabulary():
+    import warnings
+
+    from emu_jax.models import tokenizers as tk
+
+    tok = tk.load_tokenizer(shapes.tokenizer_dir())
+    assert isinstance(tok, tk.WordTokenizer) and tok.vocab_size == len(shapes.VOCABULARY) + 4
+    caps = [shapes.caption(shapes.sample_attributes(np.random.default_rng(i))) for i in range(100)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every caption word is in the vocabulary
+        b = tok(caps, 12)
+    assert (b.mask.sum(1) == [len(c.split()) + 2 for c in caps]).all()
+    assert [tok.decode(row) for row in b.ids] == caps
+    assert b.ids[:, 0].tolist() == [tok.bos_id] * 100 and tok.eos_id == tok.vocab_size - 1  # EOS largest
+    # Attribute words get distinct ids; the same word gets the same id wherever it appears.
+    attr = [tok.ids[w] for w in (*shapes.COLORS, *shapes.SHAPES, *shapes.DIRECTIONS, *shapes.BACKGROUNDS)]
+    assert len(set(attr)) == len(attr)
+    with pytest.warns(UserWarning, match=r"become <unk>: \['purple', 'hexagon'\]"):
+        u = tok(["A PURPLE hexagon moving left"], 8)
+    assert u.ids[0, :6].tolist() == [tok.bos_id, tok.ids["a"], 1, 1, tok.ids["moving"], tok.ids["left"]]
+    # The bundled model ships the same vocabulary (its emu_jax.json names the folder).
+    from emu_jax.demo.evaluate import default_checkpoint
+
+    for folder in ("tokenizer", "interp/tokenizer"):
+        assert tk.load_tokenizer(f"{default_checkpoint()}/{folder}").words == tok.words

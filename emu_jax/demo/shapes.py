@@ -4,12 +4,13 @@ A coloured shape crosses a plain background in one of eight directions. Every
 attribute is recoverable from the pixels (colours are far apart in RGB, the
 shape stays fully inside the frame, or with `free` starts at least its centre),
 so a tiny text-to-video model trained on it can be scored by reading its
-samples back (`analyse_frame`).
+samples back (`emu_jax.demo.analyse`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -155,8 +156,13 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
                       start_x=starts[0], start_y=starts[1])
 
 
-# Every word a caption can hold (the `moving_shapes` word tokenizer's vocabulary, in a fixed order).
+# Every word a caption can hold, in a fixed order: the word tokenizer shipped in `tokenizer_dir()`.
 VOCABULARY = ("a", "moving", "on", "background", *COLORS, *SHAPES, *DIRECTIONS, *BACKGROUNDS)
+
+
+def tokenizer_dir() -> str:
+    """The folder holding VOCABULARY as a word tokenizer (`words.txt`), for `load_tokenizer(folder)`."""
+    return str(importlib.resources.files("emu_jax.demo") / "tokenizer")
 
 
 def caption(attrs: ShapeAttrs) -> str:
@@ -180,7 +186,7 @@ def _mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def positions(attrs: ShapeAttrs, num_frames: int, size: int) -> np.ndarray:
     """Top-left corner in pixels per frame -> float (T, 2) as (x, y); linear from start to end.
 
-    A 1-pixel margin keeps the frame border pure background (what `analyse_frame` reads) while the
+    A 1-pixel margin keeps the frame border pure background (what `analyse.shape_mask` reads) while the
     path stays on the free path; past it (`free` starts) the shape is cut by the frame's edge.
     """
     side = attrs.size * size
@@ -222,42 +228,3 @@ def render_clip(attrs: ShapeAttrs, num_frames: int, size: int, fps: float | None
         frame[r0:r1, c0:c1] = box * (1.0 - cover[..., None]) + fg * cover[..., None]
         out[t] = np.clip(np.round(frame), 0, 255).astype(np.uint8)
     return out
-
-
-def nearest_name(rgb: np.ndarray, palette: Mapping[str, tuple[int, int, int]]) -> str:
-    """Name of the palette colour nearest to `rgb` (uint8 or float in [0, 255])."""
-    names = list(palette)
-    dist = np.linalg.norm(np.asarray([palette[n] for n in names], np.float32) - np.asarray(rgb, np.float32), axis=-1)
-    return names[int(np.argmin(dist))]
-
-
-def analyse_frame(frame_HWC: np.ndarray) -> dict:
-    """Reads background colour, shape colour and shape centre (x, y in pixels) from one uint8 frame.
-
-    The background is the median border colour; shape pixels are those far
-    from it. Returns centre None when no shape pixel is found.
-    """
-    f = np.asarray(frame_HWC, np.float32)
-    border = np.concatenate([f[0], f[-1], f[:, 0], f[:, -1]])
-    bg_rgb = np.median(border, axis=0)
-    far = np.linalg.norm(f - bg_rgb, axis=-1) > 110.0  # half the minimum fg/bg distance
-    out = {"background": nearest_name(bg_rgb, BACKGROUNDS), "color": None, "center": None, "area": int(far.sum())}
-    if far.any():
-        ys, xs = np.nonzero(far)
-        out["color"] = nearest_name(np.median(f[far], axis=0), COLORS)
-        out["center"] = (float(xs.mean()), float(ys.mean()))
-    return out
-
-
-def analyse_direction(frames_THWC: np.ndarray) -> str | None:
-    """Direction name whose unit vector best matches the shape's first-to-last centre shift (None if static)."""
-    first, last = analyse_frame(frames_THWC[0])["center"], analyse_frame(frames_THWC[-1])["center"]
-    if first is None or last is None:
-        return None
-    shift = np.subtract(last, first)
-    if np.linalg.norm(shift) < 0.5:
-        return None
-    names = list(DIRECTIONS)
-    units = np.asarray([DIRECTIONS[n] for n in names], np.float32)
-    units /= np.linalg.norm(units, axis=-1, keepdims=True)
-    return names[int(np.argmax(units @ (shift / np.linalg.norm(shift))))]
