@@ -18,7 +18,7 @@ FLOORS = {
     "emu_jax": 0, "emu_jax.sharding": 0,
     "emu_jax.models": 1, "emu_jax.diffusion": 1, "emu_jax.conditioning": 1,
     "emu_jax.config": 2, "emu_jax.data": 2, "emu_jax.convert": 2, "emu_jax.checkpoint_io": 2, "emu_jax.metrics": 2,
-    "emu_jax.training": 3, "emu_jax.sampling": 3, "emu_jax.sampling_stages": 3, "emu_jax.sample": 3,
+    "emu_jax.training": 3, "emu_jax.sampling": 3,
     "emu_jax.juice": 3,
     "emu_jax.cli": 4, "emu_jax.train": 4, "emu_jax.demo": 4,
 }

@@ -12,7 +12,9 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from emu_jax.data import cli, pipeline, shapes, video_io  # noqa: E402
+from emu_jax.data import cli, pipeline, video_io  # noqa: E402
+from emu_jax.demo import dataset as _registers_moving_shapes  # noqa: E402, F401
+from emu_jax.demo import shapes  # noqa: E402
 
 BEAM = ["--beam", "--beam-options", "--direct_num_workers=2 --direct_running_mode=multi_processing"]
 

@@ -22,9 +22,10 @@ CONFIG = str(REPO / "configs" / "data" / "moving_shapes_tiny.py")
 @pytest.fixture(scope="module")
 def source_dir(tmp_path_factory):
     from emu_jax.data import builders
+    from emu_jax.demo.dataset import MovingShapes
 
     d = str(tmp_path_factory.mktemp("pixels"))
-    builders.prepare(builders.MovingShapes(resolution=16, num_frames=6, fps=8, num_train=10, num_test=0, data_dir=d))
+    builders.prepare(MovingShapes(resolution=16, num_frames=6, fps=8, num_train=10, num_test=0, data_dir=d))
     return d
 
 
