@@ -11,8 +11,8 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 from emu_jax.models.layers import ATTENTION_IMPLS
-
-REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch")
+from emu_jax.models.remat import POLICIES as REMAT_POLICIES
+from emu_jax.models.remat import SCOPES as REMAT_SCOPES
 DTYPES = ("float32", "bfloat16")
 
 
@@ -77,7 +77,8 @@ class UNetConfig:
     cond_level_embed: bool = False
     dtype: str = "float32"
     attention_impl: str | None = None
-    remat: str = "none"
+    remat: str = "none"  # emu_jax.models.remat: none | full | save_dots | save_dots_no_batch | offload
+    remat_scope: str = "block"  # 'block': each resnet / transformer block; 'layer': each attention and MLP
     upcast_attention: bool = False
 
     def __post_init__(self):
@@ -107,6 +108,7 @@ class UNetConfig:
             raise ValueError(f"with {len(self.context_dims)} contexts, transformer_layers must be "
                              f"{len(self.context_dims)} everywhere (layer i attends context i), got {layers}")
         for name, value, allowed_values in (("dtype", self.dtype, DTYPES), ("remat", self.remat, REMAT_POLICIES),
+                                            ("remat_scope", self.remat_scope, REMAT_SCOPES),
                                             ("attention_impl", self.attention_impl, ATTENTION_IMPLS)):
             if value not in allowed_values:
                 raise ValueError(f"{name}={value!r} not in {allowed_values}")

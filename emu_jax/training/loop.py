@@ -67,6 +67,10 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
     if t.batch_size % dp:
         raise ValueError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh {dict(mesh.shape)})")
+    platform = mesh.devices.flat[0].platform
+    if emu_cfg.unet.remat == "offload" and platform not in ("tpu", "gpu", "cuda", "rocm"):
+        raise ValueError(f"model.unet.remat='offload' moves residuals to pinned host memory, which needs a TPU "
+                         f"or GPU; this mesh is on {platform!r}: use 'full' (or 'save_dots_no_batch')")
     if t.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
     for name in ("steps", "save_every", "log_every"):
