@@ -52,3 +52,13 @@ def test_indivisible_microbatches_fail_before_compiling(tiny_shapes_dir):
     cfg = tiny_config(tiny_shapes_dir, "t2v", train__microbatches=0)
     with pytest.raises(ValueError, match="train.microbatches must be >= 1"):
         loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
+
+
+def test_train_cli_exits_2_on_indivisible_microbatches(tmp_path, capsys):
+    from emu_jax.cli import main
+    # 8 clips on 8 devices (mesh data=-1): 1 per shard, not divisible by 3.
+    code = main(["train", "--config", "configs/tiny.py:t2v", "--workdir", str(tmp_path / "run"),
+                 "--config.train.batch_size=8", "--config.train.microbatches=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.microbatches=3 does not divide the per-data-shard batch 8/8" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
