@@ -102,6 +102,7 @@ def test_tiny_train_step_compiles_for_tpu(tmp_path, capsys):
     assert "FLOPs per step" in out_text and "roofline" in out_text
 
 
+@pytest.mark.slow  # a TPU compile of the tiny step from the CPU
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e .[tpu]); CI installs .[test] only")
 def test_tiny_train_step_with_microbatches_compiles_for_tpu(tmp_path):
     out = tmp_path / "aot.json"
@@ -111,6 +112,7 @@ def test_tiny_train_step_with_microbatches_compiles_for_tpu(tmp_path):
     assert report["microbatches"] == 2 and report["global_batch"] == 8 and report["fits"]
 
 
+@pytest.mark.slow  # a TPU compile of the tiny step from the CPU
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e .[tpu]); CI installs .[test] only")
 def test_offload_remat_puts_residuals_in_host_memory(tmp_path):
     out = tmp_path / "aot.json"
