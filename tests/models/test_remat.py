@@ -25,6 +25,7 @@ def test_layer_scope_keeps_the_param_tree():
     assert shapes(cfg.replace(remat="full", remat_scope="layer")) == shapes(cfg)
 
 
+@pytest.mark.slow  # three gradient compiles of a one-level U-Net: minutes on the shared 2-core host
 def test_layer_scope_same_output_and_grad():
     cfg = _micro()
     params = jax.tree.map(lambda v: v + 0.01, init_params(cfg, jax.random.key(3)))  # grads reach temporal too
