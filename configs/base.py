@@ -26,6 +26,7 @@ def get_config(arg=None):
         trainable="temporal",       # 'temporal' (F, I) | 'spatial' (T2I) | 'all'
         train_text=False,           # also train the text encoders (the demo learns its own)
         steps=1000, batch_size=8, log_every=50, save_every=500, keep=3, async_save=True,
+        microbatches=1,             # gradient accumulation: each data shard's batch in N slices, one update
         ema_decay=0.0, loss_weighting="uniform", min_snr_gamma=5.0,
         drop_text=0.05, drop_image=0.05, drop_both=0.05,  # ours; SPEC leaves them open
         aug_max_level=250,          # interpolation: conditioning noise level ~ U[0, 250]

@@ -26,7 +26,13 @@ Remat: `model.unet.remat = 'full'` (each U-Net block recomputes its
 activations in the backward pass). 'save_dots' keeps every matmul output,
 including the spatial attention scores (4096 x 4096 per head and frame at a
 64x64 latent): `emu-video aot` measured 299 GiB of temporaries per v5p chip
-at 4 clips per chip, so it does not fit (docs/aot.md).
+at 4 clips per chip, so it does not fit (docs/aot.md). Full remat at the
+paper's 8 clips per v5p chip needs 108 GiB of temporaries (95.7 GiB HBM):
+the knobs for v5p-128 are `--config.train.microbatches=2` (gradient
+accumulation, same update; activations of 4 clips at a time) and
+`--config.model.unet.remat_scope=layer` (one attention / MLP rebuilt at a
+time in the backward), not yet compiled at this size (docs/aot.md);
+`train.microbatches` stays 1 here so larger slices do not pay for it.
 
 Paths (`train.init_from`, `data.data_dir`, `data.subset_file`) are
 placeholders under workdir/; set them with `--config.train.init_from=...`.

@@ -111,7 +111,13 @@ class DiagonalGaussian:
         return jnp.exp(0.5 * self.logvar)
 
     def sample(self, rng: Array) -> Array:
-        return self.mean + self.std * jax.random.normal(rng, self.mean.shape, self.mean.dtype)
+        """One key, or one key per example (`(B,)`, so an example's noise does not depend on B)."""
+        typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
+        if jnp.ndim(rng) == (1 if typed else 2):  # a (B,) typed or (B, 2) raw batch of keys
+            noise = jax.vmap(lambda k: jax.random.normal(k, self.mean.shape[1:], self.mean.dtype))(rng)
+        else:
+            noise = jax.random.normal(rng, self.mean.shape, self.mean.dtype)
+        return self.mean + self.std * noise
 
     def mode(self) -> Array:
         return self.mean

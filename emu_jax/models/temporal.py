@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from emu_jax.models import remat
 from emu_jax.models.attention import DEFAULT_BLOCK_KV, DEFAULT_BLOCK_Q
 from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
                                    constrain, timestep_embedding)
@@ -59,24 +60,27 @@ class TemporalBlock(nn.Module):
     dtype: Dtype = jnp.float32
     cross_attention: bool = False
     attention_blocks: tuple[int, int] = (DEFAULT_BLOCK_Q, DEFAULT_BLOCK_KV)  # (block_q, block_kv)
+    layer_remat: str = "none"  # remat policy of each attention / feed-forward (UNetConfig.remat_scope='layer')
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array | None = None,
                  context_mask: jax.Array | None = None) -> jax.Array:
         bq, bkv = self.attention_blocks
-        x = x + Attention(self.num_heads, self.head_dim, implementation=self.attention_impl, dtype=self.dtype,
-                          block_q=bq, block_kv=bkv, name="attn1")(LayerNorm(dtype=self.dtype, name="norm1")(x))
+        attn_cls = remat.remat(Attention, self.layer_remat)
+        x = x + attn_cls(self.num_heads, self.head_dim, implementation=self.attention_impl, dtype=self.dtype,
+                         block_q=bq, block_kv=bkv, name="attn1")(LayerNorm(dtype=self.dtype, name="norm1")(x))
+        x = remat.tag_residual(x)
         if self.cross_attention:
             # Rows are (b, h, w): fold pixels and frames into the query length, one context row per video.
             n, t, c = x.shape
             b = context.shape[0]
             q = LayerNorm(dtype=self.dtype, name="norm2")(x).reshape(b, (n // b) * t, c)
-            y = Attention(self.num_heads, self.head_dim, zero_out=True, implementation=self.attention_impl,
-                          dtype=self.dtype, block_q=bq, block_kv=bkv, name="attn2")(
-                              q, context.astype(self.dtype), context_mask)
-            x = x + y.reshape(n, t, c)
-        x = x + GEGLUFeedForward(dtype=self.dtype, name="ff")(LayerNorm(dtype=self.dtype, name="norm3")(x))
-        return x
+            y = attn_cls(self.num_heads, self.head_dim, zero_out=True, implementation=self.attention_impl,
+                         dtype=self.dtype, block_q=bq, block_kv=bkv, name="attn2")(
+                             q, context.astype(self.dtype), context_mask)
+            x = remat.tag_residual(x + y.reshape(n, t, c))
+        ff = remat.remat(GEGLUFeedForward, self.layer_remat)(dtype=self.dtype, name="ff")
+        return remat.tag_residual(x + ff(LayerNorm(dtype=self.dtype, name="norm3")(x)))
 
 
 class TemporalAttention(nn.Module):
@@ -96,6 +100,7 @@ class TemporalAttention(nn.Module):
     dtype: Dtype = jnp.float32
     cross_attention: bool = False
     attention_blocks: tuple[int, int] = (DEFAULT_BLOCK_Q, DEFAULT_BLOCK_KV)  # (block_q, block_kv)
+    layer_remat: str = "none"  # passed to each TemporalBlock
 
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array | None = None,
@@ -113,8 +118,9 @@ class TemporalAttention(nn.Module):
         y_NTC = y_NTC + pos_TC[None]
         for i in range(self.num_layers):
             y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
-                                  self.cross_attention, self.attention_blocks, name=f"transformer_blocks_{i}")(
-                                      y_NTC, context, context_mask)
+            y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
+                                  self.cross_attention, self.attention_blocks, self.layer_remat,
+                                  name=f"transformer_blocks_{i}")(y_NTC, context, context_mask)
         y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)
         y = y_NTC.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
         return x + y.astype(x.dtype)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
                                    constrain)
+from emu_jax.models import remat
 from emu_jax.models.temporal import TemporalAttention, TemporalConv
 from emu_jax.models.unet_config import UNetConfig
 
@@ -32,18 +33,17 @@ def _use_temporal(module: nn.Module, cfg: UNetConfig, image_mode: bool) -> bool:
     return cfg.temporal and (not image_mode or module.is_initializing())
 
 
-def _remat(cls, cfg: UNetConfig, static_argnums: tuple[int, ...]):
-    """Wrap a block class in `nn.remat` according to `cfg.remat`.
-
-    'save_dots' keeps every matmul output, attention scores included (large at
-    64x64 latents); 'save_dots_no_batch' keeps only matmuls without batch
-    dimensions (projections, feed-forward), recomputing the scores.
-    """
-    if cfg.remat == "none":
+def _remat(cls, cfg: UNetConfig, static_argnums: tuple[int, ...], scope: str = "block"):
+    """`cls` wrapped in `nn.remat` with `cfg.remat`'s policy if `scope` is `cfg.remat_scope`
+    (see emu_jax.models.remat); blocks of the other scope run unwrapped."""
+    if scope != cfg.remat_scope:
         return cls
-    policy = {"save_dots": jax.checkpoint_policies.checkpoint_dots,
-              "save_dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}.get(cfg.remat)
-    return nn.remat(cls, policy=policy, static_argnums=static_argnums)
+    return remat.remat(cls, cfg.remat, static_argnums)
+
+
+def _layer_remat(cfg: UNetConfig) -> str:
+    """The policy for each attention / feed-forward layer ('none' unless remat_scope='layer')."""
+    return cfg.remat if cfg.remat_scope == "layer" else "none"
 
 
 def conv3x3(parent: nn.Module, cfg: UNetConfig, x: jax.Array, features: int, name: str, num_frames: int,
@@ -69,7 +69,7 @@ class ResBlock(nn.Module):
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm1")(x))
         h = conv3x3(self, cfg, h, self.out_channels, "conv1", num_frames, image_mode)
         t = Dense(self.out_channels, ("mlp", "embed"), dtype=dtype, name="time_emb_proj")(nn.silu(temb))
-        h = h + t[:, None, None, :]
+        h = remat.tag_residual(h + t[:, None, None, :])
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm2")(h))
         h = conv3x3(self, cfg, h, self.out_channels, "conv2", num_frames, image_mode)
         if x.shape[-1] != self.out_channels:
@@ -89,15 +89,18 @@ class BasicTransformerBlock(nn.Module):
         cfg, dtype = self.cfg, _dtype(self.cfg)
         attn = dict(implementation=cfg.attention_impl, upcast=cfg.upcast_attention, dtype=dtype,
                     block_q=cfg.attention_block_q, block_kv=cfg.attention_block_kv)
-        x = x + Attention(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
+        attn_cls = remat.remat(Attention, _layer_remat(cfg))
+        ff_cls = remat.remat(GEGLUFeedForward, _layer_remat(cfg))
+        x = x + attn_cls(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
+        x = remat.tag_residual(x)
         # Cross-attention is per query token, so all T frames of a sample share one context row:
         # fold frames into the query length instead of repeating the context T times.
         n, l, c = x.shape
         b = context.shape[0]
         q_in = LayerNorm(dtype=dtype, name="norm2")(x).reshape(b, (n // b) * l, c)
-        y = Attention(self.num_heads, self.head_dim, name="attn2", **attn)(q_in, context.astype(dtype), context_mask)
-        x = x + y.reshape(n, l, c)
-        return x + GEGLUFeedForward(dtype=dtype, name="ff")(LayerNorm(dtype=dtype, name="norm3")(x))
+        y = attn_cls(self.num_heads, self.head_dim, name="attn2", **attn)(q_in, context.astype(dtype), context_mask)
+        x = remat.tag_residual(x + y.reshape(n, l, c))
+        return remat.tag_residual(x + ff_cls(dtype=dtype, name="ff")(LayerNorm(dtype=dtype, name="norm3")(x)))
 
 
 class SpatialTransformer(nn.Module):
@@ -148,7 +151,8 @@ class LevelBlock(nn.Module):
         out_c = cfg.level_channels[self.level]
         heads = cfg.level_heads[self.level]
         has_attn = self.kind == "mid" or cfg.level_has_attention(self.level)
-        res_cls = _remat(ResBlock, cfg, static_argnums=(3, 4))
+        # A resnet is one layer: rematerialised whole in either scope.
+        res_cls = remat.remat(ResBlock, cfg.remat, static_argnums=(3, 4))
         attn_cls = _remat(SpatialTransformer, cfg, static_argnums=())
         tattn_cls = _remat(TemporalAttention, cfg, static_argnums=())
         outputs = []
@@ -163,8 +167,10 @@ class LevelBlock(nn.Module):
                     h, contexts, context_masks)
                 if _use_temporal(self, cfg, image_mode):
                     tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
+                    tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
                                       _dtype(cfg), cfg.temporal_cross_attention,
-                                      (cfg.attention_block_q, cfg.attention_block_kv), name=f"temporal_attentions_{i}")
+                                      (cfg.attention_block_q, cfg.attention_block_kv), layer_remat=_layer_remat(cfg),
+                                      name=f"temporal_attentions_{i}")
                     z = tattn(h, contexts[0], context_masks[0]) if cfg.temporal_cross_attention else tattn(h)
                     h = h if image_mode else z
             outputs.append(h)

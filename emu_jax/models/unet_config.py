@@ -11,8 +11,9 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 from emu_jax.models.attention import ATTENTION_IMPLS, check_block_sizes
+from emu_jax.models.remat import POLICIES as REMAT_POLICIES
+from emu_jax.models.remat import SCOPES as REMAT_SCOPES
 
-REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -69,7 +70,8 @@ class UNetConfig:
     attention_impl: str | None = "auto"
     attention_block_q: int = 512  # splash / blocked query tile (multiple of 128)
     attention_block_kv: int = 512  # splash / blocked key tile (multiple of 128)
-    remat: str = "none"
+    remat: str = "none"  # emu_jax.models.remat: none | full | save_dots | save_dots_no_batch | offload
+    remat_scope: str = "block"  # 'block': each resnet / transformer block; 'layer': each attention and MLP
     upcast_attention: bool = False
 
     def __post_init__(self):
@@ -99,6 +101,7 @@ class UNetConfig:
             raise ValueError(f"with {len(self.context_dims)} contexts, transformer_layers must be "
                              f"{len(self.context_dims)} everywhere (layer i attends context i), got {layers}")
         for name, value, allowed_values in (("dtype", self.dtype, DTYPES), ("remat", self.remat, REMAT_POLICIES),
+                                            ("remat_scope", self.remat_scope, REMAT_SCOPES),
                                             ("attention_impl", self.attention_impl, ATTENTION_IMPLS)):
             if value not in allowed_values:
                 raise ValueError(f"{name}={value!r} not in {allowed_values}")

@@ -28,8 +28,9 @@ import time
 from typing import Callable
 
 from emu_jax.models.unet_config import REMAT_POLICIES
+from emu_jax.training.aot_report import GiB, AotReport
 
-GiB = 1024 ** 3
+__all__ = ["AotReport", "GiB", "compile_train_step", "find_max_batch", "main", "resolve_topology"]
 log = logging.getLogger(__name__)
 
 
@@ -39,13 +40,15 @@ class Generation:
     hbm_gib: float  # HBM per chip
     cores_per_name_unit: int  # 2: slice names count TensorCores (v4, v5p); 1: they count chips
     ndim: int  # torus dimensions
+    peak_tflops_bf16: float  # per chip, Cloud TPU's published dense bf16 peak
+    hbm_gb_per_s: float  # per chip
 
 
 GENERATIONS = {
-    "v4": Generation("v4", 32, 2, 3),
-    "v5p": Generation("v5p", 95, 2, 3),
-    "v5e": Generation("v5e", 16, 1, 2),
-    "v6e": Generation("v6e", 32, 1, 2),
+    "v4": Generation("v4", 32, 2, 3, 275, 1228),
+    "v5p": Generation("v5p", 95, 2, 3, 459, 2765),
+    "v5e": Generation("v5e", 16, 1, 2, 197, 819),
+    "v6e": Generation("v6e", 32, 1, 2, 918, 1640),
 }
 ALIASES = {"v5litepod": "v5e", "v5lite": "v5e", "v6": "v6e"}
 
@@ -60,6 +63,10 @@ class Topology:
     @property
     def hbm_bytes_per_chip(self) -> int:
         return int(GENERATIONS[self.generation].hbm_gib * GiB)
+
+    @property
+    def chip(self) -> Generation:
+        return GENERATIONS[self.generation]
 
 
 def chip_grid(num_chips: int, ndim: int) -> tuple[int, ...]:
@@ -119,41 +126,6 @@ def topology_devices(topo: Topology) -> list:
                          f"{str(e).splitlines()[0]}") from e
 
 
-@dataclasses.dataclass
-class AotReport:
-    topology: str
-    devices: int
-    mesh: dict
-    global_batch: int
-    per_device_batch: int
-    remat: str
-    argument_bytes: int  # per device
-    output_bytes: int
-    temp_bytes: int
-    alias_bytes: int  # donated state: counted in arguments and outputs once
-    hbm_bytes: int  # per device
-    flops: float  # per device, from the compiled module
-
-    @property
-    def total_bytes(self) -> int:
-        return self.argument_bytes + self.output_bytes + self.temp_bytes - self.alias_bytes
-
-    @property
-    def fits(self) -> bool:
-        return self.total_bytes <= self.hbm_bytes
-
-    def table(self) -> str:
-        g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
-        rows = [("topology", f"{self.topology} ({self.devices} devices, mesh {self.mesh})"),
-                ("batch", f"{self.global_batch} global, {self.per_device_batch} per device"),
-                ("remat", self.remat), ("arguments", g(self.argument_bytes)), ("outputs", g(self.output_bytes)),
-                ("temporaries", g(self.temp_bytes)), ("aliased (donated)", g(self.alias_bytes)),
-                ("total", f"{g(self.total_bytes)} of {g(self.hbm_bytes)} HBM "
-                          f"({100 * self.total_bytes / self.hbm_bytes:.0f}%, {'fits' if self.fits else 'DOES NOT FIT'})"),
-                ("FLOPs per step", f"{self.flops:.3e} per device, {self.flops * self.devices:.3e} total")]
-        return "\n".join(f"{k:>18}: {v}" for k, v in rows)
-
-
 def abstract_batch(run, global_batch: int, input_kind: str) -> dict:
     """ShapeDtypeStructs of one global batch, sharded over the data-parallel axes."""
     import jax
@@ -177,41 +149,95 @@ def abstract_batch(run, global_batch: int, input_kind: str) -> dict:
             for k, (s, d) in shapes.items()}
 
 
-def prepare_config(cfg, per_device_batch: int, num_devices: int, remat: str | None):
-    """The run's config with the AOT batch and remat; tokenizers become byte-level stand-ins
+def prepare_config(cfg, per_device_batch: int, num_devices: int, remat: str | None,
+                   microbatches: int | None = None):
+    """The run's config with the AOT batch, remat and microbatches; tokenizers become byte-level stand-ins
     (only the empty prompt's tokens are computed from them; shapes come from max_length)."""
     cfg = cfg.copy_and_resolve_references()
     cfg.train.batch_size = per_device_batch * num_devices
     if remat:
         cfg.model.unet.remat = remat
+    if microbatches:
+        cfg.train.microbatches = microbatches
     for te in cfg.model.text_encoders:
         te["tokenizer"] = "byte"
     return cfg
 
 
+def uses_splash(unet_cfg) -> bool:
+    """Whether the U-Net's attention runs as the splash Pallas kernel on TPU (XLA does not count its FLOPs)."""
+    return unet_cfg.attention_impl in ("splash", "auto")  # 'auto' resolves to splash on TPU
+
+
+def analytic_flops(run, cfg, input_kind: str) -> tuple[float, float]:
+    """(model FLOPs, Pallas-kernel FLOPs) of one step over the whole slice, from the config.
+
+    Model: the U-Net's forward + backward (emu_jax.models.flops.train_step_flops) plus the frozen
+    text encoders' forward (2 x non-embedding params x tokens; their attention cores are left out).
+    The VAE encoder (video input) is not counted. Kernel: the attention cores' FLOPs when they run
+    as splash, as executed: forward (twice under remat) + backward (2x).
+    """
+    from flax import traverse_util
+    from flax.core import meta
+
+    from emu_jax.models import flops
+    from emu_jax.training import loop
+
+    emu = run.model.config
+    _, _, spec = loop.build(cfg)
+    b = cfg.train.batch_size
+    frames = 1 if spec.task == "t2i" else (loop.expected_frames(emu, spec) or cfg.data.num_frames)
+    text_len = emu.text[0].max_length
+    step = flops.train_step_flops(emu.unet, b, frames, emu.latent_size, emu.latent_size, text_len,
+                                  cfg.train.trainable, image_mode=spec.task == "t2i")
+    model = step["total"]
+    del input_kind  # both batch kinds carry token ids: the text encoders run in the step
+    text = meta.unbox(run.model.abstract_params()["text"])
+    for i, enc in enumerate(emu.text):
+        leaves = traverse_util.flatten_dict(dict(text[str(i)]), sep="/")
+        n = sum(math.prod(v.shape) for k, v in leaves.items() if "embed" not in k.lower())
+        model += 2 * n * enc.max_length * b
+    kernel = 0.0
+    if uses_splash(emu.unet):
+        attn = step["forward_attention_spatial"] + step["forward_attention_temporal"]
+        kernel = attn * (2 if emu.unet.remat != "none" else 1) + 2 * attn
+    return model, kernel
+
+
 def compile_train_step(cfg, topo: Topology, devices: list, per_device_batch: int,
-                       remat: str | None = None, input_kind: str = "video") -> AotReport:
-    """Lower + compile the sharded train step for `devices`; memory and FLOPs per device."""
+                       remat: str | None = None, input_kind: str = "video",
+                       microbatches: int | None = None) -> AotReport:
+    """Lower + compile the sharded train step for `devices`; memory, FLOPs and roofline per device."""
     from emu_jax import sharding
     from emu_jax.training import loop
 
-    cfg = prepare_config(cfg, per_device_batch, len(devices), remat)
+    cfg = prepare_config(cfg, per_device_batch, len(devices), remat, microbatches)
     mesh = sharding.make_mesh(dict(cfg.mesh.shape), devices)
     run = loop.make_run(cfg, mesh)  # validates the config; abstract state only
     t0 = time.perf_counter()
     with sharding.use_mesh(run.mesh, run.rules):
         lowered = run.step_fn.lower(run.abstract_state(), abstract_batch(run, cfg.train.batch_size, input_kind))
     log.info("lowered in %.0f s", time.perf_counter() - t0)
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     compiled = lowered.compile()
-    log.info("compiled in %.0f s", time.perf_counter() - t0)
+    t2 = time.perf_counter()
+    log.info("compiled in %.0f s", t2 - t1)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    hbm = topo.hbm_bytes_per_chip * topo.num_chips // len(devices)
-    return AotReport(topo.name, len(devices), dict(mesh.shape), cfg.train.batch_size, per_device_batch,
+    n = len(devices)
+    hbm = topo.hbm_bytes_per_chip * topo.num_chips // n
+    per_chip = topo.num_chips / n  # v4 / v5p megacore: one device per chip
+    model_flops, kernel_flops = analytic_flops(run, cfg, input_kind)
+    return AotReport(topo.name, n, dict(mesh.shape), cfg.train.batch_size, per_device_batch,
                      run.model.config.unet.remat, int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
-                     int(mem.temp_size_in_bytes), int(mem.alias_size_in_bytes), hbm, float(cost.get("flops", 0.0)))
+                     int(mem.temp_size_in_bytes), int(mem.alias_size_in_bytes), hbm, float(cost.get("flops", 0.0)),
+                     microbatches=int(cfg.train.get("microbatches", 1)), compile_seconds=round(t2 - t0, 1),
+                     host_temp_bytes=int(getattr(mem, "host_temp_size_in_bytes", 0) or 0),
+                     bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+                     model_flops=model_flops / n, kernel_flops=kernel_flops / n,
+                     peak_flops_per_s=topo.chip.peak_tflops_bf16 * 1e12 * per_chip,
+                     hbm_bytes_per_s=topo.chip.hbm_gb_per_s * 1e9 * per_chip)
 
 
 def _out_of_memory(e: Exception) -> bool:
@@ -251,6 +277,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Needs libtpu (pip install -e .[tpu]); no TPU: this host compiles for the slice.\n"
         "Slices: v4-N / v5p-N count TensorCores (v5p-8 = 2x2x1 chips, v5p-128 = 4x4x4),\n"
         "v5e-N / v6e-N count chips (v5e-256 = 16x16). HBM per chip: v5p 95, v4 32, v6e 32, v5e 16 GiB.\n"
+        "Roofline: bf16 peak / HBM bandwidth per chip: v5p 459 TFLOP/s, 2765 GB/s; v5e 197, 819;\n"
+        "v6e 918, 1640; v4 275, 1228.\n"
         "Example: emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128 --find-max-batch")
     add_config_argument(parser)
     parser.add_argument("--topology", required=True,
@@ -264,6 +292,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", choices=("auto", "video", "latents"), default="auto",
                         help="batch holds pixels (VAE encode inside the step) or cached latents; "
                              "auto: latents when data.name == 'latents'")
+    parser.add_argument("--microbatches", type=int, default=None,
+                        help="gradient accumulation: split each device's batch into N microbatches "
+                             "(default: the config's train.microbatches)")
     parser.add_argument("--find-max-batch", action="store_true",
                         help="search (doubling, then bisection) the largest per-chip batch that fits in HBM")
     parser.add_argument("--json", default=None, help="also write the report(s) to this JSON file")
@@ -277,6 +308,16 @@ def _setup(args: argparse.Namespace):
     cfg = config_from_args(args.config, args.config_overrides)
     if args.per_chip_batch is not None and args.per_chip_batch < 1:
         raise ValueError(f"--per-chip-batch must be >= 1, got {args.per_chip_batch}")
+    microbatches = getattr(args, "microbatches", None)
+    if microbatches is not None and microbatches < 1:
+        raise ValueError(f"--microbatches must be >= 1, got {microbatches}")
+    from emu_jax import sharding
+    from emu_jax.training.step import check_microbatches
+    num_devices = topo.num_chips  # one JAX device per chip on every generation here (megacore on v4 / v5p)
+    per_device = args.per_chip_batch or cfg.train.batch_size // num_devices
+    shape = sharding.resolve_mesh_shape(dict(cfg.mesh.shape), num_devices)
+    check_microbatches(per_device * num_devices, shape["data"] * shape["fsdp"],
+                       microbatches or cfg.train.get("microbatches", 1))
     require_libtpu()
     import jax
     if not os.environ.get("JAX_PLATFORMS"):
@@ -309,7 +350,8 @@ def main(args: argparse.Namespace) -> int:
     def one(b: int) -> AotReport | None:
         print(f"compiling per-device batch {b} ...", flush=True)
         try:
-            report = compile_train_step(cfg, topo, devices, b, args.remat, input_kind)
+            report = compile_train_step(cfg, topo, devices, b, args.remat, input_kind,
+                                        getattr(args, "microbatches", None))
         except Exception as e:  # the TPU compiler refuses programs that cannot fit
             if _out_of_memory(e):
                 why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
@@ -331,8 +373,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"topology": topo.name, "libtpu_topology": topo.libtpu_name, "max_per_chip_batch": best,
-                       "reports": [dict(dataclasses.asdict(r), total_bytes=r.total_bytes, fits=r.fits)
-                                   for r in reports]}, f, indent=2)
+                       "reports": [r.summary() for r in reports]}, f, indent=2)
     return 0 if ok else 1
 
 

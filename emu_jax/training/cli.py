@@ -33,7 +33,20 @@ def main(args: argparse.Namespace) -> int:
         from emu_jax.training.vae_train import train_vae as train
     else:
         from emu_jax.training.loop import train
+        try:  # the per-shard batch split, named before the model is built or anything compiles
+            _check_microbatches(cfg)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     extra = {"rewrite_meta": args.rewrite_meta} if cfg.train.task != "vae" else {}
     summary = train(cfg, args.workdir, stop_after=args.stop_after, **extra)
     print({k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()})
     return 0
+
+
+def _check_microbatches(cfg) -> None:
+    import jax
+
+    from emu_jax import sharding
+    from emu_jax.training.step import check_microbatches
+    shape = sharding.resolve_mesh_shape(dict(cfg.mesh.shape), jax.device_count())
+    check_microbatches(cfg.train.batch_size, shape["data"] * shape["fsdp"], cfg.train.get("microbatches", 1))

@@ -31,7 +31,7 @@ from emu_jax.training import run_meta
 from emu_jax.training.init_from import load_init_params, overlay_params
 from emu_jax.training.optim import make_optimizer
 from emu_jax.training.state import abstract_state, create_state
-from emu_jax.training.step import LossSpec, make_train_step
+from emu_jax.training.step import LossSpec, check_microbatches, make_train_step
 from emu_jax.training.trainable import make_trainable_rule
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,11 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
     if t.batch_size % dp:
         raise UserError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
                          f"(mesh {dict(mesh.shape)})")
+    check_microbatches(t.batch_size, dp, t.get("microbatches", 1))
+    platform = mesh.devices.flat[0].platform
+    if emu_cfg.unet.remat == "offload" and platform not in ("tpu", "gpu", "cuda", "rocm"):
+        raise ValueError(f"model.unet.remat='offload' moves residuals to pinned host memory, which needs a TPU "
+                         f"or GPU; this mesh is on {platform!r}: use 'full' (or 'save_dots_no_batch')")
     if t.batch_size % jax.process_count():
         raise UserError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
     for name in ("steps", "save_every", "log_every"):
@@ -183,7 +188,8 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     if not jax.tree.leaves(boxed.trainable):
         raise UserError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
     state_sh = sharding.params_shardings(boxed, mesh, rules)
-    step_fn = jax.jit(make_train_step(model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay),
+    step_fn = jax.jit(make_train_step(model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay,
+                                      cfg.train.get("microbatches", 1)),
                       in_shardings=(state_sh, None), out_shardings=(state_sh, None), donate_argnums=0)
     return Run(cfg, model, mesh, rules, boxed, state_sh, step_fn,
                lambda p: create_state(p, is_trainable, tx, use_ema))

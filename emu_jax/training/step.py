@@ -6,6 +6,12 @@
 Condition dropout (text / image / both) trains the unconditional branches that
 classifier-free guidance needs. A non-finite loss or gradient leaves the state
 unchanged and is reported in the metrics, so a bad update is never saved.
+
+Every random draw of an example (VAE sample, timestep, noise, dropout, frame,
+augmentation) comes from that example's own key, `fold_in(step key, global
+example index)`, so splitting the batch into `microbatches` (gradient
+accumulation: a `lax.scan` summing fp32 gradients, one optimiser update) gives
+the same draws, loss and update as the whole batch at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from emu_jax import conditioning
 from emu_jax.diffusion import objectives
 from emu_jax.diffusion.schedules import Schedule
 from emu_jax.models.trainable import merge_params
+from emu_jax.sharding import constrain
 from emu_jax.training.state import TrainState, ema_update
 
 TASKS = ("t2i", "t2v", "interp")
@@ -54,9 +61,14 @@ class LossSpec:
                              "and sum to at most 1")
 
 
-def _dropout_masks(rng: jax.Array, batch: int, spec: LossSpec) -> tuple[jax.Array, jax.Array]:
+def _per_example(draw: Callable, keys: jax.Array) -> jax.Array:
+    """`draw(key)` for each example's key `(B,)`, stacked: independent of how the batch is split."""
+    return jax.vmap(draw)(keys)
+
+
+def _dropout_masks(keys: jax.Array, spec: LossSpec) -> tuple[jax.Array, jax.Array]:
     """(keep_text, keep_image) per example, from one uniform draw so the cases are exclusive."""
-    u = jax.random.uniform(rng, (batch,))
+    u = _per_example(lambda k: jax.random.uniform(k, ()), keys)
     drop_text_only = u < spec.drop_text
     drop_image_only = (u >= spec.drop_text) & (u < spec.drop_text + spec.drop_image)
     drop_both = (u >= spec.drop_text + spec.drop_image) & (u < spec.drop_text + spec.drop_image + spec.drop_both)
@@ -64,18 +76,24 @@ def _dropout_masks(rng: jax.Array, batch: int, spec: LossSpec) -> tuple[jax.Arra
 
 
 def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: dict,
-            rng: jax.Array) -> tuple[jax.Array, dict]:
-    """Mean diffusion loss over the batch; `model` is an `EmuModel`."""
-    r_vae, r_t, r_noise, r_drop, r_frame, r_aug, r_aug_noise = jax.random.split(rng, 7)
+            rng: jax.Array, example_ids: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """Mean diffusion loss over the batch; `model` is an `EmuModel`.
+
+    `example_ids` `(B,)`: each example's index in the global batch (default 0..B-1); example i
+    draws all its randomness from `fold_in(rng, example_ids[i])`.
+    """
+    b = jax.tree.leaves(batch)[0].shape[0]
+    ids = jnp.arange(b) if example_ids is None else example_ids
+    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(rng, i), 7))(ids)  # (B, 7)
+    r_vae, r_t, r_noise, r_drop, r_frame, r_aug, r_aug_noise = (keys[:, j] for j in range(7))
     latents = model.batch_latents(params, batch, r_vae)  # (B, T, h, w, c)
-    b = latents.shape[0]
-    keep_text, keep_image = _dropout_masks(r_drop, b, spec)
+    keep_text, keep_image = _dropout_masks(r_drop, spec)
     contexts, context_masks = model.batch_contexts(params, batch, keep_text)
 
     cond, cond_level, image_mode = None, None, False
     if spec.task == "t2i":
         # One random frame per clip: a text-to-image example.
-        idx = jax.random.randint(r_frame, (b,), 0, latents.shape[1])
+        idx = _per_example(lambda k: jax.random.randint(k, (), 0, latents.shape[1]), r_frame)
         latents = latents[jnp.arange(b), idx][:, None]
         image_mode = True
     elif spec.task == "t2v":
@@ -83,12 +101,16 @@ def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: 
             conditioning.image_condition(latents[:, 0], latents.shape[1]), keep_image)
     else:
         given = conditioning.given_frames(latents, spec.layout)
-        cond_level = jax.random.randint(r_aug, (b,), 0, spec.aug_max_level + 1)
-        given = conditioning.noise_augment(given, cond_level, schedule.alphas_cumprod, r_aug_noise)
+        cond_level = _per_example(lambda k: jax.random.randint(k, (), 0, spec.aug_max_level + 1), r_aug)
+        # conditioning.noise_augment with per-example noise (its single-key draw would depend on B).
+        a = conditioning.augmentation_alpha_bar(schedule.alphas_cumprod, cond_level).astype(given.dtype)
+        a = a.reshape((-1,) + (1,) * (given.ndim - 1))
+        aug_noise = _per_example(lambda k: jax.random.normal(k, given.shape[1:], given.dtype), r_aug_noise)
+        given = jnp.sqrt(a) * given + jnp.sqrt(1.0 - a) * aug_noise
         cond = conditioning.drop_condition(conditioning.interpolation_condition(given, spec.layout), keep_image)
 
-    t = jax.random.randint(r_t, (b,), 0, schedule.num_train_steps)
-    noise = jax.random.normal(r_noise, latents.shape, latents.dtype)
+    t = _per_example(lambda k: jax.random.randint(k, (), 0, schedule.num_train_steps), r_t)
+    noise = _per_example(lambda k: jax.random.normal(k, latents.shape[1:], latents.dtype), r_noise)
     x_t = objectives.q_sample(schedule, latents, t, noise)
     out = model.denoise(params, x_t, t, contexts, cond=cond, image_mode=image_mode,
                         cond_level=cond_level, context_masks=context_masks)
@@ -97,18 +119,65 @@ def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: 
     return per_example.mean(), {"t_mean": t.astype(jnp.float32).mean()}
 
 
+def split_microbatches(batch: dict, microbatches: int) -> tuple[dict, jax.Array]:
+    """`(B, ...)` arrays -> `(N, B/N, ...)` and the global example ids `(N, B/N)`.
+
+    Microbatch k takes examples k, k+N, k+2N, ...: with the batch sharded in contiguous
+    blocks over the data axes, every shard contributes equally to every microbatch, so no
+    example moves between devices. Needs B / data shards divisible by N (`check_microbatches`).
+    """
+    b = jax.tree.leaves(batch)[0].shape[0]
+    if b % microbatches:
+        raise ValueError(f"batch of {b} examples is not divisible by train.microbatches={microbatches}")
+
+    def split(x):
+        y = jnp.swapaxes(x.reshape((b // microbatches, microbatches) + x.shape[1:]), 0, 1)
+        return constrain(y, (None, "activation_batch") + (None,) * (x.ndim - 1))
+    return jax.tree.map(split, batch), split(jnp.arange(b))
+
+
+def check_microbatches(batch_size: int, data_shards: int, microbatches: int) -> None:
+    """ValueError unless each data shard's share of the batch splits into `microbatches` equal parts."""
+    if microbatches < 1:
+        raise ValueError(f"train.microbatches must be >= 1, got {microbatches}")
+    per_shard = batch_size // data_shards
+    if batch_size % data_shards or per_shard % microbatches:
+        raise ValueError(f"train.microbatches={microbatches} does not divide the per-data-shard batch "
+                         f"{batch_size}/{data_shards} = {batch_size / data_shards:g}; allowed: divisors of it")
+
+
 def make_train_step(model: Any, schedule: Schedule, spec: LossSpec, tx: optax.GradientTransformation,
-                    lr_fn: Callable, seed: int, ema_decay: float = 0.0) -> Callable:
-    """`step(state, batch) -> (state, metrics)`; jit it with shardings and `donate_argnums=0`."""
+                    lr_fn: Callable, seed: int, ema_decay: float = 0.0, microbatches: int = 1) -> Callable:
+    """`step(state, batch) -> (state, metrics)`; jit it with shardings and `donate_argnums=0`.
+
+    `microbatches` N > 1 accumulates the gradient over N slices of the batch (same result as N = 1
+    up to float summation order; activations of only B/N examples live at once)."""
     base_key = jax.random.key(seed)
+    if microbatches < 1:
+        raise ValueError(f"train.microbatches must be >= 1, got {microbatches}")
 
     def step(state: TrainState, batch: dict):
         rng = jax.random.fold_in(base_key, state.step)
 
-        def objective(trainable):
-            return loss_fn(model, schedule, spec, merge_params(trainable, state.frozen), batch, rng)
+        def objective(trainable, mb, ids):
+            return loss_fn(model, schedule, spec, merge_params(trainable, state.frozen), mb, rng, ids)
 
-        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        if microbatches == 1:
+            b = jax.tree.leaves(batch)[0].shape[0]
+            (loss, aux), grads = grad_fn(state.trainable, batch, jnp.arange(b))
+        else:
+            mbs, ids = split_microbatches(batch, microbatches)
+
+            def accumulate(grad_sum, xs):
+                (l, a), g = grad_fn(state.trainable, *xs)
+                return jax.tree.map(lambda s, v: s + v.astype(jnp.float32), grad_sum, g), (l, a)
+
+            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.trainable)
+            grads, (losses, auxes) = jax.lax.scan(accumulate, zeros, (mbs, ids))
+            loss, aux = losses.mean(), jax.tree.map(lambda v: v.mean(), auxes)
+            # Equal-size microbatches: the mean of their means is the batch mean (and its gradient).
+            grads = jax.tree.map(lambda g, p: (g / microbatches).astype(p.dtype), grads, state.trainable)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
