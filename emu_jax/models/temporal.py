@@ -118,7 +118,6 @@ class TemporalAttention(nn.Module):
         y_NTC = y_NTC + pos_TC[None]
         for i in range(self.num_layers):
             y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
-            y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
                                   self.cross_attention, self.attention_blocks, self.layer_remat,
                                   name=f"transformer_blocks_{i}")(y_NTC, context, context_mask)
         y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)

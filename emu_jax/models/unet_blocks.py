@@ -167,7 +167,6 @@ class LevelBlock(nn.Module):
                     h, contexts, context_masks)
                 if _use_temporal(self, cfg, image_mode):
                     tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
-                    tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
                                       _dtype(cfg), cfg.temporal_cross_attention,
                                       (cfg.attention_block_q, cfg.attention_block_kv), layer_remat=_layer_remat(cfg),
                                       name=f"temporal_attentions_{i}")
