@@ -57,18 +57,36 @@ def main(argv=None) -> int:
 
     q = abstract((chips * args.items, 4096, args.heads, 64), jnp.bfloat16)
     for impl in impls if "core" in cases else ():
+
         def grad(q, k, v, impl=impl):
             def f(q, k, v):
                 return jnp.sum(attention.dot_product_attention(q, k, v, None, impl).astype(jnp.float32))
+
             return jax.grad(f, (0, 1, 2))(q, k, v)
+
         report(f"core fwd+bwd {args.items}x{args.heads}x4096x64 bf16/chip [{impl}]", grad, q, q, q)
     vq = abstract((chips, 4096, 1, 512), jnp.bfloat16)
     for impl in impls if "vae" in cases else ():
-        report(f"VAE mid attention fwd 1x1x4096x512 bf16/chip [{impl}]",
-               lambda q, k, v, impl=impl: attention.dot_product_attention(q, k, v, None, impl), vq, vq, vq)
-    cfg = UNetConfig(in_channels=4, out_channels=4, model_channels=64, channel_mult=(1, 2), num_res_blocks=1,
-                     attention_resolutions=(1,), num_heads=None, head_dim=64, context_dims=(64,), norm_groups=32,
-                     dtype="bfloat16")
+        report(
+            f"VAE mid attention fwd 1x1x4096x512 bf16/chip [{impl}]",
+            lambda q, k, v, impl=impl: attention.dot_product_attention(q, k, v, None, impl),
+            vq,
+            vq,
+            vq,
+        )
+    cfg = UNetConfig(
+        in_channels=4,
+        out_channels=4,
+        model_channels=64,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(1,),
+        num_heads=None,
+        head_dim=64,
+        context_dims=(64,),
+        norm_groups=32,
+        dtype="bfloat16",
+    )
     params = nn.meta.unbox(abstract_params(cfg))
     pspec = jax.tree.map(lambda a: abstract(a.shape, a.dtype, False), params)
     x = abstract((chips, 2, 32, 32, 4), jnp.float32)
@@ -79,6 +97,7 @@ def main(argv=None) -> int:
 
         def loss(p, x, t, ctx, c=c):
             return jnp.mean(UNet(c).apply({"params": p}, x, t, (ctx,)).astype(jnp.float32) ** 2)
+
         report(f"U-Net 64ch 2 frames 32x32 fwd+bwd bf16/chip [{impl}]", jax.grad(loss), pspec, x, t, ctx)
     return 0
 

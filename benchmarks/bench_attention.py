@@ -36,7 +36,7 @@ def interleaved(fns: dict, rounds: int) -> dict:
     times = {k: [] for k in fns}
     names = list(fns)
     for r in range(rounds):
-        for k in (names if r % 2 == 0 else names[::-1]):
+        for k in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t0)
@@ -54,8 +54,10 @@ def bench_shape(q, k, v, g, impls, block) -> dict:
     fns = {}
     jq, jk, jv, jg = map(jnp.asarray, (q, k, v, g))
     for impl in impls:
+
         def f(q, k, v, impl=impl):
             return attention.dot_product_attention(q, k, v, None, impl, block_q=block, block_kv=block)
+
         fwd = jax.jit(f)
         grad = jax.jit(jax.grad(lambda q, k, v, g, f=f: jnp.sum(f(q, k, v) * g), (0, 1, 2)))
         fns[("fwd", impl)] = lambda fwd=fwd: fwd(jq, jk, jv).block_until_ready()
@@ -78,8 +80,11 @@ def bench_shape(q, k, v, g, impls, block) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", default="16x8x1024x40,16x4x1024x64,16x8x256x40,16x4x256x64",
-                   help="comma-separated BxNxLxD (batch*frames, heads, tokens, head dim)")
+    p.add_argument(
+        "--shapes",
+        default="16x8x1024x40,16x4x1024x64,16x8x256x40,16x4x256x64",
+        help="comma-separated BxNxLxD (batch*frames, heads, tokens, head dim)",
+    )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--impls", default="xla,blocked", help="comma-separated subset of xla,blocked")
     p.add_argument("--block", type=int, default=512, help="blocked attention's block_q = block_kv")
@@ -99,8 +104,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    print(f"load before: {os.getloadavg()}  jax {jax.__version__} on {jax.default_backend()}, "
-          f"torch {torch.__version__} ({args.torch_threads} threads), blocks {args.block}")
+    print(
+        f"load before: {os.getloadavg()}  jax {jax.__version__} on {jax.default_backend()}, "
+        f"torch {torch.__version__} ({args.torch_threads} threads), blocks {args.block}"
+    )
     print(f"{'B x N x L x D':>18} {'pass':>8} {'impl':>8} {'median s':>9} {'min s':>8} {'x torch':>8}")
     for b, n, length, d in shapes:
         rng = np.random.default_rng(0)
@@ -110,8 +117,11 @@ def main(argv=None) -> int:
             ref = statistics.median(times[(pass_, "torch")])
             for impl in impls + ["torch"]:
                 t = times[(pass_, impl)]
-                print(f"{f'{b}x{n}x{length}x{d}':>18} {pass_:>8} {impl:>8} {statistics.median(t):9.4f} "
-                      f"{min(t):8.4f} {statistics.median(t) / ref:8.2f}", flush=True)
+                print(
+                    f"{f'{b}x{n}x{length}x{d}':>18} {pass_:>8} {impl:>8} {statistics.median(t):9.4f} "
+                    f"{min(t):8.4f} {statistics.median(t) / ref:8.2f}",
+                    flush=True,
+                )
     print(f"load after: {os.getloadavg()}")
     return 0
 

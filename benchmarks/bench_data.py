@@ -39,8 +39,11 @@ def make_sources(n: int, size: int, seconds: float, fps: int, gop: int) -> list[
     out = []
     for _ in range(n):
         attrs = shapes.sample_attributes(rng)
-        out.append(video_io.encode_mp4(shapes.render_clip(attrs, int(seconds * fps), size, fps), fps, gop=gop,
-                                       preset="veryfast"))
+        out.append(
+            video_io.encode_mp4(
+                shapes.render_clip(attrs, int(seconds * fps), size, fps), fps, gop=gop, preset="veryfast"
+            )
+        )
     return out
 
 
@@ -58,9 +61,13 @@ def seek_clip(data: bytes, times: np.ndarray, src_fps: float, resolution: int) -
 def measure(fn, sources, trials, src_fps, n_src_frames, resolution, num_frames, fps) -> tuple[float, float]:
     """Returns (clips per wall second, clips per CPU second)."""
     rng = np.random.default_rng(1)
-    jobs = [(sources[i % len(sources)], clips.clip_times(duration=n_src_frames / src_fps, src_fps=src_fps,
-                                                         num_frames=num_frames, fps=fps, rng=rng))
-            for i in range(trials)]
+    jobs = [
+        (
+            sources[i % len(sources)],
+            clips.clip_times(duration=n_src_frames / src_fps, src_fps=src_fps, num_frames=num_frames, fps=fps, rng=rng),
+        )
+        for i in range(trials)
+    ]
     wall, cpu = time.perf_counter(), time.process_time()
     for data, times in jobs:
         out = fn(data, times, src_fps, resolution)
@@ -82,12 +89,25 @@ def measure_loader(sources, src_fps, n_src_frames, resolution, num_frames, fps, 
                 f.write(data)
         with open(os.path.join(d, "captions.csv"), "w") as f:
             f.write("path,caption\n" + "".join(f"{i}.mp4,bench\n" for i in range(len(sources))))
-        builders.prepare(builders.VideoTextFolder(videos_dir=os.path.join(d, "videos"),
-                                                  captions_file=os.path.join(d, "captions.csv"),
-                                                  data_dir=os.path.join(d, "tfds")))
-        cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=os.path.join(d, "tfds"),
-                                             resolution=resolution, num_frames=num_frames, fps=float(fps),
-                                             text_max_length=16, read_threads=1, worker_count=0))
+        builders.prepare(
+            builders.VideoTextFolder(
+                videos_dir=os.path.join(d, "videos"),
+                captions_file=os.path.join(d, "captions.csv"),
+                data_dir=os.path.join(d, "tfds"),
+            )
+        )
+        cfg = ml_collections.ConfigDict(
+            dict(
+                name="video_text_folder",
+                data_dir=os.path.join(d, "tfds"),
+                resolution=resolution,
+                num_frames=num_frames,
+                fps=float(fps),
+                text_max_length=16,
+                read_threads=1,
+                worker_count=0,
+            )
+        )
         batch = min(4, len(sources))
         loader = pipeline.make_loader(cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=batch)
         next(loader)  # warm-up
@@ -108,8 +128,14 @@ def _write_folder(root: str, n: int, size: int, seconds: float, fps: int) -> tup
     for i in range(n):
         if len(unique) < UNIQUE_VIDEOS:  # later files repeat these: same per-file work, far less set-up time
             attrs = shapes.sample_attributes(rng)
-            unique.append((video_io.encode_mp4(shapes.render_clip(attrs, int(seconds * fps), size, fps), fps,
-                                               preset="veryfast"), shapes.caption(attrs)))
+            unique.append(
+                (
+                    video_io.encode_mp4(
+                        shapes.render_clip(attrs, int(seconds * fps), size, fps), fps, preset="veryfast"
+                    ),
+                    shapes.caption(attrs),
+                )
+            )
         data, text = unique[i % len(unique)]
         with open(os.path.join(videos, f"v{i:05d}.mp4"), "wb") as f:
             f.write(data)
@@ -130,8 +156,9 @@ def _per_video_costs(videos: str, data_dir: str, size: int) -> dict:
 
     paths = sorted(os.path.join(videos, f) for f in os.listdir(videos))[:UNIQUE_VIDEOS]  # the distinct ones
     blobs = [open(p, "rb").read() for p in paths]
-    cfg = ml_collections.ConfigDict(dict(name="video_text_folder", data_dir=data_dir, resolution=size,
-                                         num_frames=8, fps=8.0, text_max_length=64))
+    cfg = ml_collections.ConfigDict(
+        dict(name="video_text_folder", data_dir=data_dir, resolution=size, num_frames=8, fps=8.0, text_max_length=64)
+    )
     source = pipeline.open_source("video_text_folder", data_dir, "train")
     prep = pipeline.preprocessor(cfg, seed=0, epoch_length=len(source))
     encode = jax.jit(cli.pool_encoder(8))
@@ -140,9 +167,11 @@ def _per_video_costs(videos: str, data_dir: str, size: int) -> dict:
     def clip_and_encode(i):
         encode(prep(i, source[i])["video"][None]).block_until_ready()
 
-    steps = {"probe (full decode)": lambda i: video_io.probe(paths[i]),
-             "motion score": lambda i: motion.motion_score(blobs[i]),
-             "clip decode + pool encode": clip_and_encode}
+    steps = {
+        "probe (full decode)": lambda i: video_io.probe(paths[i]),
+        "motion score": lambda i: motion.motion_score(blobs[i]),
+        "clip decode + pool encode": clip_and_encode,
+    }
     out = {}
     for name, fn in steps.items():
         passes = []
@@ -162,8 +191,12 @@ def _timed(label: str, argv: list[str]) -> float:
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "emu_jax.cli", "data", *argv], check=True, capture_output=True,
-                   env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    subprocess.run(
+        [sys.executable, "-m", "emu_jax.cli", "data", *argv],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     wall = time.perf_counter() - t0
     print(f"  {label:<28} {wall:8.1f} s   (load average before: {load:.1f})", flush=True)
     return wall
@@ -172,30 +205,55 @@ def _timed(label: str, argv: list[str]) -> float:
 def bench_pipeline(n: int, size: int, seconds: float, fps: int, rounds: int) -> None:
     import shutil
 
-    runs = {"serial": [], "beam 1 worker": ["--beam-options=--direct_num_workers=1"],
-            "beam 2 workers": ["--beam-options=--direct_num_workers=2"]}
+    runs = {
+        "serial": [],
+        "beam 1 worker": ["--beam-options=--direct_num_workers=1"],
+        "beam 2 workers": ["--beam-options=--direct_num_workers=2"],
+    }
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         videos, captions = _write_folder(d, n, size, seconds, fps)
-        print(f"{n} videos ({min(n, UNIQUE_VIDEOS)} distinct), {size}px, {seconds:g} s at {fps} fps (H.264), made in {time.perf_counter() - t0:.0f} s; "
-              f"cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
+        print(
+            f"{n} videos ({min(n, UNIQUE_VIDEOS)} distinct), {size}px, {seconds:g} s at {fps} fps (H.264), "
+            f"made in {time.perf_counter() - t0:.0f} s; "
+            f"cores visible: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
+        )
         walls = {("build", k): [] for k in runs} | {("select-hq", k): [] for k in runs}
         ref = os.path.join(d, "ref")
         if not rounds:  # costs only: one serial build to read clips from
-            _timed("build serial", ["build", "video_text_folder", "--videos", videos, "--captions", captions,
-                                    "--data-dir", ref])
+            _timed(
+                "build serial",
+                ["build", "video_text_folder", "--videos", videos, "--captions", captions, "--data-dir", ref],
+            )
         for r in range(rounds):
             print(f"round {r + 1}/{rounds}")
             for name, extra in runs.items():  # interleaved, so drifting load hits every variant alike
                 out = os.path.join(d, "tfds")
                 shutil.rmtree(out, ignore_errors=True)
-                walls[("build", name)].append(_timed(f"build {name}", [
-                    "build", "video_text_folder", "--videos", videos, "--captions", captions, "--data-dir", out,
-                    *extra]))
+                walls[("build", name)].append(
+                    _timed(
+                        f"build {name}",
+                        [
+                            "build",
+                            "video_text_folder",
+                            "--videos",
+                            videos,
+                            "--captions",
+                            captions,
+                            "--data-dir",
+                            out,
+                            *extra,
+                        ],
+                    )
+                )
                 if not os.path.isdir(ref):
                     shutil.copytree(out, ref)
-                walls[("select-hq", name)].append(_timed(f"select-hq {name}", [
-                    "select-hq", "--data-dir", ref, "--out", os.path.join(d, "hq.json"), *extra]))
+                walls[("select-hq", name)].append(
+                    _timed(
+                        f"select-hq {name}",
+                        ["select-hq", "--data-dir", ref, "--out", os.path.join(d, "hq.json"), *extra],
+                    )
+                )
         costs = _per_video_costs(videos, ref, size)
     print("\nper-video CPU cost, serial, this process (median of 3 passes):")
     for name, sec in costs.items():
@@ -236,8 +294,12 @@ def main() -> None:
     p.add_argument("--gops", default="250,30", help="keyframe intervals to compare (x264 default 250)")
     p.add_argument("--pipeline", action="store_true", help="measure build / select-hq / encode steps instead")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the --pipeline runs")
-    p.add_argument("--vae-flops", type=int, metavar="SIZE", help="print the Emu VAE encoder's FLOPs per frame at "
-                                                                   "SIZE px (XLA cost analysis) and exit")
+    p.add_argument(
+        "--vae-flops",
+        type=int,
+        metavar="SIZE",
+        help="print the Emu VAE encoder's FLOPs per frame at SIZE px (XLA cost analysis) and exit",
+    )
     a = p.parse_args()
     if a.vae_flops:
         print(f"Emu VAE encoder at {a.vae_flops}px: {vae_encode_flops(a.vae_flops, 8) / 1e12:.3f} TFLOP per frame")
@@ -246,8 +308,10 @@ def main() -> None:
         bench_pipeline(a.videos, a.size, a.seconds, a.src_fps, a.rounds)
         return
     n_src = int(a.seconds * a.src_fps)
-    print(f"clips: {a.num_frames} frames at {a.fps} fps, {a.size}px, from {a.seconds:g} s {a.src_fps} fps H.264 "
-          f"sources; {a.clips} clips per path; cores visible: {os.cpu_count()}")
+    print(
+        f"clips: {a.num_frames} frames at {a.fps} fps, {a.size}px, from {a.seconds:g} s {a.src_fps} fps H.264 "
+        f"sources; {a.clips} clips per path; cores visible: {os.cpu_count()}"
+    )
     print(f"{'gop':>5} {'path':<28} {'clips/s wall':>12} {'clips/s/core':>12}")
     for gop in (int(g) for g in a.gops.split(",")):
         t0 = time.perf_counter()
@@ -257,11 +321,16 @@ def main() -> None:
         naive = measure(naive_clip, sources, max(4, a.clips // 4), *args)
         seek = measure(seek_clip, sources, a.clips, *args)
         loader = measure_loader(sources, *args, batches=max(1, a.clips // 4))
-        for name, (w, c) in (("naive whole-file decode", naive), ("seek + clip decode", seek),
-                             ("grain loader (seek)", loader)):
+        for name, (w, c) in (
+            ("naive whole-file decode", naive),
+            ("seek + clip decode", seek),
+            ("grain loader (seek)", loader),
+        ):
             print(f"{gop:>5} {name:<28} {w:>12.2f} {c:>12.2f}")
-        print(f"{gop:>5} ratio seek / naive: {seek[0] / naive[0]:.1f}x wall, {seek[1] / naive[1]:.1f}x per core; "
-              f"loader / naive: {loader[0] / naive[0]:.1f}x wall, {loader[1] / naive[1]:.1f}x per core")
+        print(
+            f"{gop:>5} ratio seek / naive: {seek[0] / naive[0]:.1f}x wall, {seek[1] / naive[1]:.1f}x per core; "
+            f"loader / naive: {loader[0] / naive[0]:.1f}x wall, {loader[1] / naive[1]:.1f}x per core"
+        )
 
 
 if __name__ == "__main__":

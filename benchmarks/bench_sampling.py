@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from emu_jax.config import load_config
+from emu_jax.models.emu import EmuConfig, EmuModel
 from emu_jax.models.loading import LoadedModel
 from emu_jax.sampling import stages
 from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.sampling.settings import Settings
-from emu_jax.config import load_config
-from emu_jax.models.emu import EmuConfig, EmuModel
 
 
 def interleaved(variants: dict, repeats: int) -> dict:
@@ -54,16 +54,35 @@ def tiny_f() -> LoadedModel:
 
 def _schedule(cfg):
     from emu_jax.diffusion.schedules import make_schedule
+
     d = cfg.diffusion
-    return make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end, d.zero_terminal_snr), d.prediction
+    return make_schedule(
+        d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end, d.zero_terminal_snr
+    ), d.prediction
 
 
 def python_loop(pipe: Pipeline, prompts: list[str]):
     """Keyframe + video + decode with a jitted single step called once per step from Python."""
     m, plan, sched = pipe.main.model, pipe.plan, pipe.main.schedule
-    one = {name: jax.jit(lambda p, cb, st, k, s, i, name=name: stages.denoise_steps(
-        m, p, plan, sched, cb, st, k, s, i, i + 1, mode=stages.STAGE_MODES[name][0],
-        image_mode=stages.STAGE_MODES[name][1])) for name in ("keyframe", "video")}
+    one = {
+        name: jax.jit(
+            lambda p, cb, st, k, s, i, name=name: stages.denoise_steps(
+                m,
+                p,
+                plan,
+                sched,
+                cb,
+                st,
+                k,
+                s,
+                i,
+                i + 1,
+                mode=stages.STAGE_MODES[name][0],
+                image_mode=stages.STAGE_MODES[name][1],
+            )
+        )
+        for name in ("keyframe", "video")
+    }
     tokens = {k: jnp.asarray(v) for k, v in m.tokenize_all(prompts).items()}
     idx = jnp.arange(len(prompts), dtype=jnp.int32)
     scales = pipe._scales  # noqa: SLF001 - same guidance values as the pipeline
@@ -72,8 +91,7 @@ def python_loop(pipe: Pipeline, prompts: list[str]):
         latents = []
         for name in ("keyframe", "video"):
             extra = () if name == "keyframe" else (latents[0],)
-            cb, st, k = pipe._fns[name + "_start"](pipe.params, tokens, pipe._uncond["main"], jnp.int32(0), idx,
-                                                   *extra)
+            cb, st, k = pipe._fns[name + "_start"](pipe.params, tokens, pipe._uncond["main"], jnp.int32(0), idx, *extra)
             for i in range(plan.num_steps):
                 st = one[name](pipe.params, cb, st, k, scales[name], i)
             latents.append(stages.finish(plan, sched, st))
@@ -90,15 +108,36 @@ def diffusers_t2v(steps: int, batch: int, frames: int, size: int, ctx_len: int, 
     torch.set_num_threads(2)
     torch.manual_seed(0)
     unet = UNet3DConditionModel(
-        sample_size=size // 2, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"), up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"),
-        cross_attention_dim=ctx_dim, attention_head_dim=16, norm_num_groups=8).eval()
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        layers_per_block=1, norm_num_groups=8).eval()
-    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                          rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction",
-                          clip_sample=False)
+        sample_size=size // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"),
+        cross_attention_dim=ctx_dim,
+        attention_head_dim=16,
+        norm_num_groups=8,
+    ).eval()
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=8,
+    ).eval()
+    sched = DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        prediction_type="v_prediction",
+        clip_sample=False,
+    )
     pipe = TextToVideoSDPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=sched)
     pipe.set_progress_bar_config(disable=True)
     emb = torch.randn(batch, ctx_len, ctx_dim)
@@ -106,8 +145,16 @@ def diffusers_t2v(steps: int, batch: int, frames: int, size: int, ctx_len: int, 
 
     def run():
         with torch.no_grad():
-            return pipe(prompt_embeds=emb, negative_prompt_embeds=neg, num_frames=frames, height=size, width=size,
-                        num_inference_steps=steps, guidance_scale=7.5, output_type="np").frames
+            return pipe(
+                prompt_embeds=emb,
+                negative_prompt_embeds=neg,
+                num_frames=frames,
+                height=size,
+                width=size,
+                num_inference_steps=steps,
+                guidance_scale=7.5,
+                output_type="np",
+            ).frames
 
     return run, sum(p.numel() for p in unet.parameters())
 
@@ -122,19 +169,25 @@ def main() -> None:
     f = tiny_f()
     cfg = f.model.config
     prompts = [f"a red circle moving {i}" for i in range(args.batch)]
-    print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}; tiny F: {cfg.resolution}px, "
-          f"{cfg.num_frames} frames, {args.steps} DDIM steps, batch {args.batch}; U-Net params "
-          f"{sum(x.size for x in jax.tree.leaves(f.params['unet'])):,}")
+    print(
+        f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}; tiny F: {cfg.resolution}px, "
+        f"{cfg.num_frames} frames, {args.steps} DDIM steps, batch {args.batch}; U-Net params "
+        f"{sum(x.size for x in jax.tree.leaves(f.params['unet'])):,}"
+    )
     pipe = Pipeline(f, Settings(num_steps=args.steps), batch_size=args.batch, progress=False)
 
     def with_chunk(chunk):
         def run():
             pipe.chunk_steps = chunk  # read at run time: same executables for every chunk size
             return list(pipe.run(prompts))
+
         return run
 
-    video_only = jax.jit(lambda p, tok, kf: stages.generate_video(
-        f.model, p, tok, kf, stages.item_keys(0, jnp.arange(args.batch)), f.schedule, pipe.plan))
+    video_only = jax.jit(
+        lambda p, tok, kf: stages.generate_video(
+            f.model, p, tok, kf, stages.item_keys(0, jnp.arange(args.batch)), f.schedule, pipe.plan
+        )
+    )
     tok = {k: jnp.asarray(v) for k, v in f.model.tokenize_all(prompts).items()}
     kf = jnp.zeros((args.batch, 1, cfg.latent_size, cfg.latent_size, 4))
     variants = {
@@ -145,8 +198,9 @@ def main() -> None:
         "ours: video stage only (no keyframe/decode)": lambda: np.asarray(video_only(pipe.params, tok, kf)),
     }
     if not args.skip_diffusers:
-        run, n = diffusers_t2v(args.steps, args.batch, cfg.num_frames, cfg.resolution, cfg.text[0].max_length,
-                               cfg.unet.context_dims[0])
+        run, n = diffusers_t2v(
+            args.steps, args.batch, cfg.num_frames, cfg.resolution, cfg.text[0].max_length, cfg.unet.context_dims[0]
+        )
         print(f"diffusers UNet3DConditionModel params {n:,} (torch {__import__('torch').get_num_threads()} threads)")
         variants["diffusers TextToVideoSD (2-way CFG + decode)"] = run
     rows = interleaved(variants, args.repeats)
@@ -154,8 +208,10 @@ def main() -> None:
     print(f"\n{'variant':46s} {'median s':>9s} {'min s':>7s} {'videos/min':>11s} {'time vs scan':>13s}")
     for label, (med, best) in rows.items():
         print(f"{label:46s} {med:9.3f} {best:7.3f} {args.batch / med * 60:11.1f} {med / ref:13.2f}x")
-    print("\nvideos/min from the median. Our Pipeline runs keyframe (2 x 1-frame rows) + video "
-          "(3 x 8-frame rows) per step;\ndiffusers runs 2 x 8-frame rows per step.")
+    print(
+        "\nvideos/min from the median. Our Pipeline runs keyframe (2 x 1-frame rows) + video "
+        "(3 x 8-frame rows) per step;\ndiffusers runs 2 x 8-frame rows per step."
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ def init_denoiser(key: jax.Array, channels: int = 4, width: int = 32) -> dict:
     """Params of a 3-conv denoiser with an additive timestep embedding (stands in for a U-Net)."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     conv = lambda k, cin, cout: jax.random.normal(k, (3, 3, cin, cout)) / (9 * cin) ** 0.5  # noqa: E731
-    return {"c1": conv(k1, channels, width), "c2": conv(k2, width, width), "c3": conv(k3, width, channels),
-            "temb": jax.random.normal(k4, (16, width)) / 4}
+    return {
+        "c1": conv(k1, channels, width),
+        "c2": conv(k2, width, width),
+        "c3": conv(k3, width, channels),
+        "temb": jax.random.normal(k4, (16, width)) / 4,
+    }
 
 
 def denoiser(params: dict, x_BHWC: jax.Array, t_B: jax.Array) -> jax.Array:

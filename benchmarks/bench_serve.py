@@ -24,8 +24,11 @@ from emu_jax.sampling.cli import DEMO_MODEL
 
 
 def post_and_wait(base: str, prompt: str, seed: int, steps: int) -> float:
-    req = urllib.request.Request(f"{base}/v1/videos", json.dumps({"prompt": prompt, "seed": seed, "steps": steps})
-                                 .encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{base}/v1/videos",
+        json.dumps({"prompt": prompt, "seed": seed, "steps": steps}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     t0 = time.perf_counter()
     with urllib.request.urlopen(req) as r:
         job = json.loads(r.read())["id"]
@@ -55,13 +58,14 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per poll would drown the results
-    engine = serve.Engine(a.checkpoint, batch_size=a.batch_size, max_wait_ms=a.max_wait_ms,
-                          use_interp=not a.no_interp)
+    engine = serve.Engine(a.checkpoint, batch_size=a.batch_size, max_wait_ms=a.max_wait_ms, use_interp=not a.no_interp)
     server = make_server("127.0.0.1", 0, serve.make_app(engine), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    prompts = [f"a {c} circle moving {d}" for c, d in zip(["red", "blue", "green", "yellow"] * 2,
-                                                          ["left", "right", "up", "down"] * 2)][:a.clients]
+    prompts = [
+        f"a {c} circle moving {d}"
+        for c, d in zip(["red", "blue", "green", "yellow"] * 2, ["left", "right", "up", "down"] * 2)
+    ][: a.clients]
     post_and_wait(base, prompts[0], 0, a.steps)  # compile (batch shape is fixed, so one warm-up serves both)
     results = {"concurrent": [], "sequential": []}
     for r in range(a.rounds):
@@ -75,11 +79,16 @@ def main() -> None:
                     post_and_wait(base, pr, i, a.steps)
             dt = time.perf_counter() - t0
             results[mode].append(len(prompts) / dt)
-            print(f"round {r} {mode:10s}: {len(prompts)} requests in {dt:6.1f}s = {len(prompts) / dt:.3f} req/s  "
-                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"round {r} {mode:10s}: {len(prompts)} requests in {dt:6.1f}s = {len(prompts) / dt:.3f} req/s  "
+                f"(load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
     c, s = statistics.median(results["concurrent"]), statistics.median(results["sequential"])
-    print(f"median: concurrent {c:.3f} req/s, sequential {s:.3f} req/s, speed-up x{c / s:.2f}; "
-          f"batches run {engine.m_batches._value.get():.0f}")
+    print(
+        f"median: concurrent {c:.3f} req/s, sequential {s:.3f} req/s, speed-up x{c / s:.2f}; "
+        f"batches run {engine.m_batches._value.get():.0f}"
+    )
     engine.drain()
     server.shutdown()
 

@@ -57,13 +57,28 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.torch_threads)
     c, heads, ctx_dim, ctx_len = args.channels, 4, 64, 8
     b, t, s = args.batch, args.frames, args.size
-    cfg = UNetConfig(in_channels=4, out_channels=4, model_channels=c, channel_mult=(1, 2), num_res_blocks=1,
-                     attention_resolutions=(1, 2), num_heads=heads, context_dims=(ctx_dim,), norm_groups=32)
+    cfg = UNetConfig(
+        in_channels=4,
+        out_channels=4,
+        model_channels=c,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(1, 2),
+        num_heads=heads,
+        context_dims=(ctx_dim,),
+        norm_groups=32,
+    )
     ref = UNet3DConditionModel(
-        in_channels=4, out_channels=4, block_out_channels=(c, 2 * c), layers_per_block=1,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(c, 2 * c),
+        layers_per_block=1,
         down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
         up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-        cross_attention_dim=ctx_dim, attention_head_dim=(c // heads), norm_num_groups=32)
+        cross_attention_dim=ctx_dim,
+        attention_head_dim=(c // heads),
+        norm_num_groups=32,
+    )
 
     params = init_params(cfg, jax.random.key(0))
     n_ours = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
@@ -83,7 +98,7 @@ def main(argv=None) -> int:
 
     def torch_fwd():
         with torch.no_grad():
-            ref(xt, tt, ctxt).sample
+            _ = ref(xt, tt, ctxt).sample
 
     def torch_bwd():
         ref.zero_grad(set_to_none=True)
@@ -111,14 +126,22 @@ def main(argv=None) -> int:
     att_fwd = timed_pair(lambda: att_f(qj).block_until_ready(), pt_att_f, args.repeats)
     att_bwd = timed_pair(lambda: att_g(qj).block_until_ready(), pt_att_g, args.repeats)
 
-    print(f"input (B, T, H, W, C) = {(b, t, s, s, 4)}, channels {c}/{2 * c}, heads {heads}, "
-          f"torch threads {args.torch_threads}, jax devices {jax.devices()[0].platform} x{len(jax.devices())}")
-    print(f"attention rows: one self-attention core on {(b * t, s * s, heads, c // heads)} (B*T, HW, N, H), "
-          "jax.nn.dot_product_attention vs torch SDPA")
+    print(
+        f"input (B, T, H, W, C) = {(b, t, s, s, 4)}, channels {c}/{2 * c}, heads {heads}, "
+        f"torch threads {args.torch_threads}, jax devices {jax.devices()[0].platform} x{len(jax.devices())}"
+    )
+    print(
+        f"attention rows: one self-attention core on {(b * t, s * s, heads, c // heads)} (B*T, HW, N, H), "
+        "jax.nn.dot_product_attention vs torch SDPA"
+    )
     print(f"params: ours {n_ours / 1e6:.2f}M, diffusers UNet3DConditionModel {n_ref / 1e6:.2f}M")
     print(f"{'':22s}{'ours (s)':>10s}{'diffusers (s)':>15s}{'ours/diffusers':>16s}")
-    rows = (("forward", jax_fwd, pt_fwd), ("forward+backward", jax_bwd, pt_bwd),
-            ("1 attention fwd", *att_fwd), ("1 attention fwd+bwd", *att_bwd))
+    rows = (
+        ("forward", jax_fwd, pt_fwd),
+        ("forward+backward", jax_bwd, pt_bwd),
+        ("1 attention fwd", *att_fwd),
+        ("1 attention fwd+bwd", *att_bwd),
+    )
     for name, a, r in rows:
         print(f"{name:22s}{a:10.3f}{r:15.3f}{a / r:16.2f}")
     return 0

@@ -49,12 +49,19 @@ STAGES = ("stage1", "stage2", "hq", "interp")
 
 def model(resolution: int, fps: int, interp: bool = False) -> ml_collections.ConfigDict:
     """EmuConfig dict: U-Net F (or I), Emu VAE, CLIP-L + T5-XL."""
-    return ml_collections.ConfigDict(dict(
-        unet=load_config("models/unet_emu_video.py" + (":interp" if interp else "")),
-        vae=load_config("models/vae_emu.py"),
-        text_encoders=[load_config("models/text_clip_l.py").to_dict(),
-                       load_config("models/text_t5_xl.py").to_dict()],
-        resolution=resolution, num_frames=8, fps=fps))
+    return ml_collections.ConfigDict(
+        dict(
+            unet=load_config("models/unet_emu_video.py" + (":interp" if interp else "")),
+            vae=load_config("models/vae_emu.py"),
+            text_encoders=[
+                load_config("models/text_clip_l.py").to_dict(),
+                load_config("models/text_t5_xl.py").to_dict(),
+            ],
+            resolution=resolution,
+            num_frames=8,
+            fps=fps,
+        )
+    )
 
 
 def get_config(arg=None):

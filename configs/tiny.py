@@ -12,17 +12,52 @@ from emu_jax.config import load_config
 
 def model():
     """A 32 px, 4-latent-channel, 2-level model with one byte-level CLIP-style encoder."""
-    return ml_collections.ConfigDict(dict(
-        unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1, 2),
-                  num_res_blocks=1, attention_resolutions=(2,), num_heads=None, head_dim=16,
-                  transformer_layers=1, context_dims=(32,), norm_groups=8, temporal=True,
-                  cond_level_embed=False),
-        vae=dict(latent_channels=4, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                 scaling_factor=1.0),
-        text_encoders=[dict(kind="clip", max_length=64, tokenizer="byte", config=dict(
-            vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=64, eos_token_id=258))],
-        resolution=32, num_frames=8, fps=8))
+    return ml_collections.ConfigDict(
+        dict(
+            unet=dict(
+                in_channels=4,
+                cond_channels=5,
+                out_channels=4,
+                model_channels=32,
+                channel_mult=(1, 2),
+                num_res_blocks=1,
+                attention_resolutions=(2,),
+                num_heads=None,
+                head_dim=16,
+                transformer_layers=1,
+                context_dims=(32,),
+                norm_groups=8,
+                temporal=True,
+                cond_level_embed=False,
+            ),
+            vae=dict(
+                latent_channels=4,
+                block_out_channels=(16, 32),
+                layers_per_block=1,
+                norm_num_groups=8,
+                scaling_factor=1.0,
+            ),
+            text_encoders=[
+                dict(
+                    kind="clip",
+                    max_length=64,
+                    tokenizer="byte",
+                    config=dict(
+                        vocab_size=259,
+                        hidden_size=32,
+                        intermediate_size=64,
+                        num_hidden_layers=1,
+                        num_attention_heads=2,
+                        max_position_embeddings=64,
+                        eos_token_id=258,
+                    ),
+                )
+            ],
+            resolution=32,
+            num_frames=8,
+            fps=8,
+        )
+    )
 
 
 def get_config(arg=None):

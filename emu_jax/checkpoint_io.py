@@ -94,8 +94,9 @@ def normalize_params(params: Mapping[str, Any]) -> dict:
 def _latest_step(run_dir: str) -> int:
     import orbax.checkpoint as ocp
 
-    mngr = ocp.CheckpointManager(os.path.join(run_dir, "checkpoints"),
-                                 options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    mngr = ocp.CheckpointManager(
+        os.path.join(run_dir, "checkpoints"), options=ocp.CheckpointManagerOptions(create=False, read_only=True)
+    )
     step = mngr.latest_step()
     mngr.close()
     if step is None:
@@ -111,8 +112,10 @@ def _explain(params_path: str):
     except CheckpointError:
         raise
     except Exception as e:  # Orbax raises asyncio groups / ValueError / OSError for a broken save
-        raise CheckpointError(f"checkpoint {params_path} cannot be read ({root_cause(e)}); it is truncated, "
-                              "incomplete or of another model: convert / export it again") from e
+        raise CheckpointError(
+            f"checkpoint {params_path} cannot be read ({root_cause(e)}); it is truncated, "
+            "incomplete or of another model: convert / export it again"
+        ) from e
 
 
 def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -134,8 +137,9 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
             params = ckptr.restore(params_path, target) if target is not None else ckptr.restore(params_path)
         return meta, normalize_params(params)
     if not os.path.isdir(os.path.join(path, "checkpoints")):
-        raise NotACheckpointError(f"emu_jax checkpoint {path} has {META_FILE} but neither {PARAMS_DIR}/ "
-                                  "nor checkpoints/")
+        raise NotACheckpointError(
+            f"emu_jax checkpoint {path} has {META_FILE} but neither {PARAMS_DIR}/ nor checkpoints/"
+        )
     if target is not None:
         raise ValueError("restoring onto a target is for exported models; a training run resumes with emu-video train")
     from emu_jax.models.trainable import merge_params
@@ -146,4 +150,3 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
     trainable = state["ema"] if prefer_ema and state.get("ema") else state["trainable"]
     params = jax.tree.map(np.asarray, merge_params(trainable, state["frozen"]))
     return {**meta, "step": step}, normalize_params(params)
-

@@ -45,8 +45,7 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="emu-video", description="Emu Video in JAX: text -> keyframe -> video.")
+    parser = ArgumentParser(prog="emu-video", description="Emu Video in JAX: text -> keyframe -> video.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in _available().items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -99,8 +98,7 @@ def _dispatch(argv: list[str]) -> int:
     module = importlib.import_module(available[name][0])
     parser = ArgumentParser(prog=f"emu-video {name}", description=available[name][1])
     module.add_arguments(parser)
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error (also: env EMU_DEBUG=1)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: env EMU_DEBUG=1)")
     try:
         rest, overrides = split_overrides(rest)
     except ValueError as e:

@@ -24,8 +24,7 @@ def image_condition(image_latent: jax.Array, num_frames: int) -> jax.Array:
     if image_latent.ndim == 4:
         image_latent = image_latent[:, None]
     if image_latent.ndim != 5 or image_latent.shape[1] != 1:
-        raise ValueError(
-            f"image latent must be (B, H, W, C) or (B, 1, H, W, C), got shape {image_latent.shape}")
+        raise ValueError(f"image latent must be (B, H, W, C) or (B, 1, H, W, C), got shape {image_latent.shape}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     b, _, h, w, c = image_latent.shape
@@ -57,8 +56,7 @@ class SlotLayout:
 
     def __post_init__(self):
         if self.num_given < 2 or self.factor < 1 or self.pad < 0:
-            raise ValueError(
-                f"slot layout needs num_given >= 2, factor >= 1, pad >= 0; got {self}")
+            raise ValueError(f"slot layout needs num_given >= 2, factor >= 1, pad >= 0; got {self}")
 
     @property
     def num_slots(self) -> int:
@@ -77,7 +75,8 @@ class SlotLayout:
         if num_frames != self.num_given:
             raise ValueError(
                 f"the interpolation layout takes {self.num_given} given frames "
-                f"(slots {self.given_slots.tolist()} of {self.num_slots}), got {num_frames}")
+                f"(slots {self.given_slots.tolist()} of {self.num_slots}), got {num_frames}"
+            )
 
 
 def interleave(frames: jax.Array, layout: SlotLayout) -> jax.Array:
@@ -109,8 +108,7 @@ def augmentation_alpha_bar(alphas_cumprod: jax.Array, level: jax.Array) -> jax.A
     return padded[level]
 
 
-def noise_augment(latents: jax.Array, level: jax.Array, alphas_cumprod: jax.Array,
-                  rng: jax.Array) -> jax.Array:
+def noise_augment(latents: jax.Array, level: jax.Array, alphas_cumprod: jax.Array, rng: jax.Array) -> jax.Array:
     """Forward-diffuse conditioning latents (B, ...) to per-example `level` (B,); 0 leaves them as is."""
     a = augmentation_alpha_bar(alphas_cumprod, level).astype(latents.dtype)
     a = a.reshape((-1,) + (1,) * (latents.ndim - 1))
@@ -149,5 +147,7 @@ def output_given_positions(num_given_frames: int, layout: SlotLayout) -> np.ndar
         return layout.given_slots
     if num_given_frames == 2 * layout.num_given:
         return stitched_given_positions(layout)
-    raise ValueError(f"{num_given_frames} given frames: the layout interpolates {layout.num_given} "
-                     f"(one window) or {2 * layout.num_given} (two halves)")
+    raise ValueError(
+        f"{num_given_frames} given frames: the layout interpolates {layout.num_given} "
+        f"(one window) or {2 * layout.num_given} (two halves)"
+    )

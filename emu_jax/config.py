@@ -29,8 +29,7 @@ def resolve_config_path(path: str) -> pathlib.Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(
-        f"config file {path!r} not found (looked in the working directory and {PROJECT_CONFIGS})")
+    raise FileNotFoundError(f"config file {path!r} not found (looked in the working directory and {PROJECT_CONFIGS})")
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -67,7 +66,8 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
         if current is None:
             return text
         raise ValueError(
-            f"--config.{key}={text!r}: expected {type(current).__name__}, could not parse the value")
+            f"--config.{key}={text!r}: expected {type(current).__name__}, could not parse the value"
+        ) from None
     if current is None:
         return value
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -77,8 +77,7 @@ def _parse_value(key: str, text: str, current: Any) -> Any:
     if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     if type(value) is not type(current):
-        raise ValueError(
-            f"--config.{key}={text!r}: expected {type(current).__name__}, got {type(value).__name__}")
+        raise ValueError(f"--config.{key}={text!r}: expected {type(current).__name__}, got {type(value).__name__}")
     return value
 
 
@@ -125,9 +124,12 @@ def apply_override(cfg: ml_collections.ConfigDict, key: str, text: str) -> None:
 
 def add_config_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument(
-        "--config", default=default, required=default is None,
+        "--config",
+        default=default,
+        required=default is None,
         help="config file with get_config(arg): PATH.py[:ARG] or a name under configs/. "
-             "Override fields with --config.a.b=VALUE (unknown keys are an error).")
+        "Override fields with --config.a.b=VALUE (unknown keys are an error).",
+    )
 
 
 def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -138,7 +140,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str
     while i < len(argv):
         a = argv[i]
         if a.startswith("--config."):
-            key, eq, val = a[len("--config."):].partition("=")
+            key, eq, val = a[len("--config.") :].partition("=")
             if not eq:
                 if i + 1 >= len(argv):
                     raise ValueError(f"{a} needs a value")

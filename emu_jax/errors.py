@@ -90,8 +90,7 @@ def root_cause(e: BaseException) -> str:
     seen = set()
     while id(e) not in seen:
         seen.add(id(e))
-        inner = (e.exceptions[0] if isinstance(e, BaseExceptionGroup) and e.exceptions
-                 else e.__cause__ or e.__context__)
+        inner = e.exceptions[0] if isinstance(e, BaseExceptionGroup) and e.exceptions else e.__cause__ or e.__context__
         if inner is None:
             break
         e = inner

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from flax.core import meta
 from jax.experimental import mesh_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -64,12 +65,11 @@ def resolve_mesh_shape(shape: Mapping[str, int], num_devices: int) -> dict[str, 
     if free:
         if num_devices % fixed:
             raise ValueError(
-                f"mesh {dict(shape)} cannot fill {num_devices} devices: "
-                f"{num_devices} is not divisible by {fixed}")
+                f"mesh {dict(shape)} cannot fill {num_devices} devices: {num_devices} is not divisible by {fixed}"
+            )
         sizes[free[0]] = num_devices // fixed
     if math.prod(sizes.values()) != num_devices:
-        raise ValueError(
-            f"mesh {sizes} uses {math.prod(sizes.values())} devices but {num_devices} are available")
+        raise ValueError(f"mesh {sizes} uses {math.prod(sizes.values())} devices but {num_devices} are available")
     return sizes
 
 
@@ -122,8 +122,9 @@ def _fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
     return P(*fitted)
 
 
-def logical_sharding(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
-                     rules=DEFAULT_RULES) -> NamedSharding:
+def logical_sharding(
+    names: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules=DEFAULT_RULES
+) -> NamedSharding:
     """NamedSharding for one array whose axes carry logical `names`."""
     spec = nn.logical_to_mesh_axes(tuple(names), normalize_rules(rules))
     return NamedSharding(mesh, _fit_spec(spec, shape, mesh))
@@ -159,14 +160,17 @@ def data_parallel_size(mesh: Mesh) -> int:
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Global arrays from this process's slice of the batch (multi-host safe)."""
+
     def put(x):
         x = np.asarray(x)
         return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim), x)
+
     return jax.tree.map(put, batch)
 
 
-def sampling_mesh(batch_size: int, shape: Mapping[str, int] | None = None,
-                  devices: Sequence[Any] | None = None) -> Mesh:
+def sampling_mesh(
+    batch_size: int, shape: Mapping[str, int] | None = None, devices: Sequence[Any] | None = None
+) -> Mesh:
     """The inference mesh: `shape` (e.g. {'data': -1, 'tensor': 2}) over all devices; without one, in a
     single process, a data mesh over the most devices whose count divides `batch_size` (no padding rows)."""
     devices = list(jax.devices() if devices is None else devices)
@@ -175,8 +179,10 @@ def sampling_mesh(batch_size: int, shape: Mapping[str, int] | None = None,
         return make_mesh({"data": d, "fsdp": 1, "tensor": 1}, devices[:d])
     mesh = make_mesh(dict(shape or {"data": -1}), devices)
     if data_parallel_size(mesh) % jax.process_count():
-        raise ValueError(f"mesh {dict(mesh.shape)}: data x fsdp = {data_parallel_size(mesh)} must be a multiple "
-                         f"of the {jax.process_count()} processes, so each feeds its own rows")
+        raise ValueError(
+            f"mesh {dict(mesh.shape)}: data x fsdp = {data_parallel_size(mesh)} must be a multiple "
+            f"of the {jax.process_count()} processes, so each feeds its own rows"
+        )
     return mesh
 
 

@@ -25,6 +25,7 @@ def tiny_shapes_dir(tmp_path_factory):
     from emu_jax.demo.dataset import MovingShapes
 
     data_dir = tmp_path_factory.mktemp("shapes_data")
-    builders.prepare(MovingShapes(resolution=32, num_frames=16, fps=8.0, num_train=24, num_test=8,
-                                           data_dir=str(data_dir)))
+    builders.prepare(
+        MovingShapes(resolution=32, num_frames=16, fps=8.0, num_train=24, num_test=8, data_dir=str(data_dir))
+    )
     return str(data_dir)

@@ -10,9 +10,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # finishes on the shared pool and its collectives then wait there; when every pool thread is
 # parked in a rendezvous the other devices never arrive (seen as a hang, then XLA's abort).
 # Single-threaded Eigen keeps each device on its own thread; the timeouts allow slow machines.
-PATIENT_COLLECTIVES = ("--xla_cpu_multi_thread_eigen=false "
-                       "--xla_cpu_collective_call_terminate_timeout_seconds=1200 "
-                       "--xla_cpu_collective_timeout_seconds=1200")
+PATIENT_COLLECTIVES = (
+    "--xla_cpu_multi_thread_eigen=false "
+    "--xla_cpu_collective_call_terminate_timeout_seconds=1200 "
+    "--xla_cpu_collective_timeout_seconds=1200"
+)
 
 
 def xla_flags(devices: int) -> str:

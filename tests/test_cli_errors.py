@@ -29,62 +29,118 @@ CASES = [
     ("unknown-command", ["frobnicate"], "unknown command 'frobnicate'"),
     ("train-bad-flag", ["train", "--config", TINY, "--workdir", "w", "--bogus"], "unrecognized arguments: --bogus"),
     ("train-missing-arg", ["train", "--config", TINY], "--workdir"),
-    ("train-bad-type", ["train", "--config", TINY, "--workdir", "w", "--config.train.steps=abc"],
-     "--config.train.steps='abc': expected int"),
-    ("train-bad-key", ["train", "--config", TINY, "--workdir", "w", "--config.train.stepz=3"],
-     "unknown config key 'train.stepz'"),
+    (
+        "train-bad-type",
+        ["train", "--config", TINY, "--workdir", "w", "--config.train.steps=abc"],
+        "--config.train.steps='abc': expected int",
+    ),
+    (
+        "train-bad-key",
+        ["train", "--config", TINY, "--workdir", "w", "--config.train.stepz=3"],
+        "unknown config key 'train.stepz'",
+    ),
     ("train-missing-config", ["train", "--config", "nope.py", "--workdir", "w"], "config file 'nope.py' not found"),
-    ("train-bad-value", ["train", "--config", TINY, "--workdir", "w", "--config.train.steps=0"],
-     "train.steps must be >= 1, got 0"),
-    ("train-bad-stop-after", ["train", "--config", TINY, "--workdir", "w", "--stop-after", "0"],
-     "--stop-after must be >= 1"),
-    ("train-missing-data", ["train", "--config", TINY, "--workdir", "w", "--config.data.data_dir={in}/nodata"],
-     "is not prepared under data_dir"),
+    (
+        "train-bad-value",
+        ["train", "--config", TINY, "--workdir", "w", "--config.train.steps=0"],
+        "train.steps must be >= 1, got 0",
+    ),
+    (
+        "train-bad-stop-after",
+        ["train", "--config", TINY, "--workdir", "w", "--stop-after", "0"],
+        "--stop-after must be >= 1",
+    ),
+    (
+        "train-missing-data",
+        ["train", "--config", TINY, "--workdir", "w", "--config.data.data_dir={in}/nodata"],
+        "is not prepared under data_dir",
+    ),
     ("train-workdir-is-file", ["train", "--config", TINY, "--workdir", "{in}/afile.txt"], "is a file"),
-    ("train-other-model", ["train", "--config", TINY, "--workdir", "{in}/foreign_run"],
-     "model.unet.model_channels: 64 -> 32"),
-    ("train-missing-init-from", ["train", "--config", TINY, "--workdir", "w",
-                                 "--config.data.data_dir={in}/data", "--config.train.init_from={in}/nothing"],
-     "not an emu_jax checkpoint"),
+    (
+        "train-other-model",
+        ["train", "--config", TINY, "--workdir", "{in}/foreign_run"],
+        "model.unet.model_channels: 64 -> 32",
+    ),
+    (
+        "train-missing-init-from",
+        [
+            "train",
+            "--config",
+            TINY,
+            "--workdir",
+            "w",
+            "--config.data.data_dir={in}/data",
+            "--config.train.init_from={in}/nothing",
+        ],
+        "not an emu_jax checkpoint",
+    ),
     ("convert-missing-source", ["convert", "--from-diffusers", "{in}/nothing", "--out", "o"], "is not a folder"),
-    ("convert-not-a-pipeline", ["convert", "--from-diffusers", "{in}/emptydir", "--out", "o"],
-     "is not a diffusers text-to-image pipeline folder"),
-    ("convert-out-exists", ["convert", "--from-diffusers", "{in}/emptydir", "--out", "{in}/afile.txt"],
-     "exists and is not an empty folder"),
-    ("convert-out-unwritable", ["convert", "--from-diffusers", "{in}/emptydir", "--out", "{in}/nothing/o"],
-     "does not exist or is not writable"),
+    (
+        "convert-not-a-pipeline",
+        ["convert", "--from-diffusers", "{in}/emptydir", "--out", "o"],
+        "is not a diffusers text-to-image pipeline folder",
+    ),
+    (
+        "convert-out-exists",
+        ["convert", "--from-diffusers", "{in}/emptydir", "--out", "{in}/afile.txt"],
+        "exists and is not an empty folder",
+    ),
+    (
+        "convert-out-unwritable",
+        ["convert", "--from-diffusers", "{in}/emptydir", "--out", "{in}/nothing/o"],
+        "does not exist or is not writable",
+    ),
     ("aot-bad-topology", ["aot", "--config", TINY, "--topology", "v9-8"], "unknown TPU topology 'v9-8'"),
-    ("aot-bad-key", ["aot", "--config", TINY, "--topology", "v5p-8", "--config.model.unet.channelz=3"],
-     "unknown config key 'model.unet.channelz'"),
-    ("aot-json-unwritable", ["aot", "--config", TINY, "--topology", "v5p-8", "--json", "{in}/nothing/r.json"],
-     "--json"),
+    (
+        "aot-bad-key",
+        ["aot", "--config", TINY, "--topology", "v5p-8", "--config.model.unet.channelz=3"],
+        "unknown config key 'model.unet.channelz'",
+    ),
+    (
+        "aot-json-unwritable",
+        ["aot", "--config", TINY, "--topology", "v5p-8", "--json", "{in}/nothing/r.json"],
+        "--json",
+    ),
     ("demo-bad-flag", ["demo", "eval", "--bogus"], "unrecognized arguments: --bogus"),
-    ("demo-missing-checkpoint", ["demo", "eval", "--checkpoint", "{in}/nothing", *EVAL_FAST],
-     "not an emu_jax checkpoint"),
-    ("demo-truncated-checkpoint", ["demo", "eval", "--checkpoint", "{in}/truncated", *EVAL_FAST],
-     "truncated/params/d/"),
+    (
+        "demo-missing-checkpoint",
+        ["demo", "eval", "--checkpoint", "{in}/nothing", *EVAL_FAST],
+        "not an emu_jax checkpoint",
+    ),
+    (
+        "demo-truncated-checkpoint",
+        ["demo", "eval", "--checkpoint", "{in}/truncated", *EVAL_FAST],
+        "truncated/params/d/",
+    ),
     ("demo-deleted-params", ["demo", "eval", "--checkpoint", "{in}/no_params", *EVAL_FAST], "neither params/"),
     ("demo-output-is-folder", ["demo", "eval", "--output", "{in}/emptydir", *EVAL_FAST], "is a folder"),
     ("demo-bad-stage", ["demo", "train", "--workdir", "w", "--stages", "data,bogus"], "unknown stage(s) ['bogus']"),
     ("demo-bad-set", ["demo", "train", "--workdir", "w", "--set", "train.stepz=3"], "train.stepz"),
-    ("juice-missing-folder", ["juice", "create", "--a", "{in}/nothing", "--b", "{in}/emptydir", "--db", "s.db"],
-     "nothing"),
+    (
+        "juice-missing-folder",
+        ["juice", "create", "--a", "{in}/nothing", "--b", "{in}/emptydir", "--db", "s.db"],
+        "nothing",
+    ),
     ("juice-missing-db", ["juice", "serve", "--db", "{in}/none.db"], "does not exist"),
     ("juice-not-a-db", ["juice", "report", "--db", "{in}/afile.txt"], "not a JUICE study database"),
-    ("juice-bad-public-url", ["juice", "serve", "--db", "{in}/none.db", "--public-url", "example.org"],
-     "--public-url"),
-    ("data-bad-flag", ["data", "build", "moving_shapes", "--data-dir", "d", "--bogus"], "unrecognized arguments: --bogus"),
+    ("juice-bad-public-url", ["juice", "serve", "--db", "{in}/none.db", "--public-url", "example.org"], "--public-url"),
+    (
+        "data-bad-flag",
+        ["data", "build", "moving_shapes", "--data-dir", "d", "--bogus"],
+        "unrecognized arguments: --bogus",
+    ),
     ("data-bad-out", ["data", "select-hq", "--data-dir", "{in}/data", "--out", "o.txt"], "must end in .json or .csv"),
     ("sample-bad-flag", ["sample", "--bogus"], "--bogus"),
-    ("sample-missing-checkpoint", ["sample", "--checkpoint", "{in}/nothing", "--prompt", "x", "--out", "o"],
-     "nothing"),
+    ("sample-missing-checkpoint", ["sample", "--checkpoint", "{in}/nothing", "--prompt", "x", "--out", "o"], "nothing"),
 ]
 
 
 def _tree(folder) -> dict:
-    return {os.path.relpath(os.path.join(d, f), folder): hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
-            for d, _, files in os.walk(folder) for f in files} | {
-            os.path.relpath(d, folder) + "/": "dir" for d, _, _ in os.walk(folder)}
+    return {
+        os.path.relpath(os.path.join(d, f), folder): hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
+        for d, _, files in os.walk(folder)
+        for f in files
+    } | {os.path.relpath(d, folder) + "/": "dir" for d, _, _ in os.walk(folder)}
 
 
 def _foreign_run(folder) -> None:
@@ -103,8 +159,9 @@ def _foreign_run(folder) -> None:
 def _run(argv, cwd, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k not in ("EMU_DEBUG", "XLA_FLAGS")}  # one CPU device
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "emu_jax.cli", *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "emu_jax.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")

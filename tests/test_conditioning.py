@@ -62,7 +62,7 @@ def test_other_factor():
 def test_stitch_16_to_65_keeps_each_given_frame_once_in_order():
     lay = C.SlotLayout()
     video = jnp.arange(16, dtype=jnp.float32) + 1.0  # frame k has value k+1
-    halves = [C.interleave(video[None, 8 * h: 8 * h + 8, None, None, None], lay) for h in range(2)]
+    halves = [C.interleave(video[None, 8 * h : 8 * h + 8, None, None, None], lay) for h in range(2)]
     out = C.stitch_halves(*halves, lay)[0, :, 0, 0, 0]
     assert out.shape == (65,)
     given = np.asarray(out)[np.asarray(out) > 0]

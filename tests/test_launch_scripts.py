@@ -26,7 +26,7 @@ def test_script_parses_and_trains_distributed(name):
 
 def test_tpu_script_requires_its_variables(tmp_path):
     # Without TPU_NAME the script must stop before calling gcloud (a stub that records calls).
-    (tmp_path / "gcloud").write_text("#!/bin/sh\necho called >> \"$(dirname \"$0\")/calls\"\n")
+    (tmp_path / "gcloud").write_text('#!/bin/sh\necho called >> "$(dirname "$0")/calls"\n')
     (tmp_path / "gcloud").chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ZONE": "z", "PROJECT": "p"}
     r = subprocess.run(["bash", str(LAUNCH / "tpu_vm_pod.sh"), "setup"], env=env, capture_output=True, text=True)
@@ -36,12 +36,10 @@ def test_tpu_script_requires_its_variables(tmp_path):
 
 def test_tpu_script_calls_gcloud_on_all_workers(tmp_path):
     log = tmp_path / "calls"
-    (tmp_path / "gcloud").write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n")
+    (tmp_path / "gcloud").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (tmp_path / "gcloud").chmod(0o755)
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TPU_NAME": "t", "ZONE": "z", "PROJECT": "p",
-           "WORKDIR": "/shared/run"}
-    subprocess.run(["bash", str(LAUNCH / "tpu_vm_pod.sh"), "train", "--config.train.steps=5"],
-                   env=env, check=True)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TPU_NAME": "t", "ZONE": "z", "PROJECT": "p", "WORKDIR": "/shared/run"}
+    subprocess.run(["bash", str(LAUNCH / "tpu_vm_pod.sh"), "train", "--config.train.steps=5"], env=env, check=True)
     call = log.read_text()
     assert "tpus tpu-vm ssh t" in call and "--worker=all" in call
     assert "train --distributed" in call and "--workdir /shared/run" in call and "--config.train.steps=5" in call

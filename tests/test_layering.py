@@ -15,20 +15,43 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "emu_jax"
 FLOORS = {
-    "emu_jax": 0, "emu_jax.sharding": 0,
-    "emu_jax.models": 1, "emu_jax.diffusion": 1, "emu_jax.conditioning": 1,
-    "emu_jax.config": 2, "emu_jax.data": 2, "emu_jax.convert": 2, "emu_jax.checkpoint_io": 2, "emu_jax.metrics": 2,
-    "emu_jax.training": 3, "emu_jax.sampling": 3,
+    "emu_jax": 0,
+    "emu_jax.sharding": 0,
+    "emu_jax.models": 1,
+    "emu_jax.diffusion": 1,
+    "emu_jax.conditioning": 1,
+    "emu_jax.config": 2,
+    "emu_jax.data": 2,
+    "emu_jax.convert": 2,
+    "emu_jax.checkpoint_io": 2,
+    "emu_jax.metrics": 2,
+    "emu_jax.training": 3,
+    "emu_jax.sampling": 3,
     "emu_jax.juice": 3,
-    "emu_jax.cli": 4, "emu_jax.train": 4, "emu_jax.demo": 4,
+    "emu_jax.cli": 4,
+    "emu_jax.train": 4,
+    "emu_jax.demo": 4,
 }
 TOP = max(FLOORS.values())
 # What only the demo wing may name: its dataset and the words of its captions.
 DEMO_WORDS = {
-    "red", "green", "blue", "yellow", "magenta", "cyan",
-    "circle", "square", "triangle", "diamond",
-    "up-left", "up-right", "down-left", "down-right",
-    "black", "white", "gray",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "magenta",
+    "cyan",
+    "circle",
+    "square",
+    "triangle",
+    "diamond",
+    "up-left",
+    "up-right",
+    "down-left",
+    "down-right",
+    "black",
+    "white",
+    "gray",
 }
 
 
@@ -71,7 +94,7 @@ def _imports(module: str, top_level_only: bool) -> frozenset[str]:
             base = node.module or ""
             if node.level:
                 pkg = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
+                pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
             names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
         else:
@@ -126,8 +149,12 @@ def test_every_module_has_a_floor():
 
 def test_no_module_imports_a_higher_floor():
     # Function-level imports count too: deferring an import hides the dependency, it does not remove it.
-    bad = [f"{m} (floor {floor(m)}) imports {d} (floor {floor(d)})"
-           for m in sorted(MODULES) for d in sorted(_imports(m, top_level_only=False)) if floor(d) > floor(m)]
+    bad = [
+        f"{m} (floor {floor(m)}) imports {d} (floor {floor(d)})"
+        for m in sorted(MODULES)
+        for d in sorted(_imports(m, top_level_only=False))
+        if floor(d) > floor(m)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -135,17 +162,23 @@ def test_no_import_cycles():
     top = _cycles({m: _imports(m, top_level_only=True) for m in MODULES})
     assert not top, f"module-level import cycles: {top}"
     # Deferred imports must not close a cycle either (a package importing its own submodules is fine).
-    anywhere = _cycles({m: {d for d in _imports(m, top_level_only=False) if not m.startswith(d + ".")}
-                        for m in MODULES})
+    anywhere = _cycles(
+        {m: {d for d in _imports(m, top_level_only=False) if not m.startswith(d + ".")} for m in MODULES}
+    )
     assert not anywhere, f"import cycles through function-level imports: {anywhere}"
 
 
 def _names(tree: ast.AST):
     """(line, text) of every name a module defines or uses and every string literal in it. Docstrings and
     comments are prose; attribute names belong to the object they are read from (`jnp.square`)."""
-    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             yield node.lineno, node.id
@@ -180,10 +213,10 @@ LIBRARY = sorted(m for m in MODULES if floor(m) < TOP and not m.startswith("emu_
 @pytest.mark.parametrize("module", LIBRARY)
 def test_library_names_nothing_of_the_demo(module):
     path = MODULES[module]
-    assert not any(d == "emu_jax.demo" or d.startswith("emu_jax.demo.") for d in _imports(module, False)), \
+    assert not any(d == "emu_jax.demo" or d.startswith("emu_jax.demo.") for d in _imports(module, False)), (
         f"{module} imports the demo wing"
-    hits = [f"{path.name}:{line}: {text!r}" for line, text in _names(_tree(module))
-            if _is_demo(text)]
+    )
+    hits = [f"{path.name}:{line}: {text!r}" for line, text in _names(_tree(module)) if _is_demo(text)]
     assert not hits, f"{module} names the demo's dataset or vocabulary:\n" + "\n".join(hits)
 
 
@@ -191,8 +224,10 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     # The helpers on a made-up graph and source, so a vacuous pass (nothing parsed) cannot hide.
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    src = ('import x\nCOLOURS = ("red",)\ndef f(square):\n    """A red docstring is prose."""\n'
-           '    return x.cyan, "up-left", moving_shapes_dir\n')
+    src = (
+        'import x\nCOLOURS = ("red",)\ndef f(square):\n    """A red docstring is prose."""\n'
+        '    return x.cyan, "up-left", moving_shapes_dir\n'
+    )
     found = {t for _, t in _names(ast.parse(src)) if _is_demo(t)}
     assert found == {"red", "square", "up-left", "moving_shapes_dir"}
     assert "emu_jax.data.builders" in _imports("emu_jax.demo.dataset", top_level_only=True)

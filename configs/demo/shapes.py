@@ -24,33 +24,88 @@ TEXT_MAX_LENGTH = 16  # captions are 10 words, + BOS / EOS
 def text_encoder(hidden: int, layers: int, heads: int) -> dict:
     """A CLIP-style encoder over the demo's word tokenizer (one id per caption word)."""
     vocab = load_tokenizer(shapes.tokenizer_dir())
-    return dict(kind="clip", max_length=TEXT_MAX_LENGTH, tokenizer=shapes.tokenizer_dir(), config=dict(
-        vocab_size=vocab.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, max_position_embeddings=TEXT_MAX_LENGTH, eos_token_id=vocab.eos_id))
+    return dict(
+        kind="clip",
+        max_length=TEXT_MAX_LENGTH,
+        tokenizer=shapes.tokenizer_dir(),
+        config=dict(
+            vocab_size=vocab.vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=TEXT_MAX_LENGTH,
+            eos_token_id=vocab.eos_id,
+        ),
+    )
 
 
 def model(size: str) -> ml_collections.ConfigDict:
     """32 px frames, VAE 2x down to 16x16x4 latents (the shapes stay 4-6 latent pixels wide), word-level
     CLIP-style text."""
     if size == "tiny":
-        return ml_collections.ConfigDict(dict(
-            unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=16, channel_mult=(1, 2),
-                      num_res_blocks=1, attention_resolutions=(2,), num_heads=None, head_dim=16,
-                      transformer_layers=1, context_dims=(16,), norm_groups=8, temporal=True,
-                      cond_level_embed=False),
-            vae=dict(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8,
-                     scaling_factor=1.0),
-            text_encoders=[text_encoder(hidden=16, layers=1, heads=2)],
-            resolution=16, num_frames=4, fps=4))
-    return ml_collections.ConfigDict(dict(
-        unet=dict(in_channels=4, cond_channels=5, out_channels=4, model_channels=64, channel_mult=(1, 2),
-                  num_res_blocks=1, attention_resolutions=(1, 2), num_heads=None, head_dim=32,
-                  transformer_layers=1, context_dims=(64,), norm_groups=16, temporal=True,
-                  cond_level_embed=False),
-        vae=dict(latent_channels=4, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16,
-                 scaling_factor=1.0),
-        text_encoders=[text_encoder(hidden=64, layers=2, heads=4)],
-        resolution=32, num_frames=8, fps=4))
+        return ml_collections.ConfigDict(
+            dict(
+                unet=dict(
+                    in_channels=4,
+                    cond_channels=5,
+                    out_channels=4,
+                    model_channels=16,
+                    channel_mult=(1, 2),
+                    num_res_blocks=1,
+                    attention_resolutions=(2,),
+                    num_heads=None,
+                    head_dim=16,
+                    transformer_layers=1,
+                    context_dims=(16,),
+                    norm_groups=8,
+                    temporal=True,
+                    cond_level_embed=False,
+                ),
+                vae=dict(
+                    latent_channels=4,
+                    block_out_channels=(8, 16),
+                    layers_per_block=1,
+                    norm_num_groups=8,
+                    scaling_factor=1.0,
+                ),
+                text_encoders=[text_encoder(hidden=16, layers=1, heads=2)],
+                resolution=16,
+                num_frames=4,
+                fps=4,
+            )
+        )
+    return ml_collections.ConfigDict(
+        dict(
+            unet=dict(
+                in_channels=4,
+                cond_channels=5,
+                out_channels=4,
+                model_channels=64,
+                channel_mult=(1, 2),
+                num_res_blocks=1,
+                attention_resolutions=(1, 2),
+                num_heads=None,
+                head_dim=32,
+                transformer_layers=1,
+                context_dims=(64,),
+                norm_groups=16,
+                temporal=True,
+                cond_level_embed=False,
+            ),
+            vae=dict(
+                latent_channels=4,
+                block_out_channels=(32, 64),
+                layers_per_block=1,
+                norm_num_groups=16,
+                scaling_factor=1.0,
+            ),
+            text_encoders=[text_encoder(hidden=64, layers=2, heads=4)],
+            resolution=32,
+            num_frames=8,
+            fps=4,
+        )
+    )
 
 
 def slots(size: str) -> ml_collections.ConfigDict:
@@ -66,18 +121,24 @@ def dataset(size: str) -> ml_collections.ConfigDict:
     num_slots = s.pad * 2 + s.factor * (s.num_given - 1) + 1
     fps = float(m.fps * s.factor)
     if size == "tiny":
-        return ml_collections.ConfigDict(dict(resolution=m.resolution, num_frames=num_slots + 1, fps=fps,
-                                              num_train=16, num_test=8, seed=0))
-    return ml_collections.ConfigDict(dict(resolution=m.resolution, num_frames=num_slots + 3, fps=fps,
-                                          num_train=4096, num_test=256, seed=0))
+        return ml_collections.ConfigDict(
+            dict(resolution=m.resolution, num_frames=num_slots + 1, fps=fps, num_train=16, num_test=8, seed=0)
+        )
+    return ml_collections.ConfigDict(
+        dict(resolution=m.resolution, num_frames=num_slots + 3, fps=fps, num_train=4096, num_test=256, seed=0)
+    )
 
 
 # (steps, batch, lr, warmup) per stage and size. Default: with T2I at 1800 steps the recipe measured 95 min
 # (about 92 idle); with T2I at 1500 steps the whole recipe measured 88 min on 2 idle cores (docs/demo.md).
 # The VAE keeps a constant LR; the diffusion stages decay it with a cosine to 10%.
 SCHEDULE = {
-    "default": {"vae": (2500, 16, 1e-3, 50), "t2i": (1500, 32, 1e-3, 100),
-                "t2v": (400, 8, 1e-3, 20), "interp": (100, 4, 1e-3, 10)},
+    "default": {
+        "vae": (2500, 16, 1e-3, 50),
+        "t2i": (1500, 32, 1e-3, 100),
+        "t2v": (400, 8, 1e-3, 20),
+        "interp": (100, 4, 1e-3, 10),
+    },
     "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
 }
 
@@ -86,8 +147,9 @@ def get_config(arg=None):
     parts = (arg or "t2v").split(",")
     stage, size = parts[0], (parts[1] if len(parts) > 1 else "default")
     if stage not in STAGES or size not in SIZES:
-        raise ValueError(f"configs/demo/shapes.py takes STAGE[,SIZE] with STAGE in {STAGES} and SIZE in {SIZES}, "
-                         f"got {arg!r}")
+        raise ValueError(
+            f"configs/demo/shapes.py takes STAGE[,SIZE] with STAGE in {STAGES} and SIZE in {SIZES}, got {arg!r}"
+        )
     c = load_config("base.py")
     c.model = model(size)
     c.dataset = dataset(size)  # build parameters of the recipe's moving_shapes dataset
@@ -107,8 +169,8 @@ def get_config(arg=None):
     c.sampling.guidance_keyframe, c.sampling.guidance_text, c.sampling.guidance_image = 4.0, 4.0, 2.0
     if stage == "vae":
         c.data.num_frames, c.data.fps = 1, None  # single random frames
-        c.train.kl_weight = 1e-6     # small: latents stay informative, scale is fixed after training
-        c.train.loss = "l1+l2"       # pixel reconstruction only (no GAN / LPIPS at this scale)
+        c.train.kl_weight = 1e-6  # small: latents stay informative, scale is fixed after training
+        c.train.loss = "l1+l2"  # pixel reconstruction only (no GAN / LPIPS at this scale)
     elif stage == "t2i":
         c.data.num_frames, c.data.fps = 1, None  # one random frame per clip (a text-to-image example)
         # The text encoder stays frozen at its random init, as Emu keeps T5 / CLIP frozen: trained on

@@ -12,14 +12,34 @@ import ml_collections
 
 
 def get_config(arg=None):
-    cfg = ml_collections.ConfigDict(dict(
-        in_channels=8, cond_channels=9, out_channels=8,
-        model_channels=384, channel_mult=(1, 2, 4, 4), num_res_blocks=(3, 4, 4, 4),
-        attention_resolutions=(1, 2, 4), num_heads=None, head_dim=64, transformer_layers=2,
-        context_dims=(768, 2048), use_linear_projection=True, norm_groups=32, norm_eps=1e-5,
-        flip_sin_to_cos=True, freq_shift=0.0, temporal=True, temporal_kernel=3, temporal_layers=2,
-        cond_level_embed=False, dtype="bfloat16", attention_impl="auto", remat="save_dots", upcast_attention=False,
-    ))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            in_channels=8,
+            cond_channels=9,
+            out_channels=8,
+            model_channels=384,
+            channel_mult=(1, 2, 4, 4),
+            num_res_blocks=(3, 4, 4, 4),
+            attention_resolutions=(1, 2, 4),
+            num_heads=None,
+            head_dim=64,
+            transformer_layers=2,
+            context_dims=(768, 2048),
+            use_linear_projection=True,
+            norm_groups=32,
+            norm_eps=1e-5,
+            flip_sin_to_cos=True,
+            freq_shift=0.0,
+            temporal=True,
+            temporal_kernel=3,
+            temporal_layers=2,
+            cond_level_embed=False,
+            dtype="bfloat16",
+            attention_impl="auto",
+            remat="save_dots",
+            upcast_attention=False,
+        )
+    )
     if arg not in (None, "", "interp"):
         raise ValueError(f"unet_emu_video config arg {arg!r} not in (None, 'interp')")
     if arg == "interp":

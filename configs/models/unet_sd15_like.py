@@ -9,11 +9,31 @@ import ml_collections
 
 def get_config(arg=None):
     del arg
-    return ml_collections.ConfigDict(dict(
-        in_channels=4, cond_channels=5, out_channels=4,
-        model_channels=320, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
-        attention_resolutions=(1, 2, 4), num_heads=8, head_dim=None, transformer_layers=1,
-        context_dims=(768,), use_linear_projection=False, norm_groups=32, norm_eps=1e-5,
-        flip_sin_to_cos=True, freq_shift=0.0, temporal=True, temporal_kernel=3, temporal_layers=1,
-        cond_level_embed=False, dtype="bfloat16", attention_impl="auto", remat="save_dots", upcast_attention=False,
-    ))
+    return ml_collections.ConfigDict(
+        dict(
+            in_channels=4,
+            cond_channels=5,
+            out_channels=4,
+            model_channels=320,
+            channel_mult=(1, 2, 4, 4),
+            num_res_blocks=2,
+            attention_resolutions=(1, 2, 4),
+            num_heads=8,
+            head_dim=None,
+            transformer_layers=1,
+            context_dims=(768,),
+            use_linear_projection=False,
+            norm_groups=32,
+            norm_eps=1e-5,
+            flip_sin_to_cos=True,
+            freq_shift=0.0,
+            temporal=True,
+            temporal_kernel=3,
+            temporal_layers=1,
+            cond_level_embed=False,
+            dtype="bfloat16",
+            attention_impl="auto",
+            remat="save_dots",
+            upcast_attention=False,
+        )
+    )

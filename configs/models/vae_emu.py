@@ -10,7 +10,20 @@ import ml_collections
 def get_config(arg=None):
     del arg
     base, mult = 128, (1, 2, 4, 4)
-    return ml_collections.ConfigDict(dict(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=tuple(base * m for m in mult),
-        layers_per_block=2, norm_num_groups=32, norm_eps=1e-6, mid_block_add_attention=True,
-        use_quant_conv=True, use_post_quant_conv=True, scaling_factor=1.0, shift_factor=0.0, dtype="float32"))
+    return ml_collections.ConfigDict(
+        dict(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=8,
+            block_out_channels=tuple(base * m for m in mult),
+            layers_per_block=2,
+            norm_num_groups=32,
+            norm_eps=1e-6,
+            mid_block_add_attention=True,
+            use_quant_conv=True,
+            use_post_quant_conv=True,
+            scaling_factor=1.0,
+            shift_factor=0.0,
+            dtype="float32",
+        )
+    )

@@ -13,16 +13,30 @@ from emu_jax.errors import UserError, as_user_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-diffusers", required=True, metavar="DIR",
-                        help="diffusers pipeline folder with unet/, vae/, text_encoder/ (+ text_encoder_2/), "
-                             "tokenizer/ (safetensors weights, config.json)")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="new output folder: emu_jax.json + params/ (Orbax) + tokenizer copies")
-    parser.add_argument("--cond-channels", type=int, default=None, metavar="N",
-                        help="extra zero-initialised U-Net input channels for the image conditioning "
-                             "(default: VAE latent channels + 1 = image latent + mask; 0 for none)")
-    parser.add_argument("--no-temporal", action="store_true",
-                        help="do not add temporal layers (a pure text-to-image model)")
+    parser.add_argument(
+        "--from-diffusers",
+        required=True,
+        metavar="DIR",
+        help="diffusers pipeline folder with unet/, vae/, text_encoder/ (+ text_encoder_2/), "
+        "tokenizer/ (safetensors weights, config.json)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="new output folder: emu_jax.json + params/ (Orbax) + tokenizer copies",
+    )
+    parser.add_argument(
+        "--cond-channels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="extra zero-initialised U-Net input channels for the image conditioning "
+        "(default: VAE latent channels + 1 = image latent + mask; 0 for none)",
+    )
+    parser.add_argument(
+        "--no-temporal", action="store_true", help="do not add temporal layers (a pure text-to-image model)"
+    )
     parser.add_argument("--num-frames", type=int, default=8, help="frames of the video model (default 8)")
     parser.add_argument("--fps", type=int, default=4, help="frame rate of the video model (default 4)")
 
@@ -44,6 +58,12 @@ def main(args: argparse.Namespace) -> int:
 
     # A source folder that is not a diffusers pipeline (or has unsupported parts) is the user's to fix.
     with as_user_error(f"--from-diffusers {src}", types=(ValueError, OSError, KeyError)):
-        convert_diffusers_pipeline(src, out, cond_channels=args.cond_channels, temporal=not args.no_temporal,
-                                   num_frames=args.num_frames, fps=args.fps)
+        convert_diffusers_pipeline(
+            src,
+            out,
+            cond_channels=args.cond_channels,
+            temporal=not args.no_temporal,
+            num_frames=args.num_frames,
+            fps=args.fps,
+        )
     return 0

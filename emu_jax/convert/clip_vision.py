@@ -33,7 +33,7 @@ def convert_vision_state(cfg: CLIPVisionConfig, state: dict) -> dict:
     def rename(key):
         if key in _IGNORED:
             return None
-        return key[len(_VISION_PREFIX):] if key.startswith(_VISION_PREFIX) else key
+        return key[len(_VISION_PREFIX) :] if key.startswith(_VISION_PREFIX) else key
 
     assign_by_name(checker, rename)
     return checker.finish(ignore_unused=_IGNORED)
@@ -52,13 +52,15 @@ def from_transformers_clip_model(path: str) -> tuple[CLIPTextConfig, dict, CLIPV
     hf = read_config_json(path)
     state = load_safetensors_dir(path)
     if "text_projection.weight" not in state or "visual_projection.weight" not in state:
-        raise ValueError(f"{path!r} is not a full CLIPModel: CLIP score needs both text_projection and "
-                         "visual_projection weights")
+        raise ValueError(
+            f"{path!r} is not a full CLIPModel: CLIP score needs both text_projection and visual_projection weights"
+        )
     text_cfg = CLIPTextConfig.from_hf_config(hf)
-    text_cfg = CLIPTextConfig.from_dict({**text_cfg.to_dict(),
-                                         "projection_dim": state["text_projection.weight"].shape[0]})
+    text_cfg = CLIPTextConfig.from_dict(
+        {**text_cfg.to_dict(), "projection_dim": state["text_projection.weight"].shape[0]}
+    )
     text_state = {k: v for k, v in state.items() if _is_text_key(k) and k != "logit_scale"}
-    strip = lambda k: k[len("text_model."):] if k.startswith("text_model.") else k  # noqa: E731
+    strip = lambda k: k[len("text_model.") :] if k.startswith("text_model.") else k  # noqa: E731
     text_params = text_convert._convert(text_cfg, text_state, text_convert._CLIP_IGNORED, strip)
     vision_cfg = CLIPVisionConfig.from_hf_config(hf)
     return text_cfg, text_params, vision_cfg, convert_vision_state(vision_cfg, state)

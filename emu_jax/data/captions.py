@@ -36,9 +36,11 @@ def read_captions(captions_file: str | os.PathLike, videos_dir: str | os.PathLik
         with open(path, encoding="utf-8-sig", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as e:
-        line = e.object[:e.start].count(b"\n") + 1
-        raise UserError(f"captions file {path}:{line} is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset "
-                         f"{e.start}); save it as UTF-8") from None
+        line = e.object[: e.start].count(b"\n") + 1
+        raise UserError(
+            f"captions file {path}:{line} is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset "
+            f"{e.start}); save it as UTF-8"
+        ) from None
     rows = _jsonl_rows(path, text) if path.endswith((".jsonl", ".json")) else _csv_rows(path, text)
     if not rows:
         raise UserError(f"captions file {path} has no rows")
@@ -57,8 +59,10 @@ def _jsonl_rows(path: str, text: str) -> list[dict]:
         except json.JSONDecodeError as e:
             raise UserError(f"captions file {path}:{n} is not valid JSON: {e.msg}") from None
         if not isinstance(row, dict) or not all(c in row for c in CAPTION_COLUMNS):
-            raise UserError(f"{path}:{n}: each JSONL line needs keys {CAPTION_COLUMNS}, got "
-                             f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+            raise UserError(
+                f"{path}:{n}: each JSONL line needs keys {CAPTION_COLUMNS}, got "
+                f"{sorted(row) if isinstance(row, dict) else type(row).__name__}"
+            )
         rows.append({"path": row["path"], "caption": row["caption"], "line": n})
     return rows
 
@@ -69,10 +73,14 @@ def _csv_rows(path: str, text: str) -> list[dict]:
     reader.fieldnames = fields
     missing = [c for c in CAPTION_COLUMNS if c not in fields]
     if missing:
-        raise UserError(f"captions file {path} lacks column(s) {missing}; found {fields}; "
-                         f"needs a header with {CAPTION_COLUMNS}")
-    return [{"path": row["path"], "caption": row["caption"], "line": reader.line_num} for row in reader
-            if any((v or "").strip() for k, v in row.items() if k is not None)]
+        raise UserError(
+            f"captions file {path} lacks column(s) {missing}; found {fields}; needs a header with {CAPTION_COLUMNS}"
+        )
+    return [
+        {"path": row["path"], "caption": row["caption"], "line": reader.line_num}
+        for row in reader
+        if any((v or "").strip() for k, v in row.items() if k is not None)
+    ]
 
 
 def _check_row(path: str, row: dict, videos_dir) -> None:
@@ -84,6 +92,8 @@ def _check_row(path: str, row: dict, videos_dir) -> None:
             raise UserError(f"{where}: {column} is {shown}; every row needs a non-empty path and caption")
     rel = row["path"].replace("\\", "/")
     if posixpath.isabs(rel) or os.path.isabs(row["path"]) or ".." in rel.split("/"):
-        raise UserError(f"{where}: path {row['path']!r} leaves --videos"
-                         f"{f' {os.fspath(videos_dir)!r}' if videos_dir is not None else ''}; "
-                         "paths must be relative to it, without '..'")
+        raise UserError(
+            f"{where}: path {row['path']!r} leaves --videos"
+            f"{f' {os.fspath(videos_dir)!r}' if videos_dir is not None else ''}; "
+            "paths must be relative to it, without '..'"
+        )

@@ -14,8 +14,9 @@ from emu_jax.data import video_io
 RESIZE_METHODS = ("bicubic", "box", "bilinear", "lanczos")
 
 
-def clip_times(*, duration: float, src_fps: float, num_frames: int, fps: float | None,
-               rng: np.random.Generator | None) -> np.ndarray:
+def clip_times(
+    *, duration: float, src_fps: float, num_frames: int, fps: float | None, rng: np.random.Generator | None
+) -> np.ndarray:
     """Timestamps (s) of `num_frames` frames spaced 1/`fps` apart, starting uniformly in the video.
 
     `duration` is the source length (num_src_frames / src_fps); the last
@@ -53,13 +54,14 @@ def resize_center_crop(frames_THWC: np.ndarray, resolution: int, method: str = "
     nh, nw = max(resolution, round(h * scale)), max(resolution, round(w * scale))
     top, left = (nh - resolution) // 2, (nw - resolution) // 2
     if (nh, nw) == (h, w):
-        return np.ascontiguousarray(frames_THWC[:, top:top + resolution, left:left + resolution])
-    resample = {"bicubic": Image.BICUBIC, "box": Image.BOX, "bilinear": Image.BILINEAR,
-                "lanczos": Image.LANCZOS}[method]
+        return np.ascontiguousarray(frames_THWC[:, top : top + resolution, left : left + resolution])
+    resample = {"bicubic": Image.BICUBIC, "box": Image.BOX, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS}[
+        method
+    ]
     out = np.empty((t, resolution, resolution, 3), np.uint8)
     for i, frame in enumerate(frames_THWC):
         img = Image.fromarray(frame).resize((nw, nh), resample=resample)
-        out[i] = np.asarray(img)[top:top + resolution, left:left + resolution]
+        out[i] = np.asarray(img)[top : top + resolution, left : left + resolution]
     return out
 
 
@@ -73,9 +75,18 @@ def from_unit_range(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def load_clip(video: video_io.Source, *, src_fps: float, src_num_frames: int, num_frames: int,
-              fps: float | None, resolution: int, resize_method: str = "bicubic",
-              rng: np.random.Generator | None = None, keep_frames: int = 0) -> np.ndarray:
+def load_clip(
+    video: video_io.Source,
+    *,
+    src_fps: float,
+    src_num_frames: int,
+    num_frames: int,
+    fps: float | None,
+    resolution: int,
+    resize_method: str = "bicubic",
+    rng: np.random.Generator | None = None,
+    keep_frames: int = 0,
+) -> np.ndarray:
     """Samples, decodes (seeking) and preprocesses one clip -> float32 (T, R, R, 3) in [-1, 1].
 
     `keep_frames` K > 0 decodes only the clip's first K frames: with K = 1 a text-to-image model sees
@@ -83,7 +94,8 @@ def load_clip(video: video_io.Source, *, src_fps: float, src_num_frames: int, nu
     """
     if not 0 <= keep_frames <= num_frames:
         raise ValueError(f"keep_frames={keep_frames} must be in [0, num_frames={num_frames}] (0 keeps all)")
-    times = clip_times(duration=src_num_frames / src_fps, src_fps=src_fps, num_frames=num_frames,
-                       fps=fps, rng=rng)[:keep_frames or None]
+    times = clip_times(duration=src_num_frames / src_fps, src_fps=src_fps, num_frames=num_frames, fps=fps, rng=rng)[
+        : keep_frames or None
+    ]
     frames = video_io.decode_at_times(video, times)
     return to_unit_range(resize_center_crop(frames, resolution, resize_method))

@@ -32,5 +32,7 @@ def prepare_image(path_or_array: Any, resolution: int) -> tuple[np.ndarray, str]
     out = clips.resize_center_crop(arr[None], resolution)[0]
     if (h, w) == (resolution, resolution):
         return out, f"{name} is {w}x{h}: used as is"
-    return out, (f"{name} is {w}x{h}: resized (short side to {resolution}, bicubic) and centre-cropped to "
-                 f"{resolution}x{resolution}")
+    return out, (
+        f"{name} is {w}x{h}: resized (short side to {resolution}, bicubic) and centre-cropped to "
+        f"{resolution}x{resolution}"
+    )

@@ -51,8 +51,16 @@ class Latents(builders.LocalBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, source_cfg=None, splits=("train",), clips_per_video: int = 1, seed: int = 0,
-                 dtype: str = "float32", **kwargs):
+    def __init__(
+        self,
+        *,
+        source_cfg=None,
+        splits=("train",),
+        clips_per_video: int = 1,
+        seed: int = 0,
+        dtype: str = "float32",
+        **kwargs,
+    ):
         if clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
         if dtype not in ("float32", "float16"):
@@ -64,19 +72,36 @@ class Latents(builders.LocalBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         f = tfds.features
         src = self._source_cfg
-        meta = {} if src is None else {"source": {k: src.get(k) for k in ("name", "data_dir", "resolution",
-                                                                            "num_frames", "fps", "clip_seconds",
-                                                                            "keep_frames")},
-                                       "clips_per_video": self._clips, "seed": self._seed}
+        meta = (
+            {}
+            if src is None
+            else {
+                "source": {
+                    k: src.get(k)
+                    for k in ("name", "data_dir", "resolution", "num_frames", "fps", "clip_seconds", "keep_frames")
+                },
+                "clips_per_video": self._clips,
+                "seed": self._seed,
+            }
+        )
         return tfds.core.DatasetInfo(
-            builder=self, description=self.__doc__,
-            features=f.FeaturesDict({"key": f.Text(), "caption": f.Text(), "attributes": f.Text(),
-                                     "latents": f.Tensor(shape=(), dtype=np.object_)}),
-            metadata=tfds.core.MetadataDict(meta))
+            builder=self,
+            description=self.__doc__,
+            features=f.FeaturesDict(
+                {
+                    "key": f.Text(),
+                    "caption": f.Text(),
+                    "attributes": f.Text(),
+                    "latents": f.Tensor(shape=(), dtype=np.object_),
+                }
+            ),
+            metadata=tfds.core.MetadataDict(meta),
+        )
 
     def _split_generators(self, dl_manager):
-        raise ValueError("Latents is written by latent_cache.build_latent_cache (sharded, resumable), "
-                         "not by download_and_prepare")
+        raise ValueError(
+            "Latents is written by latent_cache.build_latent_cache (sharded, resumable), not by download_and_prepare"
+        )
 
     def _generate_examples(self):
         raise ValueError("Latents is written by latent_cache.build_latent_cache")
@@ -115,8 +140,11 @@ def batch_sharding(batch_size: int):
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     per_proc = math.gcd(batch_size // jax.process_count(), jax.local_device_count())
-    devices = [d for q in range(jax.process_count())
-               for d in sorted((d for d in jax.devices() if d.process_index == q), key=lambda d: d.id)[:per_proc]]
+    devices = [
+        d
+        for q in range(jax.process_count())
+        for d in sorted((d for d in jax.devices() if d.process_index == q), key=lambda d: d.id)[:per_proc]
+    ]
     return NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
 
 
@@ -124,8 +152,7 @@ def _encode_local(encode_fn: EncodeFn, sharding, local_video: np.ndarray, global
     """Encodes this process's rows as part of the global batch; returns this process's rows of the output."""
     import jax
 
-    video = jax.make_array_from_process_local_data(sharding, local_video,
-                                                   (global_batch,) + local_video.shape[1:])
+    video = jax.make_array_from_process_local_data(sharding, local_video, (global_batch,) + local_video.shape[1:])
     out = encode_fn(video)
     if out.shape[0] != global_batch:
         raise ValueError(f"encode_fn returned batch {out.shape[0]}, expected {global_batch}")
@@ -146,8 +173,12 @@ def _all_done(local_done: np.ndarray) -> np.ndarray:
         return local_done
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.process_allgather(local_done.astype(np.int32))).reshape(
-        jax.process_count(), -1).min(axis=0).astype(bool)
+    return (
+        np.asarray(multihost_utils.process_allgather(local_done.astype(np.int32)))
+        .reshape(jax.process_count(), -1)
+        .min(axis=0)
+        .astype(bool)
+    )
 
 
 def _barrier(name: str) -> None:
@@ -159,8 +190,15 @@ def _barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: str, final_dir: str,
-                 batch_size: int, shard_batches: int) -> tfds.core.SplitInfo:
+def _write_split(
+    builder: Latents,
+    encode_fn: EncodeFn,
+    split: str,
+    work_dir: str,
+    final_dir: str,
+    batch_size: int,
+    shard_batches: int,
+) -> tfds.core.SplitInfo:
     import jax
 
     cfg, proc, nproc = builder._source_cfg, jax.process_index(), jax.process_count()
@@ -170,15 +208,14 @@ def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: st
     jobs = [(c, i) for c in range(builder._clips) for i in range(n)]
     layout = _Layout(len(jobs), batch_size, shard_batches, nproc)
     files = layout.files()
-    template = naming.ShardedFileTemplate(data_dir=work_dir, dataset_name=builder.name, split=split,
-                                          filetype_suffix="array_record")
+    template = naming.ShardedFileTemplate(
+        data_dir=work_dir, dataset_name=builder.name, split=split, filetype_suffix="array_record"
+    )
     path_of = {sp: template.sharded_filepath(shard_index=k, num_shards=len(files)) for k, sp in enumerate(files)}
-    local_done = np.array([(s, proc) not in path_of or path_of[(s, proc)].exists()
-                           for s in range(layout.num_shards)])
+    local_done = np.array([(s, proc) not in path_of or path_of[(s, proc)].exists() for s in range(layout.num_shards)])
     done = _all_done(local_done)
     if done.any():
-        log.info("%s: %d of %d shards already written; encoding the rest", split, int(done.sum()),
-                 layout.num_shards)
+        log.info("%s: %d of %d shards already written; encoding the rest", split, int(done.sum()), layout.num_shards)
     sharding = batch_sharding(layout.batch)
     features = builder.info.features
     for shard in np.flatnonzero(~done):
@@ -197,27 +234,43 @@ def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: st
             path = path_of[(shard, proc)]
             tmp = path.parent / (path.name + ".tmp")
             file_adapters.ArrayRecordFileAdapter.write_examples(
-                tmp, ((key, features.serialize_example(r)) for key, r in records))
+                tmp, ((key, features.serialize_example(r)) for key, r in records)
+            )
             tmp.rename(path)  # atomic: a file under its final name is complete
         log.info("%s: shard %d of %d written (process %d)", split, shard + 1, layout.num_shards, proc)
     _barrier(f"latents-{split}-written")
-    final = naming.ShardedFileTemplate(data_dir=final_dir, dataset_name=builder.name, split=split,
-                                       filetype_suffix="array_record")
-    return tfds.core.SplitInfo(name=split, shard_lengths=[layout.length(s, p) for s, p in files],
-                               num_bytes=sum(os.path.getsize(path_of[sp]) for sp in files), filename_template=final)
+    final = naming.ShardedFileTemplate(
+        data_dir=final_dir, dataset_name=builder.name, split=split, filetype_suffix="array_record"
+    )
+    return tfds.core.SplitInfo(
+        name=split,
+        shard_lengths=[layout.length(s, p) for s, p in files],
+        num_bytes=sum(os.path.getsize(path_of[sp]) for sp in files),
+        filename_template=final,
+    )
 
 
 def _record(split: str, job: tuple[int, int], ex: dict, z: np.ndarray) -> tuple[str, dict]:
     c, i = job
-    attrs = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in ex.items()
-             if k not in pipeline.EXAMPLE_FIELDS}
+    attrs = {
+        k: (float(v) if isinstance(v, np.floating) else v) for k, v in ex.items() if k not in pipeline.EXAMPLE_FIELDS
+    }
     key = f"{ex['key'] or f'{split}_{i}'}#{c}"
     return key, {"key": key, "caption": ex["caption"], "attributes": json.dumps(attrs), "latents": _npy_bytes(z)}
 
 
-def build_latent_cache(source_cfg, encode_fn: EncodeFn, *, data_dir: str, splits=("train",), batch_size: int = 8,
-                       clips_per_video: int = 1, seed: int = 0, dtype: str = "float32",
-                       shard_batches: int = 16) -> Latents:
+def build_latent_cache(
+    source_cfg,
+    encode_fn: EncodeFn,
+    *,
+    data_dir: str,
+    splits=("train",),
+    batch_size: int = 8,
+    clips_per_video: int = 1,
+    seed: int = 0,
+    dtype: str = "float32",
+    shard_batches: int = 16,
+) -> Latents:
     """Encodes `source_cfg`'s splits with `encode_fn` into `<data_dir>/latents/` and returns the builder.
 
     `batch_size` is the global batch (all processes together; it must divide
@@ -230,16 +283,18 @@ def build_latent_cache(source_cfg, encode_fn: EncodeFn, *, data_dir: str, splits
         raise ValueError(f"batch_size and shard_batches must be >= 1, got {batch_size}, {shard_batches}")
     if batch_size % jax.process_count():
         raise ValueError(f"batch_size={batch_size} must be a multiple of the {jax.process_count()} processes")
-    builder = Latents(source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed,
-                      dtype=dtype, data_dir=data_dir)
+    builder = Latents(
+        source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed, dtype=dtype, data_dir=data_dir
+    )
     if builder.is_prepared():
         return builder
     final_dir = os.fspath(builder.data_dir)
     work_dir = final_dir + PARTIAL_SUFFIX
     os.makedirs(work_dir, exist_ok=True)
     builder.info.set_file_format("array_record", override=True)
-    infos = [_write_split(builder, encode_fn, split, work_dir, final_dir, batch_size, shard_batches)
-             for split in splits]
+    infos = [
+        _write_split(builder, encode_fn, split, work_dir, final_dir, batch_size, shard_batches) for split in splits
+    ]
     builder.info.set_splits(tfds.core.SplitDict(infos))
     if jax.process_index() == 0:
         builder.info.write_to_directory(work_dir)
@@ -248,6 +303,6 @@ def build_latent_cache(source_cfg, encode_fn: EncodeFn, *, data_dir: str, splits
                 os.remove(os.path.join(work_dir, leftover))
         os.replace(work_dir, final_dir)
     _barrier("latents-finished")
-    return Latents(source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed, dtype=dtype,
-                   data_dir=data_dir)
-
+    return Latents(
+        source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed, dtype=dtype, data_dir=data_dir
+    )

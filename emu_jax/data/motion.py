@@ -108,8 +108,7 @@ def score_item(item: tuple[int, str, bytes], window: int = WINDOW) -> tuple[str,
     return key, {"index": int(index), "motion": round(score, 4)}
 
 
-def decide(key: str, scored: dict, thresholds: dict, clip: float | None = None,
-           aesthetic: float | None = None) -> dict:
+def decide(key: str, scored: dict, thresholds: dict, clip: float | None = None, aesthetic: float | None = None) -> dict:
     """One scored video against `thresholds` (`select`'s result["thresholds"]): its selection entry
     `{"index", "key", "motion", ...}`, or `{"index", "rejected": reason}`. A None threshold means that
     score file was not supplied; a supplied file without this key rejects it."""
@@ -126,8 +125,9 @@ def decide(key: str, scored: dict, thresholds: dict, clip: float | None = None,
     return entry
 
 
-def thresholds_of(*, motion_threshold: float, window: int, clip_threshold: float | None,
-                  aesthetic_threshold: float | None) -> dict:
+def thresholds_of(
+    *, motion_threshold: float, window: int, clip_threshold: float | None, aesthetic_threshold: float | None
+) -> dict:
     return {"motion": motion_threshold, "window": window, "clip": clip_threshold, "aesthetic": aesthetic_threshold}
 
 
@@ -144,10 +144,16 @@ def summarise(decisions: Iterable[dict], thresholds: dict) -> dict:
     return {"selected": selected, "rejected": rejected, "total": total, "thresholds": dict(thresholds)}
 
 
-def select(items: Iterable[tuple[int, str, bytes]], *, motion_threshold: float = 0.5,
-           clip_scores: Mapping[str, float] | None = None, clip_threshold: float = 0.25,
-           aesthetic_scores: Mapping[str, float] | None = None, aesthetic_threshold: float = 5.7,
-           window: int = WINDOW) -> dict:
+def select(
+    items: Iterable[tuple[int, str, bytes]],
+    *,
+    motion_threshold: float = 0.5,
+    clip_scores: Mapping[str, float] | None = None,
+    clip_threshold: float = 0.25,
+    aesthetic_scores: Mapping[str, float] | None = None,
+    aesthetic_threshold: float = 5.7,
+    window: int = WINDOW,
+) -> dict:
     """Scores `(index, key, encoded video)` items and keeps those passing every supplied threshold.
 
     CLIP and aesthetic thresholds apply only when their score mappings are
@@ -155,12 +161,16 @@ def select(items: Iterable[tuple[int, str, bytes]], *, motion_threshold: float =
     `{"selected": [{"index", "key", "motion", ...}], "rejected": {...counts}, "total": n}`.
     `motion_beam.select` computes the same in a Beam pipeline.
     """
-    thresholds = thresholds_of(motion_threshold=motion_threshold, window=window,
-                               clip_threshold=clip_threshold if clip_scores is not None else None,
-                               aesthetic_threshold=aesthetic_threshold if aesthetic_scores is not None else None)
+    thresholds = thresholds_of(
+        motion_threshold=motion_threshold,
+        window=window,
+        clip_threshold=clip_threshold if clip_scores is not None else None,
+        aesthetic_threshold=aesthetic_threshold if aesthetic_scores is not None else None,
+    )
     decisions = []
     for item in items:
         key, scored = score_item(item, window)
-        decisions.append(decide(key, scored, thresholds, (clip_scores or {}).get(key),
-                                (aesthetic_scores or {}).get(key)))
+        decisions.append(
+            decide(key, scored, thresholds, (clip_scores or {}).get(key), (aesthetic_scores or {}).get(key))
+        )
     return summarise(decisions, thresholds)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import grain
@@ -22,8 +21,7 @@ from emu_jax.data import clips
 
 # Record fields the loader reads itself; any other scalar field a builder adds (a synthetic dataset's
 # ground-truth attributes, say) passes through to the batch unchanged.
-RECORD_FIELDS = ("key", "video", "caption", "fps", "num_frames", "duration", "width", "height", "latents",
-                 "attributes")
+RECORD_FIELDS = ("key", "video", "caption", "fps", "num_frames", "duration", "width", "height", "latents", "attributes")
 # Fields of a preprocessed example that are not passed-through attributes.
 EXAMPLE_FIELDS = ("caption", "key", "video", "latents", "text_ids", "text_mask")
 Tokenizer = Callable[..., Any]
@@ -91,9 +89,16 @@ class _Preprocess:
             record = {**record, **json.loads(_str(record["attributes"]))}
         else:
             out["video"] = clips.load_clip(
-                record["video"], src_fps=float(record["fps"]), src_num_frames=int(record["num_frames"]),
-                num_frames=self.num_frames, fps=self.fps, resolution=self.resolution,
-                resize_method=self.resize_method, rng=rng, keep_frames=self.keep_frames)
+                record["video"],
+                src_fps=float(record["fps"]),
+                src_num_frames=int(record["num_frames"]),
+                num_frames=self.num_frames,
+                fps=self.fps,
+                resolution=self.resolution,
+                resize_method=self.resize_method,
+                rng=rng,
+                keep_frames=self.keep_frames,
+            )
         if self.text:
             out["text_ids"], out["text_mask"] = tokenize(self.tokenizer, text, self.text_max_length)
         out.update(record_attributes(record))
@@ -157,13 +162,20 @@ class LoaderIterator(grain.DatasetIterator):
         return self._batches_per_epoch
 
     def get_state(self) -> dict:
-        return {"grain": self._parent.get_state(), "batches_served": self._served, "epoch": self.epoch,
-                "position_in_epoch": self._served % self._batches_per_epoch, "loader": dict(self._fingerprint)}
+        return {
+            "grain": self._parent.get_state(),
+            "batches_served": self._served,
+            "epoch": self.epoch,
+            "position_in_epoch": self._served % self._batches_per_epoch,
+            "loader": dict(self._fingerprint),
+        }
 
     def set_state(self, state: dict) -> None:
         if state.get("loader") != self._fingerprint:
-            raise ValueError(f"data iterator state was saved by a loader configured as {state.get('loader')}, "
-                             f"this loader is {self._fingerprint}")
+            raise ValueError(
+                f"data iterator state was saved by a loader configured as {state.get('loader')}, "
+                f"this loader is {self._fingerprint}"
+            )
         self._parent.set_state(state["grain"])
         self._served = int(state["batches_served"])
 
@@ -180,8 +192,10 @@ def open_source(name: str, data_dir: str, split: str):
     except tfds.core.registered.DatasetNotFoundError:
         builder = None
     if builder is None or not builder.is_prepared():
-        raise FileNotFoundError(f"dataset {name!r} is not prepared under data_dir={data_dir!r} "
-                                f"(build it with `emu-video data build {name} ...`)")
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared under data_dir={data_dir!r} "
+            f"(build it with `emu-video data build {name} ...`)"
+        )
     available = list(builder.info.splits)
     if split.split("[")[0] not in available:
         raise ValueError(f"split {split!r} is not in {name} under {data_dir}; available: {available}")
@@ -203,27 +217,57 @@ def target_fps(cfg_data) -> float | None:
     """Clip frame rate from `fps`, or from `num_frames / clip_seconds`; None keeps the source rate."""
     fps, seconds = cfg_data.get("fps"), cfg_data.get("clip_seconds")
     if fps and seconds and abs(fps * seconds - cfg_data.num_frames) > 1e-6:
-        raise ValueError(f"data.fps={fps} x data.clip_seconds={seconds} != data.num_frames={cfg_data.num_frames}; "
-                         "set one of fps / clip_seconds")
+        raise ValueError(
+            f"data.fps={fps} x data.clip_seconds={seconds} != data.num_frames={cfg_data.num_frames}; "
+            "set one of fps / clip_seconds"
+        )
     return float(fps) if fps else (cfg_data.num_frames / seconds if seconds else None)
 
 
-def preprocessor(cfg_data, *, seed: int, epoch_length: int, tokenizer: Tokenizer | None = None,
-                 shard_index: int = 0, shard_count: int = 1, random_clip: bool = True,
-                 text: bool = True) -> _Preprocess:
+def preprocessor(
+    cfg_data,
+    *,
+    seed: int,
+    epoch_length: int,
+    tokenizer: Tokenizer | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    random_clip: bool = True,
+    text: bool = True,
+) -> _Preprocess:
     """The per-record transform `(index, record) -> example` that `make_loader` maps over its shard."""
     return _Preprocess(
-        name=cfg_data.name, num_frames=int(cfg_data.num_frames), fps=target_fps(cfg_data),
-        resolution=int(cfg_data.resolution), resize_method=cfg_data.get("resize_method", "bicubic"),
-        text_max_length=int(cfg_data.text_max_length), tokenizer=tokenizer or default_tokenizer(), seed=seed,
-        epoch_length=epoch_length, shard_index=shard_index, shard_count=shard_count, random_clip=random_clip,
-        text=text, keep_frames=int(cfg_data.get("keep_frames", 0)))
+        name=cfg_data.name,
+        num_frames=int(cfg_data.num_frames),
+        fps=target_fps(cfg_data),
+        resolution=int(cfg_data.resolution),
+        resize_method=cfg_data.get("resize_method", "bicubic"),
+        text_max_length=int(cfg_data.text_max_length),
+        tokenizer=tokenizer or default_tokenizer(),
+        seed=seed,
+        epoch_length=epoch_length,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        random_clip=random_clip,
+        text=text,
+        keep_frames=int(cfg_data.get("keep_frames", 0)),
+    )
 
 
-def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = None,
-                shard_count: int | None = None, tokenizer: Tokenizer | None = None, batch_size: int,
-                num_epochs: int | None = None, shuffle: bool = True, random_clip: bool = True,
-                text: bool = True) -> LoaderIterator:
+def make_loader(
+    cfg_data,
+    *,
+    split: str,
+    seed: int,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    tokenizer: Tokenizer | None = None,
+    batch_size: int,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    random_clip: bool = True,
+    text: bool = True,
+) -> LoaderIterator:
     """Builds the resumable batch iterator for one process.
 
     Args:
@@ -262,8 +306,10 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     shard_index, shard_count = _shard(shard_index, shard_count)
     target_fps(cfg_data)  # validates fps / clip_seconds before opening anything
     if not 0 <= int(cfg_data.get("keep_frames", 0)) <= int(cfg_data.num_frames):
-        raise ValueError(f"data.keep_frames={cfg_data.keep_frames} must be in [0, data.num_frames="
-                         f"{cfg_data.num_frames}] (0 keeps the whole clip)")
+        raise ValueError(
+            f"data.keep_frames={cfg_data.keep_frames} must be in [0, data.num_frames="
+            f"{cfg_data.num_frames}] (0 keeps the whole clip)"
+        )
     source = open_source(cfg_data.name, cfg_data.data_dir, split)
     if cfg_data.get("subset_file"):
         source = _Subset(source, load_subset_indices(cfg_data.subset_file, name=cfg_data.name, split=split))
@@ -273,22 +319,44 @@ def make_loader(cfg_data, *, split: str, seed: int, shard_index: int | None = No
     ds = ds[: len(ds) - len(ds) % shard_count][shard_index::shard_count]
     batches_per_epoch = len(ds) // batch_size
     if batches_per_epoch == 0:
-        raise ValueError(f"{cfg_data.name}/{split}: shard {shard_index}/{shard_count} holds {len(ds)} examples, "
-                         f"fewer than batch_size={batch_size}")
-    ds = ds.map_with_index(preprocessor(cfg_data, seed=seed, epoch_length=len(ds), tokenizer=tokenizer,
-                                        shard_index=shard_index, shard_count=shard_count, random_clip=random_clip,
-                                        text=text))
+        raise ValueError(
+            f"{cfg_data.name}/{split}: shard {shard_index}/{shard_count} holds {len(ds)} examples, "
+            f"fewer than batch_size={batch_size}"
+        )
+    ds = ds.map_with_index(
+        preprocessor(
+            cfg_data,
+            seed=seed,
+            epoch_length=len(ds),
+            tokenizer=tokenizer,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            random_clip=random_clip,
+            text=text,
+        )
+    )
     ds = ds.batch(batch_size, drop_remainder=True).repeat(num_epochs)
-    iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=int(cfg_data.get("read_threads", 2)),
-                                                   prefetch_buffer_size=int(cfg_data.get("prefetch_batches", 4))))
+    iter_ds = ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=int(cfg_data.get("read_threads", 2)),
+            prefetch_buffer_size=int(cfg_data.get("prefetch_batches", 4)),
+        )
+    )
     if worker_count:
         from absl import flags
 
         if not flags.FLAGS.is_parsed():  # grain reads absl flags; programs without absl.app never parse them
             flags.FLAGS.mark_as_parsed()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    fingerprint = {"name": cfg_data.name, "split": split, "seed": seed, "shard": [shard_index, shard_count],
-                   "batch_size": batch_size, "batches_per_epoch": batches_per_epoch, "worker_count": worker_count}
+    fingerprint = {
+        "name": cfg_data.name,
+        "split": split,
+        "seed": seed,
+        "shard": [shard_index, shard_count],
+        "batch_size": batch_size,
+        "batches_per_epoch": batches_per_epoch,
+        "worker_count": worker_count,
+    }
     return LoaderIterator(iter(iter_ds), fingerprint, batches_per_epoch)
 
 

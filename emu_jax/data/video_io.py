@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from typing import Sequence, Union
+from typing import Sequence
 
 import av
 import numpy as np
 
-Source = Union[str, os.PathLike, bytes]
+Source = str | os.PathLike | bytes
 
 
 class VideoDecodeError(ValueError):
@@ -73,7 +73,9 @@ def probe(src: Source, *, decode: bool = True) -> VideoInfo:
         codec = stream.codec_context.name
         if not decode:
             rate = float(stream.average_rate or stream.guessed_rate or 0)
-            n = stream.frames or (int(round(float(stream.duration * stream.time_base) * rate)) if stream.duration else 0)
+            n = stream.frames or (
+                int(round(float(stream.duration * stream.time_base) * rate)) if stream.duration else 0
+            )
             return VideoInfo(n, rate, n / rate if rate else 0.0, stream.width, stream.height, codec)
         times = []
         width = height = 0
@@ -86,8 +88,7 @@ def probe(src: Source, *, decode: bool = True) -> VideoInfo:
         if not times:
             raise VideoDecodeError(f"no decodable frames in {_name(src)} (codec {codec!r})")
         if stream.frames and len(times) < stream.frames:
-            raise VideoDecodeError(
-                f"truncated video {_name(src)}: decoded {len(times)} of {stream.frames} frames")
+            raise VideoDecodeError(f"truncated video {_name(src)}: decoded {len(times)} of {stream.frames} frames")
     n = len(times)
     # Mean frame interval from the timestamps, so variable-rate files get a sensible fps.
     fps = (n - 1) / (times[-1] - times[0]) if n > 1 and times[-1] > times[0] else float(stream.average_rate or 1)
@@ -149,8 +150,9 @@ def decode_all(src: Source) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
 
 
-def encode_mp4(frames_THWC: np.ndarray, fps: float, *, crf: int = 18, preset: str = "medium",
-               gop: int | None = None) -> bytes:
+def encode_mp4(
+    frames_THWC: np.ndarray, fps: float, *, crf: int = 18, preset: str = "medium", gop: int | None = None
+) -> bytes:
     """Encodes uint8 (T, H, W, 3) frames as H.264 (libx264, yuv420p) mp4 bytes.
 
     yuv420p needs even sizes; odd heights / widths are padded by repeating the
@@ -167,6 +169,7 @@ def encode_mp4(frames_THWC: np.ndarray, fps: float, *, crf: int = 18, preset: st
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         from fractions import Fraction
+
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
@@ -197,5 +200,6 @@ def write_gif(path: str | os.PathLike, frames_THWC: np.ndarray, fps: float, *, l
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be non-empty uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)),
-                   loop=loop, optimize=False)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=loop, optimize=False
+    )

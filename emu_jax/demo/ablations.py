@@ -31,8 +31,16 @@ ARMS = {  # arm -> (stage, parent arm or 'vae', config overrides)
     "t2i_eps": ("t2i", "vae", EPS),
     "f_v": ("t2v", "t2i_v", (("model.unet.temporal_cross_attention", "false"),)),
     "f_eps": ("t2v", "t2i_eps", EPS + (("model.unet.temporal_cross_attention", "false"),)),
-    "f_direct": ("t2v", "t2i_v", (("model.unet.temporal_cross_attention", "false"), ("train.drop_text", "0.0"),
-                                  ("train.drop_image", "0.95"), ("train.drop_both", "0.05"))),  # image always dropped
+    "f_direct": (
+        "t2v",
+        "t2i_v",
+        (
+            ("model.unet.temporal_cross_attention", "false"),
+            ("train.drop_text", "0.0"),
+            ("train.drop_image", "0.95"),
+            ("train.drop_both", "0.05"),
+        ),
+    ),  # image always dropped
     "f_all": ("t2v", "t2i_v", (("model.unet.temporal_cross_attention", "false"), ("train.trainable", "all"))),
     "f_text": ("t2v", "t2i_v", ()),
 }
@@ -66,12 +74,21 @@ def in_memory_loader(frames: np.ndarray, captions: list[str], src_fps: float):
 
         def example(index, i):
             rng = np.random.default_rng([seed, index])
-            times = clips.clip_times(duration=n_src / src_fps, src_fps=src_fps, num_frames=int(cfg_data.num_frames),
-                                     fps=cfg_data.fps, rng=rng)
+            times = clips.clip_times(
+                duration=n_src / src_fps,
+                src_fps=src_fps,
+                num_frames=int(cfg_data.num_frames),
+                fps=cfg_data.fps,
+                rng=rng,
+            )
             idx = np.clip(np.round(times * src_fps).astype(int), 0, n_src - 1)
             ids, mask = pipeline.tokenize(tokenizer, captions[i], int(cfg_data.text_max_length))
-            return {"video": clips.to_unit_range(frames[i][idx]), "text_ids": ids, "text_mask": mask,
-                    "caption": captions[i]}
+            return {
+                "video": clips.to_unit_range(frames[i][idx]),
+                "text_ids": ids,
+                "text_mask": mask,
+                "caption": captions[i],
+            }
 
         ds = grain.MapDataset.source(list(range(len(captions)))).shuffle(seed=seed)
         ds = ds.map_with_index(example).batch(batch_size, drop_remainder=True).repeat(None)
@@ -80,8 +97,16 @@ def in_memory_loader(frames: np.ndarray, captions: list[str], src_fps: float):
     return make_loader
 
 
-def run_arm(workdir: str | pathlib.Path, arm: str, out: str | pathlib.Path, *, size: str = "default",
-            num_clips: int = 4096, num_prompts: int = 200, wait_s: float = 3600.0) -> dict:
+def run_arm(
+    workdir: str | pathlib.Path,
+    arm: str,
+    out: str | pathlib.Path,
+    *,
+    size: str = "default",
+    num_clips: int = 4096,
+    num_prompts: int = 200,
+    wait_s: float = 3600.0,
+) -> dict:
     """Trains (and for F arms evaluates) one arm; writes `out/ARM.json` and returns it."""
     from emu_jax.config import apply_override
     from emu_jax.demo import evaluate
@@ -103,8 +128,14 @@ def run_arm(workdir: str | pathlib.Path, arm: str, out: str | pathlib.Path, *, s
     apply_override(cfg, "train.log_every", str(min(100, cfg.train.steps)))
     t0 = time.time()
     frames, captions = render_split(num_clips, cfg.dataset.resolution, cfg.dataset.num_frames)
-    record = {"arm": arm, "stage": stage, "overrides": [list(o) for o in overrides], "steps": cfg.train.steps,
-              "batch": cfg.train.batch_size, "render_s": round(time.time() - t0, 1)}
+    record = {
+        "arm": arm,
+        "stage": stage,
+        "overrides": [list(o) for o in overrides],
+        "steps": cfg.train.steps,
+        "batch": cfg.train.batch_size,
+        "render_s": round(time.time() - t0, 1),
+    }
     waited = 0.0
     while parent != "vae" and not (runs / parent / DONE).exists():  # the parent arm runs in another process
         if waited > wait_s:
@@ -129,9 +160,16 @@ def run_arm(workdir: str | pathlib.Path, arm: str, out: str | pathlib.Path, *, s
 
 if __name__ == "__main__":
     if len(sys.argv) != 4:
-        sys.exit(f"usage: python -m emu_jax.demo.ablations WORKDIR ARM OUTDIR   (ARM in {sorted(ARMS)}; "
-                 "env ABLATION_SIZE=tiny, ABLATION_CLIPS, ABLATION_PROMPTS for a dry run)")
-    rec = run_arm(sys.argv[1], sys.argv[2], sys.argv[3], size=os.environ.get("ABLATION_SIZE", "default"),
-                  num_clips=int(os.environ.get("ABLATION_CLIPS", "4096")),
-                  num_prompts=int(os.environ.get("ABLATION_PROMPTS", "200")))
+        sys.exit(
+            f"usage: python -m emu_jax.demo.ablations WORKDIR ARM OUTDIR   (ARM in {sorted(ARMS)}; "
+            "env ABLATION_SIZE=tiny, ABLATION_CLIPS, ABLATION_PROMPTS for a dry run)"
+        )
+    rec = run_arm(
+        sys.argv[1],
+        sys.argv[2],
+        sys.argv[3],
+        size=os.environ.get("ABLATION_SIZE", "default"),
+        num_clips=int(os.environ.get("ABLATION_CLIPS", "4096")),
+        num_prompts=int(os.environ.get("ABLATION_PROMPTS", "200")),
+    )
     print(json.dumps({k: v for k, v in rec.items() if k != "eval"}, default=str))

@@ -51,9 +51,16 @@ def _template(shape: str, cover_HW: np.ndarray) -> np.ndarray:
     top = cy - (2.0 / 3.0 if shape == "triangle" else 0.5) * side  # the triangle's centroid is 2/3 down
     free = size - side - 2.0
     # Rendered through the dataset's own renderer: white on black is the coverage itself.
-    attrs = shapes.ShapeAttrs(shape=shape, color="yellow", background="black", direction="right", speed=0.0,
-                              size=side / size, start_x=float(np.clip((cx - side / 2 - 1.0) / free, 0, 1)),
-                              start_y=float(np.clip((top - 1.0) / free, 0, 1)))
+    attrs = shapes.ShapeAttrs(
+        shape=shape,
+        color="yellow",
+        background="black",
+        direction="right",
+        speed=0.0,
+        size=side / size,
+        start_x=float(np.clip((cx - side / 2 - 1.0) / free, 0, 1)),
+        start_y=float(np.clip((top - 1.0) / free, 0, 1)),
+    )
     return shapes.render_clip(attrs, 1, size)[0, ..., 0].astype(np.float32) / 255.0
 
 
@@ -115,8 +122,14 @@ def analyse_frame(frame_HWC: np.ndarray) -> dict:
     """
     f = np.asarray(frame_HWC)
     mask, bg = shape_mask(f)
-    reading = {"background": nearest_name(bg, shapes.BACKGROUNDS), "color": None, "shape": None,
-               "center": None, "area": int(mask.sum()), "brightness": float(np.mean(bg))}
+    reading = {
+        "background": nearest_name(bg, shapes.BACKGROUNDS),
+        "color": None,
+        "shape": None,
+        "center": None,
+        "area": int(mask.sum()),
+        "brightness": float(np.mean(bg)),
+    }
     if mask.sum() >= MIN_AREA:
         ys, xs = np.nonzero(mask)
         reading["color"] = nearest_name(np.median(f.astype(np.float32)[mask], axis=0), shapes.COLORS)
@@ -146,12 +159,19 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     color_agree = float(np.mean([p["color"] == key["color"] for p in per])) if key["color"] else 0.0
     shape_agree = float(np.mean([p["shape"] == key["shape"] for p in per])) if key["shape"] else 0.0
     return {
-        "background": key["background"], "color": key["color"], "shape": key["shape"],
+        "background": key["background"],
+        "color": key["color"],
+        "shape": key["shape"],
         "background_video": _majority([p["background"] for p in per]),
         "background_brightness": key["brightness"],  # mean of the median border colour, 0..255
-        "start_center": key["center"], "frame_size": (int(frames.shape[2]), int(frames.shape[1])),
-        "direction": direction, "shift_px": shift, "present": present, "area_cv": area_cv,
-        "color_agreement": color_agree, "shape_agreement": shape_agree,
+        "start_center": key["center"],
+        "frame_size": (int(frames.shape[2]), int(frames.shape[1])),
+        "direction": direction,
+        "shift_px": shift,
+        "present": present,
+        "area_cv": area_cv,
+        "color_agreement": color_agree,
+        "shape_agreement": shape_agree,
         "consistent": is_consistent(present, area_cv, color_agree),
     }
 
@@ -177,8 +197,9 @@ def start_side(reading: Mapping, direction: str) -> list[bool]:
 def summarise(readings: Sequence[Mapping], wanted: Sequence[Mapping]) -> dict:
     """Accuracy per attribute, all-correct rate and consistency statistics over a set of videos."""
     if len(readings) != len(wanted) or not readings:
-        raise ValueError(f"need equal, non-zero numbers of readings and wanted attributes, "
-                         f"got {len(readings)} and {len(wanted)}")
+        raise ValueError(
+            f"need equal, non-zero numbers of readings and wanted attributes, got {len(readings)} and {len(wanted)}"
+        )
     scores = [score(r, w) for r, w in zip(readings, wanted)]
     out = {f"{a}_accuracy": float(np.mean([s[a] for s in scores])) for a in ATTRIBUTES}
     out["all_correct"] = float(np.mean([all(s.values()) for s in scores]))

@@ -1,7 +1,7 @@
 """`emu-video demo train|eval`: the moving-shapes recipe and its automatic faithfulness evaluation.
 
-  emu-video demo train --workdir DIR [--size default|tiny] [--stages vae,t2i] [--stop-after N]
-  emu-video demo eval [--checkpoint DIR] [--num-prompts 200] [--seed S] [--output FILE.json]
+emu-video demo train --workdir DIR [--size default|tiny] [--stages vae,t2i] [--stop-after N]
+emu-video demo eval [--checkpoint DIR] [--num-prompts 200] [--seed S] [--output FILE.json]
 """
 
 from __future__ import annotations
@@ -19,39 +19,78 @@ from emu_jax.errors import UserError, as_user_error, check_output_file
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train the whole chain (data, VAE, T2I, F, I) and export the model folder")
-    t.add_argument("--workdir", required=True,
-                   help="recipe folder (one sub-folder per stage); re-running resumes and skips finished stages")
-    t.add_argument("--size", default="default", choices=("default", "tiny"),
-                   help="default: the demo model (~1.5 h on 2 CPU cores, docs/demo.md); tiny: seconds, for tests")
-    t.add_argument("--stages", default="data,vae,t2i,t2v,interp,export",
-                   help="comma-separated subset of data,vae,t2i,t2v,interp,export (run in that order)")
-    t.add_argument("--stop-after", type=int, default=None,
-                   help="stop each training stage after this many steps of this call (resume later)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every training stage, e.g. --set train.steps=10 (repeatable)")
+    t.add_argument(
+        "--workdir",
+        required=True,
+        help="recipe folder (one sub-folder per stage); re-running resumes and skips finished stages",
+    )
+    t.add_argument(
+        "--size",
+        default="default",
+        choices=("default", "tiny"),
+        help="default: the demo model (~1.5 h on 2 CPU cores, docs/demo.md); tiny: seconds, for tests",
+    )
+    t.add_argument(
+        "--stages",
+        default="data,vae,t2i,t2v,interp,export",
+        help="comma-separated subset of data,vae,t2i,t2v,interp,export (run in that order)",
+    )
+    t.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop each training stage after this many steps of this call (resume later)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every training stage, e.g. --set train.steps=10 (repeatable)",
+    )
 
     e = sub.add_parser("eval", help="sample prompts, read the videos back, report per-attribute accuracy")
-    e.add_argument("--checkpoint", default=None,
-                   help="model folder (default: the bundled demo model emu_jax/assets/demo_model)")
+    e.add_argument(
+        "--checkpoint", default=None, help="model folder (default: the bundled demo model emu_jax/assets/demo_model)"
+    )
     e.add_argument("--num-prompts", type=int, default=200, help="prompts to sample (>= 1)")
-    e.add_argument("--seed", type=int, default=1234,
-                   help="prompt-attribute and sampling seed (the training set uses seed 0)")
+    e.add_argument(
+        "--seed", type=int, default=1234, help="prompt-attribute and sampling seed (the training set uses seed 0)"
+    )
     e.add_argument("--batch-size", type=int, default=25, help="prompts sampled per batch")
-    e.add_argument("--ceiling-clips", type=int, default=200,
-                   help="real (rendered) clips analysed as the analyser's own ceiling check")
-    e.add_argument("--word-use-clips", type=int, default=32,
-                   help="real clips on which to measure word use: the loss rise when one attribute's word is "
-                        "swapped (0: skip)")
-    e.add_argument("--first-frame-clips", type=int, default=32,
-                   help="real clips whose first frame and caption are given to the video stage, to judge its "
-                        "direction apart from the keyframe's (0: skip)")
-    e.add_argument("--clips-start", default="path", choices=START_MODES,
-                   help="where the word-use and first-frame clips start: path (the dataset's own clips, whose "
-                        "first frame tells the direction; default), centre or free (it does not)")
+    e.add_argument(
+        "--ceiling-clips",
+        type=int,
+        default=200,
+        help="real (rendered) clips analysed as the analyser's own ceiling check",
+    )
+    e.add_argument(
+        "--word-use-clips",
+        type=int,
+        default=32,
+        help="real clips on which to measure word use: the loss rise when one attribute's word is swapped (0: skip)",
+    )
+    e.add_argument(
+        "--first-frame-clips",
+        type=int,
+        default=32,
+        help="real clips whose first frame and caption are given to the video stage, to judge its "
+        "direction apart from the keyframe's (0: skip)",
+    )
+    e.add_argument(
+        "--clips-start",
+        default="path",
+        choices=START_MODES,
+        help="where the word-use and first-frame clips start: path (the dataset's own clips, whose "
+        "first frame tells the direction; default), centre or free (it does not)",
+    )
     e.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
-    e.add_argument("--interp", action="store_true",
-                   help="also run the interpolation model and judge motion on its 16 fps video "
-                        "(default: F's 8 frames; I costs ~5x the video stage)")
+    e.add_argument(
+        "--interp",
+        action="store_true",
+        help="also run the interpolation model and judge motion on its 16 fps video "
+        "(default: F's 8 frames; I costs ~5x the video stage)",
+    )
     e.add_argument("--output", default=None, help="write the full report (JSON) here")
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -87,30 +126,45 @@ def main(args: argparse.Namespace) -> int:
         if os.path.isdir(args.workdir):
             with as_user_error(types=(ValueError, OSError)):
                 recipe.Record(pathlib.Path(args.workdir).absolute(), args.size)
-        record = recipe.run_recipe(args.workdir, args.size, stages=stages, overrides=overrides,
-                                   stop_after=args.stop_after)
+        record = recipe.run_recipe(
+            args.workdir, args.size, stages=stages, overrides=overrides, stop_after=args.stop_after
+        )
         print(json.dumps(record, indent=2))
         return 0
     from emu_jax.demo import evaluate
 
-    counts = {"--ceiling-clips": args.ceiling_clips, "--word-use-clips": args.word_use_clips,
-              "--first-frame-clips": args.first_frame_clips}
+    counts = {
+        "--ceiling-clips": args.ceiling_clips,
+        "--word-use-clips": args.word_use_clips,
+        "--first-frame-clips": args.first_frame_clips,
+    }
     if args.num_prompts < 1 or args.batch_size < 1 or min(counts.values()) < 0:
-        raise UserError(f"--num-prompts and --batch-size must be >= 1, {', '.join(counts)} >= 0; got "
-                        f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
-                        + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        raise UserError(
+            f"--num-prompts and --batch-size must be >= 1, {', '.join(counts)} >= 0; got "
+            f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+        )
     if args.num_steps is not None and args.num_steps < 1:
         raise UserError(f"--num-steps must be >= 1, got {args.num_steps}")
     if args.output:
         check_output_file(args.output, "--output")
     if args.checkpoint:
         from emu_jax import checkpoint_io
+
         checkpoint_io.load_meta(args.checkpoint)  # a missing or foreign folder fails here, before any model is built
-    report = evaluate.run(checkpoint=args.checkpoint, num_prompts=args.num_prompts, seed=args.seed,
-                          batch_size=args.batch_size, ceiling_clips=args.ceiling_clips, num_steps=args.num_steps,
-                          use_interp=args.interp, word_use_clips=args.word_use_clips,
-                          first_frame_clips=args.first_frame_clips, clips_start=args.clips_start,
-                          progress=not args.quiet)
+    report = evaluate.run(
+        checkpoint=args.checkpoint,
+        num_prompts=args.num_prompts,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        ceiling_clips=args.ceiling_clips,
+        num_steps=args.num_steps,
+        use_interp=args.interp,
+        word_use_clips=args.word_use_clips,
+        first_frame_clips=args.first_frame_clips,
+        clips_start=args.clips_start,
+        progress=not args.quiet,
+    )
     print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:

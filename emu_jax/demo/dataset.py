@@ -26,27 +26,51 @@ class MovingShapes(builders.LocalBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, resolution: int = 32, num_frames: int = 16, fps: float = 8.0, num_train: int = 256,
-                 num_test: int = 32, seed: int = 0, crf: int = 18,
-                 speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                 look: tuple[str, str, str] | None = None, start: str = "path",
-                 size_range: tuple[float, float] = shapes.SIZE_RANGE, **kwargs):
+    def __init__(
+        self,
+        *,
+        resolution: int = 32,
+        num_frames: int = 16,
+        fps: float = 8.0,
+        num_train: int = 256,
+        num_test: int = 32,
+        seed: int = 0,
+        crf: int = 18,
+        speed_range: tuple[float, float] = shapes.SPEED_RANGE,
+        look: tuple[str, str, str] | None = None,
+        start: str = "path",
+        size_range: tuple[float, float] = shapes.SIZE_RANGE,
+        **kwargs,
+    ):
         if resolution < 8 or resolution % 2:
             raise ValueError(f"resolution must be even and >= 8 (H.264 yuv420p), got {resolution}")
         if num_frames < 2 or fps <= 0 or num_train < 1 or num_test < 0:
-            raise ValueError(f"need num_frames >= 2, fps > 0, num_train >= 1, num_test >= 0; got "
-                             f"{num_frames}, {fps}, {num_train}, {num_test}")
+            raise ValueError(
+                f"need num_frames >= 2, fps > 0, num_train >= 1, num_test >= 0; got "
+                f"{num_frames}, {fps}, {num_train}, {num_test}"
+            )
         lo, hi = (float(v) for v in speed_range)
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"speed_range={tuple(speed_range)} must satisfy 0 <= low <= high <= 1 "
-                             "(fractions of the free path crossed per clip)")
+            raise ValueError(
+                f"speed_range={tuple(speed_range)} must satisfy 0 <= low <= high <= 1 "
+                "(fractions of the free path crossed per clip)"
+            )
         s_lo, s_hi = (float(v) for v in size_range)
         if not 0.0 < s_lo <= s_hi < 1.0:
-            raise ValueError(f"size_range={tuple(size_range)} must satisfy 0 < low <= high < 1 "
-                             "(shape side / frame side)")
+            raise ValueError(
+                f"size_range={tuple(size_range)} must satisfy 0 < low <= high < 1 (shape side / frame side)"
+            )
         shapes.check_start(start, (lo, hi), (s_lo, s_hi))
-        self._params = dict(resolution=resolution, num_frames=num_frames, fps=float(fps), num_train=num_train,
-                            num_test=num_test, seed=seed, crf=crf, speed_range=[lo, hi])
+        self._params = dict(
+            resolution=resolution,
+            num_frames=num_frames,
+            fps=float(fps),
+            num_train=num_train,
+            num_test=num_test,
+            seed=seed,
+            crf=crf,
+            speed_range=[lo, hi],
+        )
         # Each only when set, so the default build's metadata is unchanged.
         if look is not None:
             self._params["look"] = list(shapes.check_look(look))
@@ -58,12 +82,22 @@ class MovingShapes(builders.LocalBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         f = tfds.features
-        attrs = {"shape": f.Text(), "color": f.Text(), "background": f.Text(), "direction": f.Text(),
-                 "speed": f.Scalar(dtype=np.float32), "size": f.Scalar(dtype=np.float32),
-                 "start_x": f.Scalar(dtype=np.float32), "start_y": f.Scalar(dtype=np.float32)}
-        return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
-                                     features=f.FeaturesDict({**builders.video_features(), **attrs}),
-                                     metadata=tfds.core.MetadataDict(build=dict(self._params)))
+        attrs = {
+            "shape": f.Text(),
+            "color": f.Text(),
+            "background": f.Text(),
+            "direction": f.Text(),
+            "speed": f.Scalar(dtype=np.float32),
+            "size": f.Scalar(dtype=np.float32),
+            "start_x": f.Scalar(dtype=np.float32),
+            "start_y": f.Scalar(dtype=np.float32),
+        }
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=f.FeaturesDict({**builders.video_features(), **attrs}),
+            metadata=tfds.core.MetadataDict(build=dict(self._params)),
+        )
 
     def _split_generators(self, dl_manager):
         del dl_manager
@@ -73,23 +107,40 @@ class MovingShapes(builders.LocalBuilder):
         return splits
 
     def _generate_examples(self, split_id: int, count: int):
-        return self._examples(("train", "test")[split_id], range(count),
-                              functools.partial(_shapes_item, self._params, split_id))
+        return self._examples(
+            ("train", "test")[split_id], range(count), functools.partial(_shapes_item, self._params, split_id)
+        )
 
 
 def _shapes_item(p: dict, split_id: int, i: int):
     """Example `i` of split `split_id` -> (key, record); module level so Beam workers can unpickle it."""
     return f"{split_id}_{i:07d}", make_shapes_example(
-        np.random.default_rng([p["seed"], split_id, i]), key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
-        resolution=p["resolution"], num_frames=p["num_frames"], fps=p["fps"], crf=p["crf"],
-        speed_range=tuple(p["speed_range"]), look=p.get("look"), start=p.get("start", "path"),
-        size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)))
+        np.random.default_rng([p["seed"], split_id, i]),
+        key=f"{'train' if split_id == 0 else 'test'}_{i:07d}",
+        resolution=p["resolution"],
+        num_frames=p["num_frames"],
+        fps=p["fps"],
+        crf=p["crf"],
+        speed_range=tuple(p["speed_range"]),
+        look=p.get("look"),
+        start=p.get("start", "path"),
+        size_range=tuple(p.get("size_range", shapes.SIZE_RANGE)),
+    )
 
 
-def make_shapes_example(rng: np.random.Generator, *, key: str, resolution: int, num_frames: int, fps: float,
-                        crf: int = 18, speed_range: tuple[float, float] = shapes.SPEED_RANGE,
-                        look: tuple[str, str, str] | None = None, start: str = "path",
-                        size_range: tuple[float, float] = shapes.SIZE_RANGE) -> dict:
+def make_shapes_example(
+    rng: np.random.Generator,
+    *,
+    key: str,
+    resolution: int,
+    num_frames: int,
+    fps: float,
+    crf: int = 18,
+    speed_range: tuple[float, float] = shapes.SPEED_RANGE,
+    look: tuple[str, str, str] | None = None,
+    start: str = "path",
+    size_range: tuple[float, float] = shapes.SIZE_RANGE,
+) -> dict:
     """One moving-shapes record: attributes from `rng` (`shapes.sample_attributes`), frames rendered and
     encoded as H.264 mp4."""
     attrs = shapes.sample_attributes(rng, speed_range=speed_range, look=look, start=start, size_range=size_range)
@@ -108,28 +159,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the stored videos (default 8)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    p.add_argument("--speed-range", type=float, nargs=2, default=shapes.SPEED_RANGE, metavar=("LOW", "HIGH"),
-                   help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)")
-    p.add_argument("--look", nargs=3, metavar=("COLOUR", "SHAPE", "BACKGROUND"),
-                   help="fix the colour, shape and background of every clip, e.g. `red circle black` "
-                        "(a one-look dataset, where only the motion varies); `any` for a field draws it, "
-                        "e.g. `any circle black` (default: all drawn at random)")
-    p.add_argument("--start", choices=shapes.START_MODES, default="path",
-                   help="where clips start: path (on the side the motion leaves, so the first frame tells "
-                        "the direction; default), centre, or free (drawn independently of the direction; "
-                        "the shape may partly leave the frame)")
-    p.add_argument("--size-range", type=float, nargs=2, default=shapes.SIZE_RANGE, metavar=("LOW", "HIGH"),
-                   help="shape side / frame side, drawn uniformly (default %(default)s)")
+    p.add_argument(
+        "--speed-range",
+        type=float,
+        nargs=2,
+        default=shapes.SPEED_RANGE,
+        metavar=("LOW", "HIGH"),
+        help="fraction of the free path a shape crosses per video, drawn uniformly (default %(default)s)",
+    )
+    p.add_argument(
+        "--look",
+        nargs=3,
+        metavar=("COLOUR", "SHAPE", "BACKGROUND"),
+        help="fix the colour, shape and background of every clip, e.g. `red circle black` "
+        "(a one-look dataset, where only the motion varies); `any` for a field draws it, "
+        "e.g. `any circle black` (default: all drawn at random)",
+    )
+    p.add_argument(
+        "--start",
+        choices=shapes.START_MODES,
+        default="path",
+        help="where clips start: path (on the side the motion leaves, so the first frame tells "
+        "the direction; default), centre, or free (drawn independently of the direction; "
+        "the shape may partly leave the frame)",
+    )
+    p.add_argument(
+        "--size-range",
+        type=float,
+        nargs=2,
+        default=shapes.SIZE_RANGE,
+        metavar=("LOW", "HIGH"),
+        help="shape side / frame side, drawn uniformly (default %(default)s)",
+    )
 
 
 def make_builder(args: argparse.Namespace) -> MovingShapes:
-    return MovingShapes(resolution=args.resolution, num_frames=args.frames, fps=args.fps,
-                        num_train=args.num_train, num_test=args.num_test, seed=args.seed,
-                        speed_range=tuple(args.speed_range), look=args.look, start=args.start,
-                        size_range=tuple(args.size_range), data_dir=args.data_dir)
+    return MovingShapes(
+        resolution=args.resolution,
+        num_frames=args.frames,
+        fps=args.fps,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        seed=args.seed,
+        speed_range=tuple(args.speed_range),
+        look=args.look,
+        start=args.start,
+        size_range=tuple(args.size_range),
+        data_dir=args.data_dir,
+    )
 
 
-registry.register(registry.DatasetKind(
-    name="moving_shapes", help="synthetic coloured shapes moving in 8 directions",
-    description="Procedural moving shapes: H.264 clips, captions and attributes.",
-    add_arguments=add_arguments, make_builder=make_builder))
+registry.register(
+    registry.DatasetKind(
+        name="moving_shapes",
+        help="synthetic coloured shapes moving in 8 directions",
+        description="Procedural moving shapes: H.264 clips, captions and attributes.",
+        add_arguments=add_arguments,
+        make_builder=make_builder,
+    )
+)

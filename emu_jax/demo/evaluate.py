@@ -38,11 +38,19 @@ def prompt_set(num_prompts: int, seed: int) -> list[shapes.ShapeAttrs]:
     return [shapes.sample_attributes(np.random.default_rng([seed, HELD_OUT_SPLIT, i])) for i in range(num_prompts)]
 
 
-def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float,
-               source_frames: int = 40, source_fps: float = 16.0,
-               speed_range: tuple[float, float] | None = None,
-               start: str = "path",
-               look: Sequence[str] | None = None) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
+def real_clips(
+    num_clips: int,
+    seed: int,
+    *,
+    resolution: int,
+    num_frames: int,
+    fps: float,
+    source_frames: int = 40,
+    source_fps: float = 16.0,
+    speed_range: tuple[float, float] | None = None,
+    start: str = "path",
+    look: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[shapes.ShapeAttrs]]:
     """Held-out dataset clips: `make_shapes_example` (render + H.264) decoded by the training pipeline's
     `load_clip` at the given frame count and rate (centred clip) -> (videos (N, T, H, W, 3) in [-1, 1],
     their attributes). `speed_range`, `start` and `look` as the dataset's build parameters (default
@@ -51,13 +59,26 @@ def real_clips(num_clips: int, seed: int, *, resolution: int, num_frames: int, f
 
     videos, attrs = [], []
     for i in range(num_clips):
-        ex = make_shapes_example(np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]), key=str(i),
-                                 resolution=resolution, num_frames=source_frames, fps=source_fps,
-                                 speed_range=speed_range or (
-                                     shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
-                                 start=start, look=look)
-        videos.append(clips.load_clip(ex["video"], src_fps=source_fps, src_num_frames=source_frames,
-                                      num_frames=num_frames, fps=fps, resolution=resolution))
+        ex = make_shapes_example(
+            np.random.default_rng([seed, HELD_OUT_SPLIT + 1, i]),
+            key=str(i),
+            resolution=resolution,
+            num_frames=source_frames,
+            fps=source_fps,
+            speed_range=speed_range or (shapes.SPEED_RANGE if start == "path" else OFF_PATH_SPEED),
+            start=start,
+            look=look,
+        )
+        videos.append(
+            clips.load_clip(
+                ex["video"],
+                src_fps=source_fps,
+                src_num_frames=source_frames,
+                num_frames=num_frames,
+                fps=fps,
+                resolution=resolution,
+            )
+        )
         attrs.append(shapes.ShapeAttrs.from_dict(ex))
     return np.stack(videos) if videos else np.zeros((0,)), attrs
 
@@ -67,26 +88,36 @@ def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps:
     if not num_clips:
         return {}
     videos, attrs = real_clips(num_clips, seed, resolution=resolution, num_frames=num_frames, fps=fps)
-    return analyse.summarise([analyse.analyse_video(clips.from_unit_range(v)) for v in videos],
-                             [a.to_dict() for a in attrs])
+    return analyse.summarise(
+        [analyse.analyse_video(clips.from_unit_range(v)) for v in videos], [a.to_dict() for a in attrs]
+    )
 
 
 def given_frame_error(samples: Sequence, layout) -> dict:
     """How closely I's output keeps F's frames at their slots: pixel RMS (0-255) between each F frame
     and its slot in the interpolated video, next to the RMS between consecutive F frames (the motion
     the interpolation has to fill in; an output that ignored its inputs would be off by about that)."""
-    pairs = [(s.video.astype(np.float32), s.interpolated.astype(np.float32)) for s in samples
-             if s.video is not None and s.interpolated is not None]
+    pairs = [
+        (s.video.astype(np.float32), s.interpolated.astype(np.float32))
+        for s in samples
+        if s.video is not None and s.interpolated is not None
+    ]
     if not pairs:
         return {}
     pos = conditioning.output_given_positions(pairs[0][0].shape[0], layout)
     rms = lambda a, b: float(np.sqrt(np.mean((a - b) ** 2)))  # noqa: E731
-    return {"interp_given_rms": float(np.mean([rms(v, i[pos]) for v, i in pairs])),
-            "video_interframe_rms": float(np.mean([rms(v[1:], v[:-1]) for v, _ in pairs]))}
+    return {
+        "interp_given_rms": float(np.mean([rms(v, i[pos]) for v, i in pairs])),
+        "video_interframe_rms": float(np.mean([rms(v[1:], v[:-1]) for v, _ in pairs])),
+    }
 
 
-ATTRIBUTE_WORDS = {"color": tuple(shapes.COLORS), "shape": shapes.SHAPES, "direction": tuple(shapes.DIRECTIONS),
-                   "background": tuple(shapes.BACKGROUNDS)}
+ATTRIBUTE_WORDS = {
+    "color": tuple(shapes.COLORS),
+    "shape": shapes.SHAPES,
+    "direction": tuple(shapes.DIRECTIONS),
+    "background": tuple(shapes.BACKGROUNDS),
+}
 
 
 def swap_word(wanted: Sequence, field: str) -> list:
@@ -134,11 +165,13 @@ def word_use(loss, videos: np.ndarray, wanted: Sequence, batch_size: int = 8) ->
     """
     wanted = list(wanted)
     if len(videos) != len(wanted) or not wanted:
-        raise ValueError(f"word_use needs one attribute set per clip and at least one clip, got "
-                         f"{len(videos)} clips and {len(wanted)} attribute sets")
+        raise ValueError(
+            f"word_use needs one attribute set per clip and at least one clip, got "
+            f"{len(videos)} clips and {len(wanted)} attribute sets"
+        )
     sums = dict.fromkeys(ATTRIBUTE_WORDS, 0.0)
     for i in range(0, len(wanted), batch_size):
-        v, w = videos[i:i + batch_size], wanted[i:i + batch_size]
+        v, w = videos[i : i + batch_size], wanted[i : i + batch_size]
         base = np.asarray(loss(v, [shapes.caption(a) for a in w]), np.float64)
         for field in ATTRIBUTE_WORDS:
             swapped = np.asarray(loss(v, [shapes.caption(a) for a in swap_word(w, field)]), np.float64)
@@ -172,8 +205,15 @@ def model_loss(loaded, timesteps: Sequence[int] = WORD_USE_TIMESTEPS, seed: int 
         for i, step in enumerate(timesteps):
             noise = jax.random.normal(jax.random.fold_in(key, i), lat.shape, lat.dtype)
             t = jnp.full((lat.shape[0],), int(step))
-            out = m.denoise(params, objectives.q_sample(sched, lat, t, noise), t, contexts, cond=cond,
-                            image_mode=image_mode, context_masks=masks)
+            out = m.denoise(
+                params,
+                objectives.q_sample(sched, lat, t, noise),
+                t,
+                contexts,
+                cond=cond,
+                image_mode=image_mode,
+                context_masks=masks,
+            )
             total = total + objectives.diffusion_loss(sched, out, lat, noise, t, loaded.prediction, "uniform", 5.0)
         return total / len(timesteps)
 
@@ -183,8 +223,15 @@ def model_loss(loaded, timesteps: Sequence[int] = WORD_USE_TIMESTEPS, seed: int 
 def model_contexts(loaded, prompts: Sequence[str]) -> np.ndarray:
     """Every text encoder's per-token contexts for `prompts`, flattened and joined -> (B, N)."""
     m, toks = loaded.model, loaded.model.tokenize_all(list(prompts))
-    return np.concatenate([np.asarray(m.encode_text(loaded.params, toks[f"text_ids_{i}"], toks[f"text_mask_{i}"], i)
-                                      ).reshape(len(prompts), -1) for i in range(len(m.config.text))], axis=1)
+    return np.concatenate(
+        [
+            np.asarray(m.encode_text(loaded.params, toks[f"text_ids_{i}"], toks[f"text_mask_{i}"], i)).reshape(
+                len(prompts), -1
+            )
+            for i in range(len(m.config.text))
+        ],
+        axis=1,
+    )
 
 
 def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout=None) -> tuple[dict, list[dict]]:
@@ -197,50 +244,82 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
         key = analyse.analyse_video(s.keyframe[None])
         final = next(v for v in (s.interpolated, s.video, s.keyframe[None]) if v is not None)  # t2i: keyframe
         vid = analyse.analyse_video(final)
-        readings.append({**vid, "background": key["background"], "color": key["color"], "shape": key["shape"],
-                         "background_brightness": key["background_brightness"],
-                         "start_center": key["start_center"], "frame_size": key["frame_size"],
-                         "video_color": vid["color"], "video_shape": vid["shape"]})
+        readings.append(
+            {
+                **vid,
+                "background": key["background"],
+                "color": key["color"],
+                "shape": key["shape"],
+                "background_brightness": key["background_brightness"],
+                "start_center": key["start_center"],
+                "frame_size": key["frame_size"],
+                "video_color": vid["color"],
+                "video_shape": vid["shape"],
+            }
+        )
     summary = analyse.summarise(readings, [w.to_dict() for w in wanted])
-    summary["video_frame0_color_accuracy"] = float(np.mean([r["video_color"] == w.color
-                                                            for r, w in zip(readings, wanted)]))
-    summary["video_frame0_shape_accuracy"] = float(np.mean([r["video_shape"] == w.shape
-                                                            for r, w in zip(readings, wanted)]))
+    summary["video_frame0_color_accuracy"] = float(
+        np.mean([r["video_color"] == w.color for r, w in zip(readings, wanted)])
+    )
+    summary["video_frame0_shape_accuracy"] = float(
+        np.mean([r["video_shape"] == w.shape for r, w in zip(readings, wanted)])
+    )
     if all(s.video is not None and s.interpolated is not None for s in samples):
         # F's own 8 frames too, so one interpolated run reports both stages' motion.
         f_reads = [analyse.analyse_video(s.video) for s in samples]
-        summary["f_video_direction_accuracy"] = float(np.mean([r["direction"] == w.direction
-                                                               for r, w in zip(f_reads, wanted)]))
+        summary["f_video_direction_accuracy"] = float(
+            np.mean([r["direction"] == w.direction for r, w in zip(f_reads, wanted)])
+        )
         summary["f_video_consistent_fraction"] = float(np.mean([r["consistent"] for r in f_reads]))
     if layout is not None:
         summary.update(given_frame_error(samples, layout))
     return summary, readings
 
 
-def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path",
-                      look: Sequence[str] | None = None) -> dict:
+def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path", look: Sequence[str] | None = None) -> dict:
     """The video stage alone: direction accuracy and consistency of `pipe`'s videos when each is given a
     held-out real clip's first frame and caption, so a wrong keyframe is ruled out as the cause.
     `start`: where those clips start (`shapes.START_MODES`); with `free` the first frame does not tell
     the direction, so only a model that reads the word scores above chance; `look` fixes their colour,
     shape and background."""
     cfg = pipe.main.model.config
-    videos, attrs = real_clips(num_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
-                               fps=float(cfg.fps), start=start, look=look)
+    videos, attrs = real_clips(
+        num_clips,
+        seed,
+        resolution=cfg.resolution,
+        num_frames=cfg.num_frames,
+        fps=float(cfg.fps),
+        start=start,
+        look=look,
+    )
     first = clips.from_unit_range(videos[:, 0])
     # Direction is read on F's video, so a loaded interpolation model is not run (it costs ~5x F).
-    samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, image=first, interpolate=False)
-               for s in b]
+    samples = [
+        s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, image=first, interpolate=False) for s in b
+    ]
     reads = [analyse.analyse_video(s.video) for s in samples]
-    return {"given_first_frame_direction_accuracy": float(np.mean([r["direction"] == a.direction
-                                                                   for r, a in zip(reads, attrs)])),
-            "given_first_frame_consistent_fraction": float(np.mean([r["consistent"] for r in reads]))}
+    return {
+        "given_first_frame_direction_accuracy": float(
+            np.mean([r["direction"] == a.direction for r, a in zip(reads, attrs)])
+        ),
+        "given_first_frame_consistent_fraction": float(np.mean([r["consistent"] for r in reads])),
+    }
 
 
-def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 1234, batch_size: int = 25,
-        ceiling_clips: int = 200, num_steps: int | None = None, use_interp: bool = False,
-        word_use_clips: int = 32, first_frame_clips: int = 32, clips_start: str = "path",
-        progress: bool = False) -> dict:
+def run(
+    checkpoint: str | None = None,
+    *,
+    num_prompts: int = 200,
+    seed: int = 1234,
+    batch_size: int = 25,
+    ceiling_clips: int = 200,
+    num_steps: int | None = None,
+    use_interp: bool = False,
+    word_use_clips: int = 32,
+    first_frame_clips: int = 32,
+    clips_start: str = "path",
+    progress: bool = False,
+) -> dict:
     """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
     `word_use` of the main model on `word_use_clips` real clips and, for a video checkpoint, the video
     stage given `first_frame_clips` real first frames (0: skip either); `clips_start` is where those
@@ -253,8 +332,9 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     wanted = prompt_set(num_prompts, seed)
     prompts = [shapes.caption(a) for a in wanted]
     overrides = {"num_steps": num_steps} if num_steps else None
-    pipe = pipeline.Pipeline.from_checkpoint(path, use_interp=use_interp, overrides=overrides,
-                                             batch_size=min(batch_size, num_prompts), progress=progress)
+    pipe = pipeline.Pipeline.from_checkpoint(
+        path, use_interp=use_interp, overrides=overrides, batch_size=min(batch_size, num_prompts), progress=progress
+    )
     cfg = pipe.main.model.config
     pipe.progress.note(f"eval: sampling {num_prompts} held-out prompts in batches of {pipe.batch_size}")
     t0 = time.perf_counter()
@@ -264,24 +344,51 @@ def run(checkpoint: str | None = None, *, num_prompts: int = 200, seed: int = 12
     summary["text_sensitivity"] = text_sensitivity(lambda p: model_contexts(pipe.main, p), wanted)
     if word_use_clips:
         pipe.progress.note(f"eval: word use on {word_use_clips} real clips")
-        videos, clip_attrs = real_clips(word_use_clips, seed, resolution=cfg.resolution,
-                                        num_frames=cfg.num_frames, fps=float(cfg.fps), start=clips_start)
+        videos, clip_attrs = real_clips(
+            word_use_clips,
+            seed,
+            resolution=cfg.resolution,
+            num_frames=cfg.num_frames,
+            fps=float(cfg.fps),
+            start=clips_start,
+        )
         summary["word_use"] = word_use(model_loss(pipe.main, seed=seed), videos, clip_attrs)
     if first_frame_clips and pipe.main.task == "t2v":
         pipe.progress.note(f"eval: the video stage given {first_frame_clips} real first frames")
         summary.update(given_first_frame(pipe, first_frame_clips, seed, start=clips_start))
     return {
-        "checkpoint": path, "seed": seed, "num_prompts": num_prompts, "num_steps": pipe.settings.num_steps,
-        "interpolation": pipe.interp is not None, "sampling_seconds": round(seconds, 1),
+        "checkpoint": path,
+        "seed": seed,
+        "num_prompts": num_prompts,
+        "num_steps": pipe.settings.num_steps,
+        "interpolation": pipe.interp is not None,
+        "sampling_seconds": round(seconds, 1),
         "clips_start": clips_start,
         "model": summary,
-        "ceiling": ceiling(ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames,
-                           fps=float(cfg.fps)),
+        "ceiling": ceiling(
+            ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames, fps=float(cfg.fps)
+        ),
         # The consistency parts too, so a report says why a video failed the test.
-        "per_prompt": [{"prompt": p, **{k: r[k] for k in ("background", "color", "shape", "direction",
-                                                           "shift_px", "present", "area_cv",
-                                                           "color_agreement", "consistent")}}
-                       for p, r in zip(prompts, readings)],
+        "per_prompt": [
+            {
+                "prompt": p,
+                **{
+                    k: r[k]
+                    for k in (
+                        "background",
+                        "color",
+                        "shape",
+                        "direction",
+                        "shift_px",
+                        "present",
+                        "area_cv",
+                        "color_agreement",
+                        "consistent",
+                    )
+                },
+            }
+            for p, r in zip(prompts, readings)
+        ],
     }
 
 
@@ -291,17 +398,32 @@ TARGETS = {"color_accuracy": 0.90, "shape_accuracy": 0.90, "direction_accuracy":
 def format_report(report: dict) -> str:
     """A short table: model vs ceiling per attribute, with the issue's targets."""
     m, c = report["model"], report.get("ceiling") or {}
-    lines = [f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
-             f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
-             f"{report['sampling_seconds']} s sampling)",
-             f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}"]
-    for key in ("background_accuracy", "color_accuracy", "shape_accuracy", "direction_accuracy", "all_correct",
-                "start_side_accuracy", "given_first_frame_direction_accuracy",
-                "given_first_frame_consistent_fraction",
-                "consistent_fraction", "f_video_direction_accuracy", "f_video_consistent_fraction", "mean_area_cv",
-                "video_frame0_color_accuracy", "video_frame0_shape_accuracy",
-                "black_background_brightness_error", "white_background_brightness_error",
-                "interp_given_rms", "video_interframe_rms"):
+    lines = [
+        f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
+        f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
+        f"{report['sampling_seconds']} s sampling)",
+        f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}",
+    ]
+    for key in (
+        "background_accuracy",
+        "color_accuracy",
+        "shape_accuracy",
+        "direction_accuracy",
+        "all_correct",
+        "start_side_accuracy",
+        "given_first_frame_direction_accuracy",
+        "given_first_frame_consistent_fraction",
+        "consistent_fraction",
+        "f_video_direction_accuracy",
+        "f_video_consistent_fraction",
+        "mean_area_cv",
+        "video_frame0_color_accuracy",
+        "video_frame0_shape_accuracy",
+        "black_background_brightness_error",
+        "white_background_brightness_error",
+        "interp_given_rms",
+        "video_interframe_rms",
+    ):
         if key not in m:
             continue
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""

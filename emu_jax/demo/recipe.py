@@ -29,8 +29,14 @@ EXPORT = "demo_model"
 INIT_FROM = {"t2i": "vae", "t2v": "t2i", "interp": "t2v"}
 
 
-def stage_config(stage: str, size: str, workdir: str | pathlib.Path, *, latent_scale: dict | None = None,
-                 overrides: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+def stage_config(
+    stage: str,
+    size: str,
+    workdir: str | pathlib.Path,
+    *,
+    latent_scale: dict | None = None,
+    overrides: Sequence[tuple[str, str]] = (),
+) -> ml_collections.ConfigDict:
     """The config of one training stage, pointed at the recipe's data and previous stage.
 
     `overrides`: (dotted key, value) pairs applied last, e.g. ("train.steps", "10").
@@ -59,8 +65,9 @@ class Record:
         self.path = workdir / RECORD
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"size": size, "stages": {}}
         if self.data.get("size") != size:
-            raise ValueError(f"{workdir} holds a recipe of size {self.data.get('size')!r}, not {size!r}; "
-                             "use another --workdir")
+            raise ValueError(
+                f"{workdir} holds a recipe of size {self.data.get('size')!r}, not {size!r}; use another --workdir"
+            )
 
     def stage(self, name: str) -> dict:
         return self.data["stages"].setdefault(name, {"seconds": 0.0, "done": False})
@@ -118,19 +125,38 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
         if stage == "interp":
             # I is stored in bfloat16 so F + I fit the package's 50 MB budget; Flax promotes the
             # weights back to the fp32 activations, so only the weights' rounding changes.
-            params = jax.tree.map(lambda x: np.asarray(x).astype(jax.numpy.bfloat16)
-                                  if np.issubdtype(np.asarray(x).dtype, np.floating) else x, params)
-        checkpoint_io.save_checkpoint(str(folder), {
-            "kind": "model", "task": cfg.train.task, "model": _with_tokenizer_copy(meta["model"], folder),
-            "diffusion": cfg.diffusion.to_dict(),
-            "sampling": cfg.sampling.to_dict(), "slots": cfg.train.slots.to_dict(),
-            "trained_steps": int(meta.get("step", 0)), "recipe": f"emu-video demo train --size {size}"}, params)
+            params = jax.tree.map(
+                lambda x: (
+                    np.asarray(x).astype(jax.numpy.bfloat16) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
+                ),
+                params,
+            )
+        checkpoint_io.save_checkpoint(
+            str(folder),
+            {
+                "kind": "model",
+                "task": cfg.train.task,
+                "model": _with_tokenizer_copy(meta["model"], folder),
+                "diffusion": cfg.diffusion.to_dict(),
+                "sampling": cfg.sampling.to_dict(),
+                "slots": cfg.train.slots.to_dict(),
+                "trained_steps": int(meta.get("step", 0)),
+                "recipe": f"emu-video demo train --size {size}",
+            },
+            params,
+        )
     return out
 
 
-def run_recipe(workdir: str | pathlib.Path, size: str = "default", *, stages: Sequence[str] = STAGES,
-               overrides: Sequence[tuple[str, str]] = (), stop_after: int | None = None,
-               make_loader: Callable | None = None) -> dict:
+def run_recipe(
+    workdir: str | pathlib.Path,
+    size: str = "default",
+    *,
+    stages: Sequence[str] = STAGES,
+    overrides: Sequence[tuple[str, str]] = (),
+    stop_after: int | None = None,
+    make_loader: Callable | None = None,
+) -> dict:
     """Runs (or resumes) the recipe's `stages` in order; returns the `recipe.json` record.
 
     `overrides` apply to every training stage (e.g. ("train.steps", "3")).

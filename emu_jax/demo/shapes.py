@@ -17,21 +17,33 @@ import numpy as np
 
 # Shape colours: corners of the RGB cube, pairwise distance >= 255.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
-    "yellow": (255, 255, 0), "magenta": (255, 0, 255), "cyan": (0, 255, 255),
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "magenta": (255, 0, 255),
+    "cyan": (0, 255, 255),
 }
 # Backgrounds: distance >= 221 from every shape colour.
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
-    "black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "gray": (128, 128, 128),
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
 # Unit displacement (dx, dy) in image coordinates (y grows downwards).
 DIRECTIONS: dict[str, tuple[int, int]] = {
-    "left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
-    "up-left": (-1, -1), "up-right": (1, -1), "down-left": (-1, 1), "down-right": (1, 1),
+    "left": (-1, 0),
+    "right": (1, 0),
+    "up": (0, -1),
+    "down": (0, 1),
+    "up-left": (-1, -1),
+    "up-right": (1, -1),
+    "down-left": (-1, 1),
+    "down-right": (1, 1),
 }
-SIZE_RANGE = (0.25, 0.4)   # shape side as a fraction of the frame side
-SPEED_RANGE = (0.5, 1.0)   # fraction of the free path crossed during the clip
+SIZE_RANGE = (0.25, 0.4)  # shape side as a fraction of the frame side
+SPEED_RANGE = (0.5, 1.0)  # fraction of the free path crossed during the clip
 # Where a clip starts: `path` inside the free path on the side its motion leaves (the default; the start
 # then tells the direction), `centre` in the middle, `free` drawn independently of the direction.
 START_MODES = ("path", "centre", "free")
@@ -66,9 +78,12 @@ class ShapeAttrs:
     start_y: float
 
     def __post_init__(self):
-        for field, value, allowed in (("shape", self.shape, SHAPES), ("color", self.color, COLORS),
-                                      ("background", self.background, BACKGROUNDS),
-                                      ("direction", self.direction, DIRECTIONS)):
+        for field, value, allowed in (
+            ("shape", self.shape, SHAPES),
+            ("color", self.color, COLORS),
+            ("background", self.background, BACKGROUNDS),
+            ("direction", self.direction, DIRECTIONS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{field}={value!r} is not one of {sorted(allowed)}")
         if not 0.0 <= self.speed <= 1.0 or not 0.0 < self.size < 1.0:
@@ -76,9 +91,11 @@ class ShapeAttrs:
         h = overhang(self.size) + 1e-9
         for name, s, d in (("start_x", self.start_x, self.delta[0]), ("start_y", self.start_y, self.delta[1])):
             if not (0.0 <= s <= 1.0 and -h <= s + d * self.speed <= 1.0 + h):
-                raise ValueError(f"{name}={s} with speed {self.speed} takes the shape's centre out of the frame "
-                                 f"(direction {self.direction}; the start must be in [0, 1] and the end within "
-                                 f"{h:.3f} of it)")
+                raise ValueError(
+                    f"{name}={s} with speed {self.speed} takes the shape's centre out of the frame "
+                    f"(direction {self.direction}; the start must be in [0, 1] and the end within "
+                    f"{h:.3f} of it)"
+                )
 
     @property
     def delta(self) -> tuple[int, int]:
@@ -111,17 +128,26 @@ def check_start(start: str, speed_range=SPEED_RANGE, size_range=SIZE_RANGE) -> s
     if start not in START_MODES:
         raise ValueError(f"start={start!r} is not one of {START_MODES}")
     if start == "centre" and speed_range[1] > 0.5:
-        raise ValueError(f"start='centre' needs speeds <= 0.5 (half the free path), "
-                         f"got speed_range={tuple(speed_range)}")
+        raise ValueError(
+            f"start='centre' needs speeds <= 0.5 (half the free path), got speed_range={tuple(speed_range)}"
+        )
     if start == "free" and speed_range[1] > 0.5 + overhang(size_range[0]):
-        raise ValueError(f"start='free' needs speeds <= {0.5 + overhang(size_range[0]):.3f} at size "
-                         f"{size_range[0]} (every direction must keep the centre inside), got speed_range="
-                         f"{tuple(speed_range)}")
+        raise ValueError(
+            f"start='free' needs speeds <= {0.5 + overhang(size_range[0]):.3f} at size "
+            f"{size_range[0]} (every direction must keep the centre inside), got speed_range="
+            f"{tuple(speed_range)}"
+        )
     return start
 
 
-def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size_range=SIZE_RANGE,
-                      look: Sequence[str] | None = None, start: str = "path") -> ShapeAttrs:
+def sample_attributes(
+    rng: np.random.Generator,
+    *,
+    speed_range=SPEED_RANGE,
+    size_range=SIZE_RANGE,
+    look: Sequence[str] | None = None,
+    start: str = "path",
+) -> ShapeAttrs:
     """Draws one clip's attributes uniformly.
 
     `look` = (colour, shape, background) fixes those three (a one-look dataset: only the motion varies);
@@ -151,9 +177,16 @@ def sample_attributes(rng: np.random.Generator, *, speed_range=SPEED_RANGE, size
     shape = str(rng.choice(SHAPES)) if shape == ANY else shape
     color = str(rng.choice(list(COLORS))) if color == ANY else color
     background = str(rng.choice(list(BACKGROUNDS))) if background == ANY else background
-    return ShapeAttrs(shape=shape, color=color, background=background, direction=direction, speed=speed,
-                      size=size if size is not None else float(rng.uniform(*size_range)),
-                      start_x=starts[0], start_y=starts[1])
+    return ShapeAttrs(
+        shape=shape,
+        color=color,
+        background=background,
+        direction=direction,
+        speed=speed,
+        size=size if size is not None else float(rng.uniform(*size_range)),
+        start_x=starts[0],
+        start_y=starts[1],
+    )
 
 
 # Every word a caption can hold, in a fixed order: the word tokenizer shipped in `tokenizer_dir()`.
@@ -198,8 +231,9 @@ def positions(attrs: ShapeAttrs, num_frames: int, size: int) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
-def render_clip(attrs: ShapeAttrs, num_frames: int, size: int, fps: float | None = None,
-                *, supersample: int = 4) -> np.ndarray:
+def render_clip(
+    attrs: ShapeAttrs, num_frames: int, size: int, fps: float | None = None, *, supersample: int = 4
+) -> np.ndarray:
     """Renders the clip -> uint8 (num_frames, size, size, 3).
 
     The shape moves linearly, so `fps` only matters through `num_frames`

@@ -75,9 +75,7 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
     return _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * noise
 
 
-def training_target(
-    schedule: Schedule, x0: jax.Array, noise: jax.Array, t: jax.Array, prediction: str
-) -> jax.Array:
+def training_target(schedule: Schedule, x0: jax.Array, noise: jax.Array, t: jax.Array, prediction: str) -> jax.Array:
     """What the network should output at `x_t = q_sample(x0, t, noise)`: eps, v or x0, shaped like `x0`."""
     check_prediction(prediction)
     if prediction == "eps":

@@ -121,8 +121,13 @@ def make_plan(
 ) -> SamplingPlan:
     """Validate the arguments and fix the timesteps (DPM-Solver uses its own `num_steps + 1`-point layout)."""
     validate_sampling_args(
-        schedule, method=method, num_steps=num_steps, prediction=prediction, spacing=spacing,
-        eta=eta, steps_offset=steps_offset,
+        schedule,
+        method=method,
+        num_steps=num_steps,
+        prediction=prediction,
+        spacing=spacing,
+        eta=eta,
+        steps_offset=steps_offset,
     )
     ts = inference_timesteps(
         schedule.num_train_steps, num_steps, spacing, steps_offset, extra_point=method == "dpmpp_2m"
@@ -312,8 +317,17 @@ def step(
     if plan.method == "ddim":
         # diffusers' rule: the previous timestep is t - N // S, whatever the spacing.
         t_prev = t - plan.num_train_steps // plan.num_steps
-        x, x0 = ddim_step(schedule, model_out, state.x, t, t_prev, prediction=p, eta=plan.eta,
-                          noise=noise, set_alpha_to_one=plan.set_alpha_to_one)
+        x, x0 = ddim_step(
+            schedule,
+            model_out,
+            state.x,
+            t,
+            t_prev,
+            prediction=p,
+            eta=plan.eta,
+            noise=noise,
+            set_alpha_to_one=plan.set_alpha_to_one,
+        )
     elif plan.method == "ddpm":
         t_prev = jnp.concatenate([ts, jnp.full((1,), -1, ts.dtype)])[i + 1]
         x, x0 = ddpm_step(schedule, model_out, state.x, t, t_prev, prediction=p, noise=noise)
@@ -323,8 +337,16 @@ def step(
     else:
         sig = _sigmas(plan, schedule)
         first = (i == 0) | (i == plan.num_steps - 1)
-        x, x0 = dpmpp_2m_step(model_out, state.x, sig[i], sig[i + 1], sig[jnp.maximum(i - 1, 0)], state.x0,
-                              prediction=p, first_order=first)
+        x, x0 = dpmpp_2m_step(
+            model_out,
+            state.x,
+            sig[i],
+            sig[i + 1],
+            sig[jnp.maximum(i - 1, 0)],
+            state.x0,
+            prediction=p,
+            first_order=first,
+        )
     return SamplerState(x, x0)
 
 
@@ -358,8 +380,16 @@ def sample(
     Jit it with `denoise_fn` closed over and the keyword options static. With
     `return_trajectory`, also returns the VP-space sample after every step `(S, B, ...)`.
     """
-    plan = make_plan(schedule, method=method, num_steps=num_steps, prediction=prediction, spacing=spacing,
-                     eta=eta, steps_offset=steps_offset, set_alpha_to_one=set_alpha_to_one)
+    plan = make_plan(
+        schedule,
+        method=method,
+        num_steps=num_steps,
+        prediction=prediction,
+        spacing=spacing,
+        eta=eta,
+        steps_offset=steps_offset,
+        set_alpha_to_one=set_alpha_to_one,
+    )
     expected = (plan.num_steps,) + tuple(x_T.shape)
     if noise is not None and tuple(noise.shape) != expected:
         raise ValueError(f"noise must have shape {expected} (num_steps, *x_T.shape), got {tuple(noise.shape)}")

@@ -160,11 +160,11 @@ def inference_timesteps(
     n, big_n, extra = int(num_steps), int(num_train_steps), int(extra_point)
     if spacing == "leading":
         ratio = big_n // (n + extra)
-        ts = (np.arange(0, n + extra) * ratio).round()[::-1][: n].astype(np.int64) + steps_offset
+        ts = (np.arange(0, n + extra) * ratio).round()[::-1][:n].astype(np.int64) + steps_offset
     elif spacing == "trailing":
         ts = np.round(np.arange(big_n, 0, -big_n / n)).astype(np.int64) - 1
     else:
-        ts = np.linspace(0, big_n - 1, n + extra).round()[::-1][: n].astype(np.int64)
+        ts = np.linspace(0, big_n - 1, n + extra).round()[::-1][:n].astype(np.int64)
     if ts.shape != (n,) or np.any(np.diff(ts) >= 0) or ts.min() < 0 or ts.max() >= big_n:
         raise ValueError(
             f"num_steps={n} with spacing={spacing!r}, steps_offset={steps_offset} gives timesteps "

@@ -26,8 +26,10 @@ from emu_jax.juice import QUESTION_TITLES, QUESTIONS, REASONS, db
 from emu_jax.juice.study import resolve_inside
 
 # Keys that pick a winner / toggle a reason on the page (documented there too).
-WINNER_KEYS = {"quality": {"left": "1", "right": "2", "tie": "3"},
-               "faithfulness": {"left": "q", "right": "w", "tie": "e"}}
+WINNER_KEYS = {
+    "quality": {"left": "1", "right": "2", "tie": "3"},
+    "faithfulness": {"left": "q", "right": "w", "tie": "e"},
+}
 REASON_KEYS = {"quality": "asdfg", "faithfulness": "zx"}
 _MIMETYPES = {"mp4": "video/mp4", "gif": "image/gif"}
 
@@ -65,7 +67,8 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        )
         if request.endpoint != "media":
             resp.headers["Cache-Control"] = "no-store"
         return resp
@@ -78,8 +81,9 @@ def create_app(db_path: str | os.PathLike) -> Flask:
 
     @app.get("/")
     def index():
-        return render_template("message.html", title="JUICE study",
-                               message="Open the personal link you were given to start rating."), 404
+        return render_template(
+            "message.html", title="JUICE study", message="Open the personal link you were given to start rating."
+        ), 404
 
     @app.get("/r/<token>")
     def rate(token: str):
@@ -91,14 +95,30 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         if item is None:
             return render_template("done.html", done=done, total=total)
         choices = ("left", "right", "tie") if study["allow_tie"] else ("left", "right")
-        media = {side: {ext: url_for("media", token=token, pair_id=item["pair_id"], side=side, ext=ext)
-                        for ext in ("mp4", "gif")} for side in ("left", "right")}
+        media = {
+            side: {
+                ext: url_for("media", token=token, pair_id=item["pair_id"], side=side, ext=ext)
+                for ext in ("mp4", "gif")
+            }
+            for side in ("left", "right")
+        }
         gifs = _side_files(item, "gif")
         return render_template(
-            "rate.html", token=token, item=item, done=done, total=total, media=media,
+            "rate.html",
+            token=token,
+            item=item,
+            done=done,
+            total=total,
+            media=media,
             has_gif={side: gifs[side] is not None for side in gifs},
-            nonce=form_nonce(study["secret"], rater["id"], item["pair_id"]), choices=choices, questions=QUESTIONS,
-            titles=QUESTION_TITLES, reasons=REASONS, winner_keys=WINNER_KEYS, reason_keys=REASON_KEYS)
+            nonce=form_nonce(study["secret"], rater["id"], item["pair_id"]),
+            choices=choices,
+            questions=QUESTIONS,
+            titles=QUESTION_TITLES,
+            reasons=REASONS,
+            winner_keys=WINNER_KEYS,
+            reason_keys=REASON_KEYS,
+        )
 
     @app.post("/r/<token>/vote")
     def vote(token: str):
@@ -108,12 +128,16 @@ def create_app(db_path: str | os.PathLike) -> Flask:
         try:
             item, picks = _parse_vote(conn, study, rater, token, request.form)
         except BadVote as e:
-            return render_template("message.html", title="Vote not accepted", message=str(e),
-                                   back=url_for("rate", token=token)), 400
+            return render_template(
+                "message.html", title="Vote not accepted", message=str(e), back=url_for("rate", token=token)
+            ), 400
         if not db.insert_vote(conn, rater["id"], item["pair_id"], bool(item["a_on_left"]), picks):
-            return render_template("message.html", title="Already judged",
-                                   message="This pair was already judged; your first answer was kept.",
-                                   back=url_for("rate", token=token)), 409
+            return render_template(
+                "message.html",
+                title="Already judged",
+                message="This pair was already judged; your first answer was kept.",
+                back=url_for("rate", token=token),
+            ), 409
         return redirect(url_for("rate", token=token), code=303)
 
     @app.get("/r/<token>/media/<int:pair_id>/<side>.<ext>")
@@ -140,8 +164,9 @@ def _blind_file(path: str, mimetype: str):
     """The file's bytes with range support but no name, mtime or path in any header (no validators)."""
     with open(path, "rb") as f:
         data = f.read()
-    resp = send_file(io.BytesIO(data), mimetype=mimetype, conditional=True, etag=False, last_modified=None,
-                     max_age=3600)
+    resp = send_file(
+        io.BytesIO(data), mimetype=mimetype, conditional=True, etag=False, last_modified=None, max_age=3600
+    )
     resp.headers["Cache-Control"] = "private, max-age=3600"  # the token is in the URL: no shared caches
     return resp
 
@@ -157,8 +182,10 @@ def _system_on(side: str, a_on_left: bool) -> str:
 
 
 def _side_files(item: sqlite3.Row, ext: str) -> dict[str, str | None]:
-    return {side: item[f"{'video' if ext == 'mp4' else 'gif'}_{_system_on(side, bool(item['a_on_left']))}"]
-            for side in ("left", "right")}
+    return {
+        side: item[f"{'video' if ext == 'mp4' else 'gif'}_{_system_on(side, bool(item['a_on_left']))}"]
+        for side in ("left", "right")
+    }
 
 
 def _parse_vote(conn, study, rater, token, form):

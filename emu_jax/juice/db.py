@@ -71,8 +71,7 @@ def connect(path: str | os.PathLike, *, must_exist: bool = True) -> sqlite3.Conn
     if not must_exist:
         # Votes and rater tokens are private: create the file 0600 (SQLite gives its WAL the same mode).
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -141,9 +140,12 @@ FROM assignments a JOIN pairs p ON p.id = a.pair_id
 def next_assignment(conn: sqlite3.Connection, rater_id: int) -> sqlite3.Row | None:
     """The rater's first unjudged pair in their (shuffled) order; None when done."""
     return conn.execute(
-        _ASSIGNMENT_SQL + """WHERE a.rater_id = ? AND NOT EXISTS (
+        _ASSIGNMENT_SQL
+        + """WHERE a.rater_id = ? AND NOT EXISTS (
           SELECT 1 FROM votes v WHERE v.rater_id = a.rater_id AND v.pair_id = a.pair_id)
-        ORDER BY a.position LIMIT 1""", (rater_id,)).fetchone()
+        ORDER BY a.position LIMIT 1""",
+        (rater_id,),
+    ).fetchone()
 
 
 MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot exist (and would overflow the query)
@@ -152,17 +154,19 @@ MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot exist (and woul
 def assignment(conn: sqlite3.Connection, rater_id: int, pair_id: int) -> sqlite3.Row | None:
     if not (0 <= rater_id <= MAX_ID and 0 <= pair_id <= MAX_ID):
         return None
-    return conn.execute(_ASSIGNMENT_SQL + "WHERE a.rater_id = ? AND a.pair_id = ?",
-                        (rater_id, pair_id)).fetchone()
+    return conn.execute(_ASSIGNMENT_SQL + "WHERE a.rater_id = ? AND a.pair_id = ?", (rater_id, pair_id)).fetchone()
 
 
 def has_vote(conn: sqlite3.Connection, rater_id: int, pair_id: int) -> bool:
-    return conn.execute("SELECT 1 FROM votes WHERE rater_id = ? AND pair_id = ?",
-                        (rater_id, pair_id)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM votes WHERE rater_id = ? AND pair_id = ?", (rater_id, pair_id)).fetchone()
+        is not None
+    )
 
 
-def insert_vote(conn: sqlite3.Connection, rater_id: int, pair_id: int, a_on_left: bool,
-                picks: dict[str, tuple[str, str, list[str]]]) -> bool:
+def insert_vote(
+    conn: sqlite3.Connection, rater_id: int, pair_id: int, a_on_left: bool, picks: dict[str, tuple[str, str, list[str]]]
+) -> bool:
     """Store one rater's judgement of one pair in one transaction.
 
     `picks[question] = (choice, winner, reasons)` with choice in left/right/tie,
@@ -186,4 +190,5 @@ def all_votes(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute(
         """SELECT v.*, p.prompt, p.prompt_index, r.label AS rater
            FROM votes v JOIN pairs p ON p.id = v.pair_id JOIN raters r ON r.id = v.rater_id
-           ORDER BY v.pair_id, v.rater_id""").fetchall()
+           ORDER BY v.pair_id, v.rater_id"""
+    ).fetchall()

@@ -23,10 +23,18 @@ def compute_report(conn) -> dict:
     study = db.get_study(conn)
     votes = db.all_votes(conn)
     pairs = db.pairs(conn)
-    rep = {"name_a": study["name_a"], "name_b": study["name_b"], "dir_a": study["dir_a"], "dir_b": study["dir_b"],
-           "raters_per_pair": study["raters_per_pair"], "allow_tie": bool(study["allow_tie"]),
-           "n_pairs_total": len(pairs), "n_votes": len(votes), "n_raters": len(db.raters(conn)),
-           "questions": {}}
+    rep = {
+        "name_a": study["name_a"],
+        "name_b": study["name_b"],
+        "dir_a": study["dir_a"],
+        "dir_b": study["dir_b"],
+        "raters_per_pair": study["raters_per_pair"],
+        "allow_tie": bool(study["allow_tie"]),
+        "n_pairs_total": len(pairs),
+        "n_votes": len(votes),
+        "n_raters": len(db.raters(conn)),
+        "questions": {},
+    }
     for q in QUESTIONS:
         by_pair = defaultdict(list)
         reasons = {key: Counter() for key, _ in REASONS[q]}
@@ -35,8 +43,9 @@ def compute_report(conn) -> dict:
             for r in v[f"{q}_reasons"].split(","):
                 reasons[r][v[f"{q}_winner"]] += 1
         s = question_stats(by_pair)
-        s["reasons"] = {key: {"total": sum(c.values()), "a": c["a"], "b": c["b"], "tie": c["tie"]}
-                        for key, c in reasons.items()}
+        s["reasons"] = {
+            key: {"total": sum(c.values()), "a": c["a"], "b": c["b"], "tie": c["tie"]} for key, c in reasons.items()
+        }
         rep["questions"][q] = s
     return rep
 
@@ -47,18 +56,33 @@ def pair_rows(conn, rep: dict) -> list[dict]:
     rows = []
     for p in db.pairs(conn):
         mine = [v for v in votes if v["pair_id"] == p["id"]]
-        row = {"pair_id": p["id"], "prompt": p["prompt"], "prompt_index": p["prompt_index"],
-               "video_a": p["video_a"], "video_b": p["video_b"], "n_votes": len(mine)}
+        row = {
+            "pair_id": p["id"],
+            "prompt": p["prompt"],
+            "prompt_index": p["prompt_index"],
+            "video_a": p["video_a"],
+            "video_b": p["video_b"],
+            "n_votes": len(mine),
+        }
         for q in QUESTIONS:
             c = Counter(v[f"{q}_winner"] for v in mine)
-            row.update({f"{q}_a": c["a"], f"{q}_b": c["b"], f"{q}_tie": c["tie"],
-                        f"{q}_outcome": rep["questions"][q]["per_pair"].get(p["id"], "unjudged")})
+            row.update(
+                {
+                    f"{q}_a": c["a"],
+                    f"{q}_b": c["b"],
+                    f"{q}_tie": c["tie"],
+                    f"{q}_outcome": rep["questions"][q]["per_pair"].get(p["id"], "unjudged"),
+                }
+            )
         rows.append(row)
     return rows
 
 
-VOTE_COLUMNS = ["pair_id", "rater", "prompt", "a_on_left"] + [
-    f"{q}_{f}" for q in QUESTIONS for f in ("choice", "winner", "reasons")] + ["created_at"]
+VOTE_COLUMNS = (
+    ["pair_id", "rater", "prompt", "a_on_left"]
+    + [f"{q}_{f}" for q in QUESTIONS for f in ("choice", "winner", "reasons")]
+    + ["created_at"]
+)
 
 
 def vote_rows(conn) -> list[dict]:
@@ -101,24 +125,36 @@ def _pct(x: float) -> str:
 def format_report(rep: dict) -> str:
     """Human-readable summary (what `emu-video juice report` prints)."""
     a, b = rep["name_a"], rep["name_b"]
-    lines = [f"JUICE study: {a} (a) vs {b} (b)",
-             f"pairs: {rep['n_pairs_total']}, raters: {rep['n_raters']}, votes: {rep['n_votes']}, "
-             f"majority of {rep['raters_per_pair']} raters per pair, ties {'allowed' if rep['allow_tie'] else 'not allowed'}"]
+    lines = [
+        f"JUICE study: {a} (a) vs {b} (b)",
+        f"pairs: {rep['n_pairs_total']}, raters: {rep['n_raters']}, votes: {rep['n_votes']}, "
+        f"majority of {rep['raters_per_pair']} raters per pair, "
+        f"ties {'allowed' if rep['allow_tie'] else 'not allowed'}",
+    ]
     for q, s in rep["questions"].items():
         o, ag = s["outcomes"], s["agreement"]
         lines += ["", f"[{q}] judged pairs: {s['n_pairs']}"]
         for key, name in (("win_a", a), ("win_b", b), ("tie", "tie / no majority")):
             r = s[key]
-            lines.append(f"  {name:<20s} {r['count']:4d}  {_pct(r['rate']):>6s}  95% CI [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]")
+            lines.append(
+                f"  {name:<20s} {r['count']:4d}  {_pct(r['rate']):>6s}  "
+                f"95% CI [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}]"
+            )
         p = s["preference_a_decided"]
-        lines.append(f"  {a} preferred among decided pairs: {_pct(p['rate'])} of {p['n']} "
-                     f"(95% CI [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}])")
+        lines.append(
+            f"  {a} preferred among decided pairs: {_pct(p['rate'])} of {p['n']} "
+            f"(95% CI [{_pct(p['ci95'][0])}, {_pct(p['ci95'][1])}])"
+        )
         lines.append(f"  outcomes: a={o['a']} b={o['b']} tie-majority={o['tie']} no-majority={o['no_majority']}")
         k = s["fleiss_kappa"]
-        lines.append(f"  Fleiss' kappa (a/b/tie, {s['kappa_pairs']} pairs x {s['kappa_raters']} raters): "
-                     + ("n/a" if math.isnan(k) else f"{k:.3f}"))
-        lines.append(f"  agreement over {ag['pairs_with_2plus_votes']} pairs: complete {_pct(ag['complete'])}, "
-                     f"split {_pct(ag['split'])}")
+        lines.append(
+            f"  Fleiss' kappa (a/b/tie, {s['kappa_pairs']} pairs x {s['kappa_raters']} raters): "
+            + ("n/a" if math.isnan(k) else f"{k:.3f}")
+        )
+        lines.append(
+            f"  agreement over {ag['pairs_with_2plus_votes']} pairs: complete {_pct(ag['complete'])}, "
+            f"split {_pct(ag['split'])}"
+        )
         lines.append("  reasons (total: for a / b / tie):")
         for key, label in REASONS[q]:
             r = s["reasons"][key]
@@ -133,8 +169,12 @@ def draw_chart(rep: dict, path: str) -> None:
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     font, small = ImageFont.load_default(size=18), ImageFont.load_default(size=14)
-    d.text((left, 20), f"JUICE: {rep['name_a']} vs {rep['name_b']} (majority of {rep['raters_per_pair']})",
-           fill="black", font=font)
+    d.text(
+        (left, 20),
+        f"JUICE: {rep['name_a']} vs {rep['name_b']} (majority of {rep['raters_per_pair']})",
+        fill="black",
+        font=font,
+    )
     plot_h = h - top - bottom
 
     def y_of(frac: float) -> float:
@@ -144,8 +184,11 @@ def draw_chart(rep: dict, path: str) -> None:
         y = y_of(tick)
         d.line([(left, y), (w - right, y)], fill="#dddddd" if tick else "black")
         d.text((left - 10, y), f"{int(tick * 100)}%", fill="black", font=small, anchor="rm")
-    series = (("win_a", rep["name_a"], "#1f77b4"), ("tie", "tie / no majority", "#aaaaaa"),
-              ("win_b", rep["name_b"], "#ff7f0e"))
+    series = (
+        ("win_a", rep["name_a"], "#1f77b4"),
+        ("tie", "tie / no majority", "#aaaaaa"),
+        ("win_b", rep["name_b"], "#ff7f0e"),
+    )
     group_w = (w - left - right) / len(rep["questions"])
     bar_w = group_w / (len(series) + 1.5)
     for g, (q, s) in enumerate(rep["questions"].items()):
@@ -164,8 +207,13 @@ def draw_chart(rep: dict, path: str) -> None:
             # Label above the whisker so the two never overlap.
             top_frac = rate if math.isnan(r["ci95"][1]) else max(rate, r["ci95"][1])
             d.text((cx, y_of(top_frac) - 6), _pct(r["rate"]), fill="black", font=small, anchor="md")
-        d.text((left + (g + 0.5) * group_w, h - bottom + 12), f"{q} ({s['n_pairs']} pairs)",
-               fill="black", font=font, anchor="mt")
+        d.text(
+            (left + (g + 0.5) * group_w, h - bottom + 12),
+            f"{q} ({s['n_pairs']} pairs)",
+            fill="black",
+            font=font,
+            anchor="mt",
+        )
     lx = left
     for _, name, color in series:
         d.rectangle([lx, h - 40, lx + 18, h - 22], fill=color)

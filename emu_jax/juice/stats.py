@@ -116,9 +116,13 @@ def question_stats(votes_by_pair: Mapping[int, Sequence[str]]) -> dict:
     return {
         "n_pairs": n,
         "outcomes": {"a": wins_a, "b": wins_b, "tie": tally["tie"], "no_majority": tally[NO_MAJORITY]},
-        "win_a": rate(wins_a, n), "win_b": rate(wins_b, n), "tie": rate(ties, n),
+        "win_a": rate(wins_a, n),
+        "win_b": rate(wins_b, n),
+        "tie": rate(ties, n),
         "preference_a_decided": rate(wins_a, wins_a + wins_b),
-        "fleiss_kappa": kappa, "kappa_pairs": kappa_pairs, "kappa_raters": kappa_raters,
+        "fleiss_kappa": kappa,
+        "kappa_pairs": kappa_pairs,
+        "kappa_raters": kappa_raters,
         "agreement": {
             "pairs_with_2plus_votes": len(multi),
             "complete": unanimous / len(multi) if multi else math.nan,

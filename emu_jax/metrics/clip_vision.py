@@ -46,8 +46,9 @@ class CLIPVisionConfig:
     def __post_init__(self):
         activation(self.hidden_act)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
 
@@ -56,12 +57,17 @@ class CLIPVisionConfig:
         """From a transformers CLIPVisionConfig dict or a full CLIPConfig (its `vision_config`)."""
         projection_dim = d.get("projection_dim", 512)
         v = d.get("vision_config", d) if "vision_config" in d else d
-        return cls(hidden_size=v.get("hidden_size", 768), intermediate_size=v.get("intermediate_size", 3072),
-                   num_hidden_layers=v.get("num_hidden_layers", 12),
-                   num_attention_heads=v.get("num_attention_heads", 12), image_size=v.get("image_size", 224),
-                   patch_size=v.get("patch_size", 32), hidden_act=v.get("hidden_act", "quick_gelu"),
-                   layer_norm_eps=v.get("layer_norm_eps", 1e-5),
-                   projection_dim=v.get("projection_dim", projection_dim))
+        return cls(
+            hidden_size=v.get("hidden_size", 768),
+            intermediate_size=v.get("intermediate_size", 3072),
+            num_hidden_layers=v.get("num_hidden_layers", 12),
+            num_attention_heads=v.get("num_attention_heads", 12),
+            image_size=v.get("image_size", 224),
+            patch_size=v.get("patch_size", 32),
+            hidden_act=v.get("hidden_act", "quick_gelu"),
+            layer_norm_eps=v.get("layer_norm_eps", 1e-5),
+            projection_dim=v.get("projection_dim", projection_dim),
+        )
 
 
 class CLIPVisionEmbeddings(nn.Module):
@@ -91,8 +97,7 @@ class CLIPVisionTransformer(nn.Module):
         x = layers.LayerNorm(eps, name="pre_layrnorm")(x)  # transformers' spelling
         x = CLIPEncoder(self.cfg, name="encoder")(x, None)
         pooled = layers.LayerNorm(eps, name="post_layernorm")(x[:, 0])
-        return layers.Dense(self.cfg.projection_dim, ("embed", None), use_bias=False,
-                            name="visual_projection")(pooled)
+        return layers.Dense(self.cfg.projection_dim, ("embed", None), use_bias=False, name="visual_projection")(pooled)
 
 
 def init_params(cfg: CLIPVisionConfig, rng: jax.Array) -> dict:
@@ -109,7 +114,7 @@ def preprocess(images_BHWC, size: int, mean=OPENAI_MEAN, std=OPENAI_STD) -> jax.
     if (th, tw) != (h, w):
         x = jax.image.resize(x, (b, th, tw, c), method="bicubic", antialias=True)
     top, left = (th - size) // 2, (tw - size) // 2
-    x = jnp.clip(x[:, top:top + size, left:left + size], 0.0, 1.0)  # PIL rounds to uint8 range
+    x = jnp.clip(x[:, top : top + size, left : left + size], 0.0, 1.0)  # PIL rounds to uint8 range
     return (x - jnp.asarray(mean)) / jnp.asarray(std)
 
 

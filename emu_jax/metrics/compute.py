@@ -81,42 +81,52 @@ def fid_features(params, videos, batch_size: int = 8, devices=None) -> np.ndarra
 
 
 def fvd_features(params, videos, batch_size: int = 8, devices=None) -> np.ndarray:
-    return BatchedFeatures(i3d.features, params, batch_size, devices)(videos[:, :i3d.FVD_FRAMES])
+    return BatchedFeatures(i3d.features, params, batch_size, devices)(videos[:, : i3d.FVD_FRAMES])
 
 
 def clip_scores(nets: ClipNets, videos, prompts: Sequence[str], batch_size: int = 8, devices=None) -> np.ndarray:
     """Per-video CLIP-SIM: mean over frames of 100 * max(cos(frame, prompt), 0) -> (N,)."""
     n, t = videos.shape[:2]
     cfg = nets.vision_cfg
-    image = BatchedFeatures(clip_vision.image_embeddings, nets.vision_params, batch_size, devices,
-                            static=cfg)(videos.reshape((-1,) + videos.shape[2:]))
+    image = BatchedFeatures(clip_vision.image_embeddings, nets.vision_params, batch_size, devices, static=cfg)(
+        videos.reshape((-1,) + videos.shape[2:])
+    )
     tokens = nets.tokenizer(list(prompts), nets.text_cfg.max_position_embeddings)
     from emu_jax.models.text import pooled_text
 
-    text = np.asarray(jax.jit(lambda p, ids, m: pooled_text(nets.text_cfg, p, ids, m))(
-        nets.text_params, jnp.asarray(tokens.ids), jnp.asarray(tokens.mask)))
+    text = np.asarray(
+        jax.jit(lambda p, ids, m: pooled_text(nets.text_cfg, p, ids, m))(
+            nets.text_params, jnp.asarray(tokens.ids), jnp.asarray(tokens.mask)
+        )
+    )
     unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
     cos = np.einsum("ntd,nd->nt", unit(image.reshape(n, t, -1)), unit(text))
     return (100.0 * np.maximum(cos, 0.0)).mean(axis=1)
 
 
-def compute(nets: MetricNets, fake, real=None, prompts: Sequence[str] | None = None, batch_size: int = 8,
-            devices=None) -> dict:
+def compute(
+    nets: MetricNets, fake, real=None, prompts: Sequence[str] | None = None, batch_size: int = 8, devices=None
+) -> dict:
     """Every metric the networks and inputs allow -> a JSON-ready dict (see the module docstring)."""
     fake = _check_videos("fake", fake)
     real = None if real is None else _check_videos("real", real)
     if prompts is not None and len(prompts) != len(fake):
         raise ValueError(f"{len(prompts)} prompts for {len(fake)} fake videos; give one per video")
-    report: dict[str, Any] = {"num_fake": int(len(fake)), "num_real": 0 if real is None else int(len(real)),
-                              "skipped": {}}
+    report: dict[str, Any] = {
+        "num_fake": int(len(fake)),
+        "num_real": 0 if real is None else int(len(real)),
+        "skipped": {},
+    }
     skipped = report["skipped"]
     if nets.inception is None:
         skipped["fid"] = "no FID Inception weights"
     elif real is None:
         skipped["fid"] = "no real videos"
     else:
-        report["fid"] = frechet_distance_of(fid_features(nets.inception, real, batch_size, devices),
-                                            fid_features(nets.inception, fake, batch_size, devices))
+        report["fid"] = frechet_distance_of(
+            fid_features(nets.inception, real, batch_size, devices),
+            fid_features(nets.inception, fake, batch_size, devices),
+        )
         report["fid_frames"] = {"real": int(real.shape[0] * real.shape[1]), "fake": int(fake.shape[0] * fake.shape[1])}
     if nets.i3d is None:
         skipped["fvd"] = "no I3D weights"
@@ -125,8 +135,9 @@ def compute(nets: MetricNets, fake, real=None, prompts: Sequence[str] | None = N
     elif min(real.shape[1], fake.shape[1]) < i3d.FVD_FRAMES:
         skipped["fvd"] = f"FVD needs >= {i3d.FVD_FRAMES} frames, got real {real.shape[1]} / fake {fake.shape[1]}"
     else:
-        report["fvd"] = frechet_distance_of(fvd_features(nets.i3d, real, batch_size, devices),
-                                            fvd_features(nets.i3d, fake, batch_size, devices))
+        report["fvd"] = frechet_distance_of(
+            fvd_features(nets.i3d, real, batch_size, devices), fvd_features(nets.i3d, fake, batch_size, devices)
+        )
     if nets.clip is None:
         skipped["clip_score"] = "no CLIP model"
     elif prompts is None:

@@ -23,8 +23,9 @@ def media_files(folder: str) -> list[str]:
         raise ValueError(f"folder {folder!r} does not exist")
     names = sorted(n for n in os.listdir(folder) if n.lower().endswith(VIDEO_EXTS + IMAGE_EXTS))
     if not names:
-        raise ValueError(f"folder {folder!r} holds no videos ({', '.join(VIDEO_EXTS)}) or images "
-                         f"({', '.join(IMAGE_EXTS)})")
+        raise ValueError(
+            f"folder {folder!r} holds no videos ({', '.join(VIDEO_EXTS)}) or images ({', '.join(IMAGE_EXTS)})"
+        )
     kinds = {n.lower().endswith(VIDEO_EXTS) for n in names}
     if len(kinds) > 1:
         raise ValueError(f"folder {folder!r} mixes videos and images; use one kind per folder")
@@ -67,8 +68,9 @@ def read_prompts(path: str, names: list[str]) -> list[str]:
             table = json.load(f)
             missing = [n for n in names if n not in table] if isinstance(table, dict) else names
             if missing:
-                raise ValueError(f"prompts json {path!r} must map every fake file name to a prompt; "
-                                 f"missing {missing[:3]}")
+                raise ValueError(
+                    f"prompts json {path!r} must map every fake file name to a prompt; missing {missing[:3]}"
+                )
             return [str(table[n]) for n in names]
         prompts = [line.strip() for line in f if line.strip()]
     if len(prompts) != len(names):

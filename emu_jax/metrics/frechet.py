@@ -30,17 +30,22 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"feature statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"feature statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean) and not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-        warnings.warn(f"sqrtm of the covariance product has an imaginary component "
-                      f"{np.max(np.abs(covmean.imag)):.3g} (too few samples for {sigma1.shape[0]} dims?); "
-                      "using the symmetric eigenvalue form", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"sqrtm of the covariance product has an imaginary component "
+            f"{np.max(np.abs(covmean.imag)):.3g} (too few samples for {sigma1.shape[0]} dims?); "
+            "using the symmetric eigenvalue form",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         tr_covmean = trace_sqrt_product(sigma1, sigma2)
     else:
         tr_covmean = np.trace(covmean.real)

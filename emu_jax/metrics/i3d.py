@@ -29,10 +29,14 @@ FEATURE_DIM = 400
 
 # (name, output channels of b0, b1a, b1b, b2a, b2b, b3b); None = a max pool (window, stride).
 _LAYOUT = (
-    ("MaxPool3d_4a_3x3", None), ("Mixed_4b", (192, 96, 208, 16, 48, 64)),
-    ("Mixed_4c", (160, 112, 224, 24, 64, 64)), ("Mixed_4d", (128, 128, 256, 24, 64, 64)),
-    ("Mixed_4e", (112, 144, 288, 32, 64, 64)), ("Mixed_4f", (256, 160, 320, 32, 128, 128)),
-    ("MaxPool3d_5a_2x2", None), ("Mixed_5b", (256, 160, 320, 32, 128, 128)),
+    ("MaxPool3d_4a_3x3", None),
+    ("Mixed_4b", (192, 96, 208, 16, 48, 64)),
+    ("Mixed_4c", (160, 112, 224, 24, 64, 64)),
+    ("Mixed_4d", (128, 128, 256, 24, 64, 64)),
+    ("Mixed_4e", (112, 144, 288, 32, 64, 64)),
+    ("Mixed_4f", (256, 160, 320, 32, 128, 128)),
+    ("MaxPool3d_5a_2x2", None),
+    ("Mixed_5b", (256, 160, 320, 32, 128, 128)),
     ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
 _POOLS = {"MaxPool3d_4a_3x3": ((3, 3, 3), (2, 2, 2)), "MaxPool3d_5a_2x2": ((2, 2, 2), (2, 2, 2))}
@@ -47,8 +51,9 @@ class Unit3D(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(self.features, tuple(self.kernel), tuple(self.strides), padding="SAME", use_bias=False,
-                    name="conv3d")(x)
+        x = nn.Conv(
+            self.features, tuple(self.kernel), tuple(self.strides), padding="SAME", use_bias=False, name="conv3d"
+        )(x)
         return jax.nn.relu(FrozenBatchNorm(1e-3, use_scale=False, name="bn")(x))
 
 
@@ -99,8 +104,9 @@ class LogitsHead(nn.Module):
     @nn.compact
     def __call__(self, x):
         if x.shape[1] < 2 or x.shape[2] < 7 or x.shape[3] < 7:
-            raise ValueError(f"I3D logits need a Mixed_5c map of at least 2x7x7 (16 x 224 x 224 input), "
-                             f"got {x.shape[1:4]}")
+            raise ValueError(
+                f"I3D logits need a Mixed_5c map of at least 2x7x7 (16 x 224 x 224 input), got {x.shape[1:4]}"
+            )
         x = nn.avg_pool(x, (2, 7, 7), (1, 1, 1), padding="VALID")
         x = nn.Conv(self.num_classes, (1, 1, 1), name="conv3d")(x)
         return jnp.mean(x, axis=(1, 2, 3))  # spatial is 1x1 at 224; time-average as kinetics-i3d
@@ -117,7 +123,7 @@ def resize_short_side_crop(videos_BTHWC, size: int = FVD_SIZE) -> jax.Array:
     th, tw = (size, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), size)
     x = jax.image.resize(videos_BTHWC, (b, t, th, tw, c), method="bilinear", antialias=False)
     top, left = (th - size) // 2, (tw - size) // 2
-    return x[:, :, top:top + size, left:left + size]
+    return x[:, :, top : top + size, left : left + size]
 
 
 def preprocess(videos_BTHWC, frames: int = FVD_FRAMES, size: int = FVD_SIZE) -> jax.Array:

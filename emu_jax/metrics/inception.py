@@ -32,8 +32,7 @@ class BasicConv2d(nn.Module):
     @nn.compact
     def __call__(self, x):
         pad = tuple((p, p) for p in self.padding)
-        x = nn.Conv(self.features, tuple(self.kernel), tuple(self.strides), padding=pad, use_bias=False,
-                    name="conv")(x)
+        x = nn.Conv(self.features, tuple(self.kernel), tuple(self.strides), padding=pad, use_bias=False, name="conv")(x)
         return jax.nn.relu(FrozenBatchNorm(1e-3, name="bn")(x))
 
 
@@ -111,12 +110,15 @@ class InceptionE(nn.Module):
         row, col = dict(kernel=(1, 3), padding=(0, 1)), dict(kernel=(3, 1), padding=(1, 0))
         b1 = BasicConv2d(320, name="branch1x1")(x)
         b3 = BasicConv2d(384, name="branch3x3_1")(x)
-        b3 = jnp.concatenate([BasicConv2d(384, **row, name="branch3x3_2a")(b3),
-                              BasicConv2d(384, **col, name="branch3x3_2b")(b3)], -1)
+        b3 = jnp.concatenate(
+            [BasicConv2d(384, **row, name="branch3x3_2a")(b3), BasicConv2d(384, **col, name="branch3x3_2b")(b3)], -1
+        )
         bd = BasicConv2d(448, name="branch3x3dbl_1")(x)
         bd = BasicConv2d(384, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
-        bd = jnp.concatenate([BasicConv2d(384, **row, name="branch3x3dbl_3a")(bd),
-                              BasicConv2d(384, **col, name="branch3x3dbl_3b")(bd)], -1)
+        bd = jnp.concatenate(
+            [BasicConv2d(384, **row, name="branch3x3dbl_3a")(bd), BasicConv2d(384, **col, name="branch3x3dbl_3b")(bd)],
+            -1,
+        )
         if self.pool == "max":
             pooled = nn.max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
         else:

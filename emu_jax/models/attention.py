@@ -64,13 +64,19 @@ def resolve(impl: str | None, plat: str, lq: int, lk: int, head_dim: int, dtype)
     return "blocked" if min(lq, lk) >= CPU_BLOCKED_MIN_LENGTH else "xla"
 
 
-def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-                          impl: str | None = "auto", block_q: int = DEFAULT_BLOCK_Q,
-                          block_kv: int = DEFAULT_BLOCK_KV, interpret: bool | None = None) -> jax.Array:
+def dot_product_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array | None = None,
+    impl: str | None = "auto",
+    block_q: int = DEFAULT_BLOCK_Q,
+    block_kv: int = DEFAULT_BLOCK_KV,
+    interpret: bool | None = None,
+) -> jax.Array:
     """Softmax(q k^T / sqrt(H)) v with implementation `impl`; `interpret` (splash) defaults to CPU = True."""
     if q.ndim != 4 or k.shape != v.shape or q.shape[::2] != k.shape[::2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"attention needs q (B, Lq, N, H) and k, v (B, Lk, N, H), got {q.shape}, "
-                         f"{k.shape}, {v.shape}")
+        raise ValueError(f"attention needs q (B, Lq, N, H) and k, v (B, Lk, N, H), got {q.shape}, {k.shape}, {v.shape}")
     if mask is not None and mask.shape != k.shape[:2]:
         raise ValueError(f"key mask has shape {mask.shape}, expected (B, Lk) = {k.shape[:2]}")
     plat = platform()
@@ -79,8 +85,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
         return _jax_attention(q, k, v, mask, "xla")
     if chosen == "cudnn":
         if plat != "gpu":
-            raise ValueError(f"attention_impl='cudnn' needs a GPU backend, this one is {plat!r}; "
-                             f"use one of {IMPLS}")
+            raise ValueError(f"attention_impl='cudnn' needs a GPU backend, this one is {plat!r}; use one of {IMPLS}")
         if jnp.dtype(q.dtype) not in (jnp.bfloat16, jnp.float16):
             raise ValueError(f"attention_impl='cudnn' needs float16 / bfloat16 inputs, got {q.dtype}")
         return _jax_attention(q, k, v, mask, "cudnn")
@@ -88,8 +93,10 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
         return blocked_attention(q, k, v, mask, block_q, block_kv)
     interpret = plat == "cpu" if interpret is None else interpret
     if plat != "tpu" and not interpret:
-        raise ValueError(f"attention_impl='splash' needs a TPU backend (or interpret mode on the CPU), "
-                         f"this one is {plat!r}; use one of {IMPLS}")
+        raise ValueError(
+            f"attention_impl='splash' needs a TPU backend (or interpret mode on the CPU), "
+            f"this one is {plat!r}; use one of {IMPLS}"
+        )
     return splash_attention(q, k, v, mask, block_q, block_kv, interpret)
 
 
@@ -112,6 +119,7 @@ def _round_up(n: int, m: int) -> int:
 
 
 # ---- blocked (flash-attention-2 in plain JAX) -----------------------------------------------------
+
 
 def blocked_attention(q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_kv: int = DEFAULT_BLOCK_KV):
     """Memory-efficient attention: pads lengths to the blocks, masks padded keys, slices the output."""
@@ -146,12 +154,16 @@ def _flash_forward(qb, kb, vb, biasb, scale):
             m_new = jnp.maximum(m, s.max(-1))
             p = jnp.exp(s - m_new[..., None])
             corr = jnp.exp(m - m_new)
-            acc = acc * corr[..., None] + jnp.einsum("bnqk,bknh->bnqh", p.astype(vj.dtype), vj,
-                                                     preferred_element_type=jnp.float32)
+            acc = acc * corr[..., None] + jnp.einsum(
+                "bnqk,bknh->bnqh", p.astype(vj.dtype), vj, preferred_element_type=jnp.float32
+            )
             return (m_new, l * corr + p.sum(-1), acc), None
 
-        init = (jnp.full((b, n, bq), -jnp.inf, jnp.float32), jnp.zeros((b, n, bq), jnp.float32),
-                jnp.zeros((b, n, bq, h), jnp.float32))
+        init = (
+            jnp.full((b, n, bq), -jnp.inf, jnp.float32),
+            jnp.zeros((b, n, bq), jnp.float32),
+            jnp.zeros((b, n, bq, h), jnp.float32),
+        )
         (m, l, acc), _ = jax.lax.scan(step, init, (kb, vb, biasb))
         out = (acc / l[..., None]).astype(qi.dtype).transpose(0, 2, 1, 3)  # (B, bq, N, H)
         return out, m + jnp.log(l)
@@ -182,7 +194,7 @@ def _flash_bwd(scale, res, dout):
             p = jnp.exp(_scores(qi, kj, bj, scale) - lsei[..., None])  # recomputed probabilities
             dv = dv + jnp.einsum("bnqk,bqnh->bknh", p.astype(doi.dtype), doi, preferred_element_type=jnp.float32)
             dp = jnp.einsum("bqnh,bknh->bnqk", doi, vj, preferred_element_type=jnp.float32)
-            ds = (p * (dp - di[..., None]) * scale)
+            ds = p * (dp - di[..., None]) * scale
             dk = dk + jnp.einsum("bnqk,bqnh->bknh", ds.astype(qi.dtype), qi, preferred_element_type=jnp.float32)
             dqi = jnp.einsum("bnqk,bknh->bqnh", ds.astype(kj.dtype), kj, preferred_element_type=jnp.float32)
             return (dk, dv), dqi
@@ -200,6 +212,7 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 # ---- splash (TPU Pallas) -------------------------------------------------------------------------
 
+
 def _splash_kernel(heads: int, lq: int, lk: int, bq: int, bk: int, interpret: bool):
     from jax.experimental.pallas.ops.tpu.splash_attention import (
         splash_attention_kernel as sk,
@@ -210,8 +223,16 @@ def _splash_kernel(heads: int, lq: int, lk: int, bq: int, bk: int, interpret: bo
 
     # Built per trace, not cached: the kernel holds mask-info arrays that must not outlive the trace.
     mask = sm.MultiHeadMask([sm.FullMask((lq, lk))] * heads)
-    blocks = sk.BlockSizes(block_q=bq, block_kv=bk, block_kv_compute=bk, block_q_dkv=bq, block_kv_dkv=bk,
-                           block_kv_dkv_compute=bk, block_q_dq=bq, block_kv_dq=bk)
+    blocks = sk.BlockSizes(
+        block_q=bq,
+        block_kv=bk,
+        block_kv_compute=bk,
+        block_q_dkv=bq,
+        block_kv_dkv=bk,
+        block_kv_dkv_compute=bk,
+        block_q_dq=bq,
+        block_kv_dq=bk,
+    )
     return sk.make_splash_mha(mask, block_sizes=blocks, head_shards=1, q_seq_shards=1, interpret=interpret)
 
 
@@ -225,6 +246,7 @@ def _splash_local(q, k, v, mask, block_q, block_kv, interpret):
     lk = k.shape[1]
     bq, bk = min(block_q, _round_up(lq, 128)), min(block_kv, _round_up(lk, 128))
     lq_p, lk_p = _round_up(lq, bq), _round_up(lk, bk)
+
     def heads_first(t, to):  # (B, L, N, H) -> (B, N, L_padded, H), the kernel's layout
         return jnp.pad(t.transpose(0, 2, 1, 3), ((0, 0), (0, 0), (0, to - t.shape[1]), (0, 0)))
 
@@ -241,8 +263,9 @@ def _splash_local(q, k, v, mask, block_q, block_kv, interpret):
     return out[:, :, :lq].transpose(0, 2, 1, 3).astype(v.dtype)
 
 
-def splash_attention(q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_kv: int = DEFAULT_BLOCK_KV,
-                     interpret: bool = False):
+def splash_attention(
+    q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_kv: int = DEFAULT_BLOCK_KV, interpret: bool = False
+):
     """Splash per device under `jax.shard_map` over the mesh axes that the batch (and heads) map to."""
     local = functools.partial(_splash_local, block_q=block_q, block_kv=block_kv, interpret=interpret)
     mesh = jax.sharding.get_abstract_mesh()
@@ -257,10 +280,12 @@ def splash_attention(q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_k
     spec = nn.logical_to_mesh_axes(("activation_batch", None, "activation_heads", None), rules)
     spec = sharding._fit_spec(spec, q.shape, mesh)  # axes that do not divide B or N stay replicated
     if mask is None:
-        return jax.shard_map(lambda a, c, d: local(a, c, d, None), mesh=mesh, in_specs=(spec,) * 3,
-                             out_specs=spec, check_vma=False)(q, k, v)
-    return jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 3 + (P(spec[0], None),), out_specs=spec,
-                         check_vma=False)(q, k, v, mask)
+        return jax.shard_map(
+            lambda a, c, d: local(a, c, d, None), mesh=mesh, in_specs=(spec,) * 3, out_specs=spec, check_vma=False
+        )(q, k, v)
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec,) * 3 + (P(spec[0], None),), out_specs=spec, check_vma=False)(
+        q, k, v, mask
+    )
 
 
 def check_block_sizes(block_q: int, block_kv: int) -> None:

@@ -48,10 +48,13 @@ class VAEConfig:
         if bad:
             raise ValueError(
                 f"block_out_channels {self.block_out_channels} must be divisible by "
-                f"norm_num_groups={self.norm_num_groups}; {bad} are not")
+                f"norm_num_groups={self.norm_num_groups}; {bad} are not"
+            )
         if self.latent_channels < 1 or not self.block_out_channels:
-            raise ValueError(f"latent_channels must be >= 1 and block_out_channels non-empty, got "
-                             f"{self.latent_channels}, {self.block_out_channels}")
+            raise ValueError(
+                f"latent_channels must be >= 1 and block_out_channels non-empty, got "
+                f"{self.latent_channels}, {self.block_out_channels}"
+            )
 
     @property
     def downsample_factor(self) -> int:
@@ -75,14 +78,17 @@ class VAEConfig:
     def from_diffusers_config(cls, d: Mapping[str, Any]) -> "VAEConfig":
         """Build from a diffusers `AutoencoderKL` config.json dict (unrelated keys ignored)."""
         blocks = set(d.get("down_block_types", ["DownEncoderBlock2D"])) | set(
-            d.get("up_block_types", ["UpDecoderBlock2D"]))
+            d.get("up_block_types", ["UpDecoderBlock2D"])
+        )
         if blocks - {"DownEncoderBlock2D", "UpDecoderBlock2D"}:
-            raise ValueError(f"unsupported VAE block types {sorted(blocks)}; "
-                             "only DownEncoderBlock2D / UpDecoderBlock2D")
+            raise ValueError(
+                f"unsupported VAE block types {sorted(blocks)}; only DownEncoderBlock2D / UpDecoderBlock2D"
+            )
         if d.get("act_fn", "silu") != "silu":
             raise ValueError(f"unsupported VAE act_fn {d['act_fn']!r}; only 'silu'")
         return cls(
-            in_channels=d.get("in_channels", 3), out_channels=d.get("out_channels", 3),
+            in_channels=d.get("in_channels", 3),
+            out_channels=d.get("out_channels", 3),
             latent_channels=d.get("latent_channels", 4),
             block_out_channels=tuple(d.get("block_out_channels", (64,))),
             layers_per_block=d.get("layers_per_block", 1),
@@ -91,7 +97,8 @@ class VAEConfig:
             use_quant_conv=d.get("use_quant_conv", True) is not False,
             use_post_quant_conv=d.get("use_post_quant_conv", True) is not False,
             scaling_factor=float(d.get("scaling_factor", 0.18215)),
-            shift_factor=float(d.get("shift_factor") or 0.0))
+            shift_factor=float(d.get("shift_factor") or 0.0),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +136,14 @@ class DiagonalGaussian:
 
 
 def _conv(features: int, kernel: int, dtype, name: str, stride: int = 1, pad: int | None = None):
-    return layers.Conv(features, (kernel, kernel), strides=(stride, stride),
-                       padding=None if pad is None else (pad, pad), dtype=dtype, name=name)
+    return layers.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=None if pad is None else (pad, pad),
+        dtype=dtype,
+        name=name,
+    )
 
 
 def _norm(cfg: VAEConfig, dtype, name: str):
@@ -165,8 +178,7 @@ class MidAttention(nn.Module):
     def __call__(self, x_NHWC: Array) -> Array:
         n, h, w, c = x_NHWC.shape
         y = _norm(self.cfg, self.dtype, "group_norm")(x_NHWC).reshape(n, h * w, 1, c)
-        q, k, v = (layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y)
-                   for nm in ("to_q", "to_k", "to_v"))
+        q, k, v = (layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y) for nm in ("to_q", "to_k", "to_v"))
         # "auto": splash on TPU once h*w reaches 32x32 (the 4096-token score matrix dominates VAE memory).
         y = layers.attention_core(q, k, v, implementation="auto").reshape(n, h, w, c)
         return x_NHWC + layers.Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(y)
@@ -241,8 +253,7 @@ class Encoder(nn.Module):
         cfg, chans = self.cfg, self.cfg.block_out_channels
         x = _conv(chans[0], 3, self.dtype, "conv_in")(x)
         for i, c in enumerate(chans):
-            x = DownBlock(cfg, c, cfg.layers_per_block, i < len(chans) - 1, self.dtype,
-                          name=f"down_blocks_{i}")(x)
+            x = DownBlock(cfg, c, cfg.layers_per_block, i < len(chans) - 1, self.dtype, name=f"down_blocks_{i}")(x)
         x = MidBlock(cfg, self.dtype, name="mid_block")(x)
         x = nn.silu(_norm(cfg, self.dtype, "conv_norm_out")(x))
         return _conv(2 * cfg.latent_channels, 3, self.dtype, "conv_out")(x)
@@ -260,8 +271,9 @@ class Decoder(nn.Module):
         x = _conv(chans[0], 3, self.dtype, "conv_in")(z)
         x = MidBlock(cfg, self.dtype, name="mid_block")(x)
         for i, c in enumerate(chans):
-            x = DownBlock(cfg, c, cfg.layers_per_block + 1, i < len(chans) - 1, self.dtype, up=True,
-                          name=f"up_blocks_{i}")(x)
+            x = DownBlock(
+                cfg, c, cfg.layers_per_block + 1, i < len(chans) - 1, self.dtype, up=True, name=f"up_blocks_{i}"
+            )(x)
         x = nn.silu(_norm(cfg, self.dtype, "conv_norm_out")(x))
         return _conv(cfg.out_channels, 3, self.dtype, "conv_out")(x)
 
@@ -282,8 +294,9 @@ class AutoencoderKL(nn.Module):
         self.encoder = Encoder(self.cfg, dt)
         self.decoder = Decoder(self.cfg, dt)
         self.quant_conv = _conv(z2, 1, dt, "quant_conv") if self.cfg.use_quant_conv else None
-        self.post_quant_conv = (_conv(self.cfg.latent_channels, 1, dt, "post_quant_conv")
-                                if self.cfg.use_post_quant_conv else None)
+        self.post_quant_conv = (
+            _conv(self.cfg.latent_channels, 1, dt, "post_quant_conv") if self.cfg.use_post_quant_conv else None
+        )
 
     def encode(self, x_NHWC: Array) -> DiagonalGaussian:
         m = self.encoder(x_NHWC)
@@ -310,8 +323,9 @@ def check_pixels(cfg: VAEConfig, shape: tuple[int, ...]) -> None:
         raise ValueError(f"pixels must be (..., H, W, C), got shape {shape}")
     h, w, c = shape[-3:]
     if c != cfg.in_channels:
-        raise ValueError(f"pixels have {c} channels (shape {shape}); the VAE expects "
-                         f"in_channels={cfg.in_channels} (channels-last)")
+        raise ValueError(
+            f"pixels have {c} channels (shape {shape}); the VAE expects in_channels={cfg.in_channels} (channels-last)"
+        )
     f = cfg.downsample_factor
     if h % f or w % f:
         raise ValueError(f"image size {h}x{w} is not divisible by the VAE downsampling factor {f}")
@@ -320,8 +334,9 @@ def check_pixels(cfg: VAEConfig, shape: tuple[int, ...]) -> None:
 def check_latents(cfg: VAEConfig, shape: tuple[int, ...]) -> None:
     """Raise ValueError if latents of `shape` (..., h, w, z) do not match the VAE."""
     if len(shape) < 3 or shape[-1] != cfg.latent_channels:
-        raise ValueError(f"latents have shape {shape}; the VAE expects (..., h, w, "
-                         f"{cfg.latent_channels}) channels-last")
+        raise ValueError(
+            f"latents have shape {shape}; the VAE expects (..., h, w, {cfg.latent_channels}) channels-last"
+        )
 
 
 def init_params(cfg: VAEConfig, rng: Array, image_size: int | None = None) -> dict:
@@ -378,8 +393,7 @@ def _frames_in_chunks(fn, x_BT: Array, chunk: int) -> Array:
     return jnp.swapaxes(ys, 0, 1).reshape((b, n * chunk) + ys.shape[3:])[:, :t]
 
 
-def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = None,
-                 chunk: int = 8, dtype=None) -> Array:
+def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = None, chunk: int = 8, dtype=None) -> Array:
     """Pixels in [-1, 1] (B, T, H, W, C) -> scaled diffusion latents (B, T, H/f, W/f, z).
 
     With `rng` the posterior is sampled (per frame, independent noise), else
@@ -388,6 +402,7 @@ def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = Non
     check_pixels(cfg, x_BTHWC.shape)
     if x_BTHWC.ndim != 5:
         raise ValueError(f"video must be (B, T, H, W, C), got shape {x_BTHWC.shape}")
+
     def moments(xc: Array) -> Array:
         # Mean and log-variance travel together so one chunked pass serves both modes.
         post = encode(cfg, params, xc, dtype)

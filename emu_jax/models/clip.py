@@ -34,7 +34,8 @@ class CLIPEmbeddings(nn.Module):
     def __call__(self, ids_BL: Array) -> Array:
         tok = embed(self.cfg.vocab_size, self.cfg.hidden_size, "token_embedding")(ids_BL)
         pos = embed(self.cfg.max_position_embeddings, self.cfg.hidden_size, "position_embedding")(
-            jnp.arange(ids_BL.shape[1]))
+            jnp.arange(ids_BL.shape[1])
+        )
         return tok + pos[None]
 
 
@@ -48,8 +49,7 @@ class CLIPAttention(nn.Module):
     def __call__(self, x_BLD: Array, mask_BNLL: Array) -> Array:
         d, n = self.cfg.hidden_size, self.cfg.num_attention_heads
         heads = lambda t: t.reshape(t.shape[:-1] + (n, d // n))  # noqa: E731
-        q, k, v = (heads(layers.Dense(d, ("embed", "heads"), dtype=self.dtype, name=f"{p}_proj")(x_BLD))
-                   for p in "qkv")
+        q, k, v = (heads(layers.Dense(d, ("embed", "heads"), dtype=self.dtype, name=f"{p}_proj")(x_BLD)) for p in "qkv")
         o = jax.nn.dot_product_attention(q, k, v, mask=mask_BNLL)  # scale 1/sqrt(head_dim), as CLIP
         return layers.Dense(d, ("heads", "embed"), dtype=self.dtype, name="out_proj")(o.reshape(x_BLD.shape))
 
@@ -61,8 +61,9 @@ class CLIPMLP(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         h = layers.Dense(self.cfg.intermediate_size, ("embed", "mlp"), dtype=self.dtype, name="fc1")(x)
-        h = layers.constrain(activation(self.cfg.hidden_act)(h),
-                             ("activation_batch", "activation_length", "activation_mlp"))
+        h = layers.constrain(
+            activation(self.cfg.hidden_act)(h), ("activation_batch", "activation_length", "activation_mlp")
+        )
         return layers.Dense(self.cfg.hidden_size, ("mlp", "embed"), dtype=self.dtype, name="fc2")(h)
 
 
@@ -74,7 +75,8 @@ class CLIPEncoderLayer(nn.Module):
     def __call__(self, x: Array, mask_BNLL: Array) -> Array:
         eps = self.cfg.layer_norm_eps
         x = x + CLIPAttention(self.cfg, self.dtype, name="self_attn")(
-            layers.LayerNorm(eps, self.dtype, name="layer_norm1")(x), mask_BNLL)
+            layers.LayerNorm(eps, self.dtype, name="layer_norm1")(x), mask_BNLL
+        )
         x = x + CLIPMLP(self.cfg, self.dtype, name="mlp")(layers.LayerNorm(eps, self.dtype, name="layer_norm2")(x))
         return layers.constrain(x, _ACT)
 
@@ -115,6 +117,7 @@ class CLIPTextTransformer(nn.Module):
         x = layers.LayerNorm(self.cfg.layer_norm_eps, self.dtype, name="final_layer_norm")(x)
         pooled = x[jnp.arange(x.shape[0]), eos_positions(self.cfg, ids_BL)]
         if self.cfg.projection_dim:
-            pooled = layers.Dense(self.cfg.projection_dim, ("embed", None), use_bias=False, dtype=self.dtype,
-                                  name="text_projection")(pooled)
+            pooled = layers.Dense(
+                self.cfg.projection_dim, ("embed", None), use_bias=False, dtype=self.dtype, name="text_projection"
+            )(pooled)
         return x, pooled

@@ -21,7 +21,8 @@ from flax.core import meta
 
 from emu_jax.models import autoencoder as vae_lib
 from emu_jax.models import text as text_lib
-from emu_jax.models.unet import UNet, init_params as unet_init
+from emu_jax.models.unet import UNet
+from emu_jax.models.unet import init_params as unet_init
 from emu_jax.models.unet_config import UNetConfig
 
 
@@ -33,13 +34,21 @@ class TextEncoderSpec:
     tokenizer: str = "byte"  # a built-in name ('byte') or a folder (relative to the checkpoint)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "config": self.config.to_dict(), "max_length": self.max_length,
-                "tokenizer": self.tokenizer}
+        return {
+            "kind": self.kind,
+            "config": self.config.to_dict(),
+            "max_length": self.max_length,
+            "tokenizer": self.tokenizer,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TextEncoderSpec":
-        return cls(kind=d["kind"], config=text_lib.config_from_dict(d["kind"], dict(d["config"])),
-                   max_length=int(d.get("max_length", 77)), tokenizer=str(d.get("tokenizer", "byte")))
+        return cls(
+            kind=d["kind"],
+            config=text_lib.config_from_dict(d["kind"], dict(d["config"])),
+            max_length=int(d.get("max_length", 77)),
+            tokenizer=str(d.get("tokenizer", "byte")),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,35 +64,48 @@ class EmuConfig:
 
     def __post_init__(self):
         if len(self.text) != len(self.unet.context_dims):
-            raise ValueError(f"{len(self.text)} text encoders but the U-Net expects "
-                             f"{len(self.unet.context_dims)} contexts {self.unet.context_dims}")
+            raise ValueError(
+                f"{len(self.text)} text encoders but the U-Net expects "
+                f"{len(self.unet.context_dims)} contexts {self.unet.context_dims}"
+            )
         for i, (spec, dim) in enumerate(zip(self.text, self.unet.context_dims)):
             if spec.config.width != dim:
-                raise ValueError(f"text encoder {i} ({spec.kind}) has width {spec.config.width} but "
-                                 f"the U-Net's context_dims[{i}] is {dim}")
+                raise ValueError(
+                    f"text encoder {i} ({spec.kind}) has width {spec.config.width} but "
+                    f"the U-Net's context_dims[{i}] is {dim}"
+                )
         if self.vae.latent_channels != self.unet.in_channels:
-            raise ValueError(f"VAE latent_channels {self.vae.latent_channels} != U-Net in_channels "
-                             f"{self.unet.in_channels}")
+            raise ValueError(
+                f"VAE latent_channels {self.vae.latent_channels} != U-Net in_channels {self.unet.in_channels}"
+            )
         f = self.vae.downsample_factor * 2 ** (self.unet.num_levels - 1)
         if self.resolution % f:
-            raise ValueError(f"resolution {self.resolution} must be divisible by {f} "
-                             "(VAE downsampling x U-Net levels)")
+            raise ValueError(f"resolution {self.resolution} must be divisible by {f} (VAE downsampling x U-Net levels)")
 
     @property
     def latent_size(self) -> int:
         return self.resolution // self.vae.downsample_factor
 
     def to_dict(self) -> dict:
-        return {"unet": self.unet.to_dict(), "vae": self.vae.to_dict(),
-                "text_encoders": [t.to_dict() for t in self.text],
-                "resolution": self.resolution, "num_frames": self.num_frames, "fps": self.fps}
+        return {
+            "unet": self.unet.to_dict(),
+            "vae": self.vae.to_dict(),
+            "text_encoders": [t.to_dict() for t in self.text],
+            "resolution": self.resolution,
+            "num_frames": self.num_frames,
+            "fps": self.fps,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EmuConfig":
-        return cls(unet=UNetConfig.from_dict(dict(d["unet"])), vae=vae_lib.VAEConfig.from_dict(dict(d["vae"])),
-                   text=tuple(TextEncoderSpec.from_dict(t) for t in d["text_encoders"]),
-                   resolution=int(d.get("resolution", 32)), num_frames=int(d.get("num_frames", 8)),
-                   fps=int(d.get("fps", 4)))
+        return cls(
+            unet=UNetConfig.from_dict(dict(d["unet"])),
+            vae=vae_lib.VAEConfig.from_dict(dict(d["vae"])),
+            text=tuple(TextEncoderSpec.from_dict(t) for t in d["text_encoders"]),
+            resolution=int(d.get("resolution", 32)),
+            num_frames=int(d.get("num_frames", 8)),
+            fps=int(d.get("fps", 4)),
+        )
 
 
 def _inner(tree: Any) -> Any:
@@ -93,6 +115,7 @@ def _inner(tree: Any) -> Any:
 
 def load_tokenizer(spec: TextEncoderSpec, root: str | pathlib.Path | None = None):
     from emu_jax.models import tokenizers
+
     if spec.tokenizer in tokenizers.BUILTIN:
         return tokenizers.load_tokenizer(spec.tokenizer)
     path = pathlib.Path(spec.tokenizer)
@@ -104,12 +127,14 @@ def load_tokenizer(spec: TextEncoderSpec, root: str | pathlib.Path | None = None
 class EmuModel:
     """Pure functions of (params, inputs) for every part of Emu Video."""
 
-    def __init__(self, config: EmuConfig, tokenizers: Sequence[Any] | None = None,
-                 root: str | pathlib.Path | None = None):
+    def __init__(
+        self, config: EmuConfig, tokenizers: Sequence[Any] | None = None, root: str | pathlib.Path | None = None
+    ):
         self.config = config
         self.unet = UNet(config.unet)
-        self.tokenizers = tuple(tokenizers) if tokenizers is not None else tuple(
-            load_tokenizer(s, root) for s in config.text)
+        self.tokenizers = (
+            tuple(tokenizers) if tokenizers is not None else tuple(load_tokenizer(s, root) for s in config.text)
+        )
         # The empty prompt: what dropped text (training) and the unconditional branch (sampling) see.
         self.null_tokens = tuple(self.tokenize([""], i) for i in range(len(config.text)))
 
@@ -121,14 +146,18 @@ class EmuModel:
         return {
             "unet": unet_init(cfg.unet, r_unet),
             "vae": _inner(vae_lib.init_params(cfg.vae, r_vae)),
-            "text": {str(i): _inner(text_lib.init_params(s.config, jax.random.fold_in(r_text, i),
-                                                         length=min(s.max_length, 8)))
-                     for i, s in enumerate(cfg.text)},
+            "text": {
+                str(i): _inner(
+                    text_lib.init_params(s.config, jax.random.fold_in(r_text, i), length=min(s.max_length, 8))
+                )
+                for i, s in enumerate(cfg.text)
+            },
         }
 
     def abstract_params(self) -> dict:
         """Boxed abstract params (logical names, no memory): the input of `params_shardings`."""
         from emu_jax.models.unet import abstract_params as unet_abstract
+
         cfg = self.config
 
         def boxed(init_fn):
@@ -139,8 +168,14 @@ class EmuModel:
         return {
             "unet": unet_abstract(cfg.unet),
             "vae": boxed(lambda k: vae_lib.AutoencoderKL(cfg.vae).init(k, jnp.zeros((1, s, s, cfg.vae.in_channels)))),
-            "text": {str(i): boxed(lambda k, sp=sp: text_lib.build_module(sp.config).init(
-                k, jnp.zeros((1, 8), jnp.int32), jnp.ones((1, 8), bool))) for i, sp in enumerate(cfg.text)},
+            "text": {
+                str(i): boxed(
+                    lambda k, sp=sp: text_lib.build_module(sp.config).init(
+                        k, jnp.zeros((1, 8), jnp.int32), jnp.ones((1, 8), bool)
+                    )
+                )
+                for i, sp in enumerate(cfg.text)
+            },
         }
 
     # ---- text ----------------------------------------------------------------------------
@@ -159,8 +194,9 @@ class EmuModel:
         spec = self.config.text[index]
         return text_lib.encode_text(spec.config, {"params": params["text"][str(index)]}, ids, mask)
 
-    def batch_contexts(self, params: dict, batch: Mapping[str, jax.Array],
-                       keep_text: jax.Array | None = None) -> tuple[tuple, tuple]:
+    def batch_contexts(
+        self, params: dict, batch: Mapping[str, jax.Array], keep_text: jax.Array | None = None
+    ) -> tuple[tuple, tuple]:
         """Contexts (B, L_i, D_i) and masks from `text_ids_i`/`text_mask_i` (or cached
         `context_i`/`context_mask_i`); rows with keep_text False get the empty prompt."""
         contexts, masks = [], []
@@ -196,8 +232,25 @@ class EmuModel:
         return jax.lax.stop_gradient(self.encode_video(params, batch["video"], rng))
 
     # ---- the denoiser --------------------------------------------------------------------
-    def denoise(self, params: dict, x: jax.Array, t: jax.Array, contexts: Sequence[jax.Array], *,
-                cond: jax.Array | None = None, image_mode: bool = False, cond_level: jax.Array | None = None,
-                context_masks: Sequence[jax.Array] | None = None) -> jax.Array:
-        return self.unet.apply({"params": params["unet"]}, x, t, tuple(contexts), cond=cond,
-                               image_mode=image_mode, cond_level=cond_level, context_masks=context_masks)
+    def denoise(
+        self,
+        params: dict,
+        x: jax.Array,
+        t: jax.Array,
+        contexts: Sequence[jax.Array],
+        *,
+        cond: jax.Array | None = None,
+        image_mode: bool = False,
+        cond_level: jax.Array | None = None,
+        context_masks: Sequence[jax.Array] | None = None,
+    ) -> jax.Array:
+        return self.unet.apply(
+            {"params": params["unet"]},
+            x,
+            t,
+            tuple(contexts),
+            cond=cond,
+            image_mode=image_mode,
+            cond_level=cond_level,
+            context_masks=context_masks,
+        )

@@ -63,7 +63,7 @@ class _Counter:
 
 def _resblock(c: _Counter, cfg: UNetConfig, cin: int, cout: int, pix: int, temporal: bool) -> None:
     """`pix`: pixels over all frames (N * H * W)."""
-    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel ** 2
+    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel**2
     c.weights(("conv1",), 2 * 9 * cin * cout * pix)
     c.weights(("conv2",), 2 * 9 * cout * cout * pix)
     if temporal:
@@ -72,8 +72,17 @@ def _resblock(c: _Counter, cfg: UNetConfig, cin: int, cout: int, pix: int, tempo
         c.weights(("conv_shortcut",), 2 * cin * cout * pix)
 
 
-def _transformer_layer(c: _Counter, ch: int, tokens: int, lq: int, lk_self: int, context_dim: int | None,
-                       text_len: int, batch: int, temporal: bool) -> None:
+def _transformer_layer(
+    c: _Counter,
+    ch: int,
+    tokens: int,
+    lq: int,
+    lk_self: int,
+    context_dim: int | None,
+    text_len: int,
+    batch: int,
+    temporal: bool,
+) -> None:
     """One (Basic/Temporal) transformer layer on `tokens` query tokens of width `ch`: self-attention over
     sequences of length `lk_self` (`lq` = lk_self), optional cross-attention to a `text_len` context per
     example, GEGLU feed-forward (inner 4 ch, gated: ch -> 8 ch -> ... -> ch)."""
@@ -87,8 +96,9 @@ def _transformer_layer(c: _Counter, ch: int, tokens: int, lq: int, lk_self: int,
     c.weights(name, 2 * (8 * ch * ch + 4 * ch * ch) * tokens)
 
 
-def _spatial_transformer(c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames_total: int, batch: int,
-                         text_len: int, layers: int) -> None:
+def _spatial_transformer(
+    c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames_total: int, batch: int, text_len: int, layers: int
+) -> None:
     tokens = hw * frames_total
     c.weights(("proj",), 2 * 2 * ch * ch * tokens)  # proj_in, proj_out
     for i in range(layers):
@@ -96,8 +106,7 @@ def _spatial_transformer(c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames_
         _transformer_layer(c, ch, tokens, hw, hw, dim, text_len, batch, temporal=False)
 
 
-def _temporal_attention(c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames: int, batch: int,
-                        text_len: int) -> None:
+def _temporal_attention(c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames: int, batch: int, text_len: int) -> None:
     tokens = hw * frames * batch
     c.weights(("temporal_proj",), 2 * 2 * ch * ch * tokens)
     dim = cfg.context_dims[0] if cfg.temporal_cross_attention else None
@@ -105,8 +114,16 @@ def _temporal_attention(c: _Counter, cfg: UNetConfig, ch: int, hw: int, frames: 
         _transformer_layer(c, ch, tokens, frames, frames, dim, text_len, batch, temporal=True)
 
 
-def unet_flop_count(config: UNetConfig, batch: int, frames: int, height: int, width: int, text_len: int,
-                    trainable: str = "temporal", image_mode: bool = False) -> FlopCount:
+def unet_flop_count(
+    config: UNetConfig,
+    batch: int,
+    frames: int,
+    height: int,
+    width: int,
+    text_len: int,
+    trainable: str = "temporal",
+    image_mode: bool = False,
+) -> FlopCount:
     """Forward FLOPs of `UNet` on `(batch, frames, height, width)` latents with `text_len`-token
     contexts, split into frozen / trainable weight ops (`trainable`: the `train.trainable` mode)
     and attention cores. `image_mode` skips the temporal layers."""
@@ -114,9 +131,9 @@ def unet_flop_count(config: UNetConfig, batch: int, frames: int, height: int, wi
     c = _Counter(trainable)
     n = batch * frames
     temporal = cfg.temporal and not image_mode
-    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel ** 2
+    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel**2
     levels, chans = cfg.num_levels, cfg.level_channels
-    res = [(height // 2 ** i) * (width // 2 ** i) for i in range(levels)]
+    res = [(height // 2**i) * (width // 2**i) for i in range(levels)]
     c0 = cfg.model_channels
     c.weights(("conv_in",), 2 * 9 * cfg.in_channels * c0 * n * res[0])
     if cfg.cond_channels:
@@ -159,7 +176,7 @@ def unet_flop_count(config: UNetConfig, batch: int, frames: int, height: int, wi
             resample(ch, n * res[i - 1])
     c.weights(("conv_out",), 2 * 9 * ch * cfg.out_channels * n * res[0])
     if temporal:
-        c.weights(("temporal_conv_out",), 2 * k_t * cfg.out_channels ** 2 * n * res[0])
+        c.weights(("temporal_conv_out",), 2 * k_t * cfg.out_channels**2 * n * res[0])
     return c.count
 
 
@@ -168,8 +185,16 @@ def unet_flops(config: UNetConfig, batch: int, frames: int, height: int, width: 
     return unet_flop_count(config, batch, frames, height, width, text_len).total
 
 
-def train_step_flops(config: UNetConfig, batch: int, frames: int, height: int, width: int, text_len: int,
-                     trainable: str = "temporal", image_mode: bool = False) -> dict[str, float]:
+def train_step_flops(
+    config: UNetConfig,
+    batch: int,
+    frames: int,
+    height: int,
+    width: int,
+    text_len: int,
+    trainable: str = "temporal",
+    image_mode: bool = False,
+) -> dict[str, float]:
     """U-Net FLOPs of one training step: forward, backward (2x trainable and attention, 1x frozen), total."""
     f = unet_flop_count(config, batch, frames, height, width, text_len, trainable, image_mode)
     backward = 2 * (f.trainable + f.attention_spatial + f.attention_temporal) + f.frozen

@@ -55,8 +55,9 @@ class Dense(nn.Module):
         kernel = self.param("kernel", partitioned(kinit, self.names), (x.shape[-1], self.features), jnp.float32)
         y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
-            bias = self.param("bias", partitioned(nn.initializers.zeros, (self.names[1],)), (self.features,),
-                              jnp.float32)
+            bias = self.param(
+                "bias", partitioned(nn.initializers.zeros, (self.names[1],)), (self.features,), jnp.float32
+            )
             y = y + bias.astype(self.dtype)
         return y
 
@@ -85,10 +86,14 @@ class Conv(nn.Module):
         pads = self.padding if self.padding is not None else tuple(k // 2 for k in self.kernel_size)
         kinit = self.kernel_init or torch_default_init
         kernel = self.param(
-            "kernel", partitioned(kinit, self.window_names + ("conv_in", "embed")),
-            tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+            "kernel",
+            partitioned(kinit, self.window_names + ("conv_in", "embed")),
+            tuple(self.kernel_size) + (x.shape[-1], self.features),
+            jnp.float32,
+        )
         y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), kernel.astype(self.dtype),
+            x.astype(self.dtype),
+            kernel.astype(self.dtype),
             window_strides=self.strides or (1,) * nd,
             padding=[(p, p) for p in pads],
             dimension_numbers=_conv_dims(nd),
@@ -152,9 +157,16 @@ def _affine(m: nn.Module, y: jax.Array, c: int) -> jax.Array:
     return y * scale + bias
 
 
-def attention_core(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-                   implementation: str | None = None, upcast: bool = False,
-                   block_q: int = attn_lib.DEFAULT_BLOCK_Q, block_kv: int = attn_lib.DEFAULT_BLOCK_KV) -> jax.Array:
+def attention_core(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array | None = None,
+    implementation: str | None = None,
+    upcast: bool = False,
+    block_q: int = attn_lib.DEFAULT_BLOCK_Q,
+    block_kv: int = attn_lib.DEFAULT_BLOCK_KV,
+) -> jax.Array:
     """Scaled dot-product attention `(B, Lq, N, H), (B, Lk, N, H) -> (B, Lq, N, H)`.
 
     `implementation` is one of `attention.ATTENTION_IMPLS` (see emu_jax.models.attention;
@@ -188,8 +200,9 @@ class Attention(nn.Module):
     block_kv: int = attn_lib.DEFAULT_BLOCK_KV
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array | None = None,
-                 context_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
+    ) -> jax.Array:
         inner = self.num_heads * self.head_dim
         kv_in, kv_name = (x, "embed") if context is None else (context, "context")
         q = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name="to_q")(x)
@@ -200,8 +213,13 @@ class Attention(nn.Module):
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
         out = attention_core(q, k, v, context_mask, self.implementation, self.upcast, self.block_q, self.block_kv)
         out = out.reshape(out.shape[:-2] + (inner,))
-        return Dense(self.out_features or x.shape[-1], ("heads", "embed"), zero_init=self.zero_out,
-                     dtype=self.dtype, name="to_out_0")(out)
+        return Dense(
+            self.out_features or x.shape[-1],
+            ("heads", "embed"),
+            zero_init=self.zero_out,
+            dtype=self.dtype,
+            name="to_out_0",
+        )(out)
 
 
 class GEGLUFeedForward(nn.Module):
@@ -232,8 +250,9 @@ class GEGLUProj(nn.Module):
         return hidden * jax.nn.gelu(gate, approximate=False)
 
 
-def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True, freq_shift: float = 0.0,
-                       max_period: float = 10000.0) -> jax.Array:
+def timestep_embedding(
+    t: jax.Array, dim: int, flip_sin_to_cos: bool = True, freq_shift: float = 0.0, max_period: float = 10000.0
+) -> jax.Array:
     """Sinusoidal embedding `(B,) -> (B, dim)` float32, equal to diffusers `get_timestep_embedding`."""
     half = dim // 2
     exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - freq_shift)
@@ -255,5 +274,6 @@ class TimestepEmbedding(nn.Module):
     @nn.compact
     def __call__(self, emb: jax.Array) -> jax.Array:
         h = Dense(self.features, ("embed", "mlp"), dtype=self.dtype, name="linear_1")(emb)
-        return Dense(self.features, ("mlp", "embed"), zero_init=self.zero_out, dtype=self.dtype,
-                     name="linear_2")(nn.silu(h))
+        return Dense(self.features, ("mlp", "embed"), zero_init=self.zero_out, dtype=self.dtype, name="linear_2")(
+            nn.silu(h)
+        )

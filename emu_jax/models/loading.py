@@ -16,8 +16,14 @@ from emu_jax import checkpoint_io, conditioning
 from emu_jax.diffusion.schedules import Schedule, make_schedule
 
 # A checkpoint without a "diffusion" section (e.g. a converted model) gets the recipe's defaults.
-DEFAULT_DIFFUSION = dict(beta_schedule="scaled_linear", num_train_steps=1000, beta_start=0.00085, beta_end=0.012,
-                         zero_terminal_snr=True, prediction="v")
+DEFAULT_DIFFUSION = dict(
+    beta_schedule="scaled_linear",
+    num_train_steps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    zero_terminal_snr=True,
+    prediction="v",
+)
 VIDEO_TASKS = ("t2v", "t2i")
 
 
@@ -51,8 +57,13 @@ def describe_checkpoint(path: str) -> tuple[dict, Any, str, Schedule, str]:
     meta = checkpoint_io.load_meta(str(path))
     config = EmuConfig.from_dict(checkpoint_io.model_config_dict(meta))
     d = {**DEFAULT_DIFFUSION, **dict(meta.get("diffusion") or {})}
-    schedule = make_schedule(d["beta_schedule"], int(d["num_train_steps"]), float(d["beta_start"]),
-                             float(d["beta_end"]), bool(d["zero_terminal_snr"]))
+    schedule = make_schedule(
+        d["beta_schedule"],
+        int(d["num_train_steps"]),
+        float(d["beta_start"]),
+        float(d["beta_end"]),
+        bool(d["zero_terminal_snr"]),
+    )
     return meta, config, checkpoint_task(meta, config), schedule, str(d["prediction"])
 
 
@@ -62,8 +73,11 @@ def load_model(path: str) -> LoadedModel:
 
     meta, config, task, schedule, prediction = describe_checkpoint(path)
     meta, params = checkpoint_io.load_checkpoint(str(path), prefer_ema=True)
-    layout = conditioning.SlotLayout(**meta["slots"]) if task == "interp" and meta.get("slots") else (
-        conditioning.SlotLayout() if task == "interp" else None)
+    layout = (
+        conditioning.SlotLayout(**meta["slots"])
+        if task == "interp" and meta.get("slots")
+        else (conditioning.SlotLayout() if task == "interp" else None)
+    )
     return LoadedModel(str(path), meta, EmuModel(config, root=path), params, task, schedule, prediction, layout)
 
 

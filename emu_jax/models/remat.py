@@ -37,10 +37,14 @@ def checkpoint_policy(policy: str):
     cp = jax.checkpoint_policies
     if policy == "offload":
         return cp.save_and_offload_only_these_names(
-            names_which_can_be_saved=[], names_which_can_be_offloaded=[RESIDUAL],
-            offload_src="device", offload_dst="pinned_host")
-    return {"full": None, "save_dots": cp.checkpoint_dots,
-            "save_dots_no_batch": cp.dots_with_no_batch_dims_saveable}[policy]
+            names_which_can_be_saved=[],
+            names_which_can_be_offloaded=[RESIDUAL],
+            offload_src="device",
+            offload_dst="pinned_host",
+        )
+    return {"full": None, "save_dots": cp.checkpoint_dots, "save_dots_no_batch": cp.dots_with_no_batch_dims_saveable}[
+        policy
+    ]
 
 
 def remat(cls, policy: str, static_argnums: tuple[int, ...] = ()):

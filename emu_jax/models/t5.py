@@ -45,8 +45,11 @@ def relative_position_bucket(rel: Array, num_buckets: int, max_distance: int) ->
     max_exact = num_buckets // 2
     is_small = rel < max_exact
     # Clamp before the log so rel == 0 does not produce -inf (that branch is unused there anyway).
-    large = max_exact + (jnp.log(jnp.maximum(rel, 1).astype(jnp.float32) / max_exact)
-                         / math.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(jnp.int32)
+    large = max_exact + (
+        jnp.log(jnp.maximum(rel, 1).astype(jnp.float32) / max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
+    ).astype(jnp.int32)
     large = jnp.minimum(large, num_buckets - 1)
     return bucket + jnp.where(is_small, rel, large)
 
@@ -61,20 +64,23 @@ class T5Attention(nn.Module):
         cfg = self.cfg
         inner = cfg.num_heads * cfg.d_kv
         heads = lambda t: t.reshape(t.shape[:-1] + (cfg.num_heads, cfg.d_kv))  # noqa: E731
-        q, k, v = (heads(layers.Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=p)(x_BLD))
-                   for p in "qkv")
+        q, k, v = (
+            heads(layers.Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=p)(x_BLD))
+            for p in "qkv"
+        )
         if self.has_relative_bias:
             length = x_BLD.shape[1]
             pos = jnp.arange(length)
-            buckets = relative_position_bucket(pos[None, :] - pos[:, None], cfg.relative_attention_num_buckets,
-                                               cfg.relative_attention_max_distance)
-            table = embed(cfg.relative_attention_num_buckets, cfg.num_heads, "relative_attention_bias",
-                          (None, "heads"))
+            buckets = relative_position_bucket(
+                pos[None, :] - pos[:, None], cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
+            )
+            table = embed(cfg.relative_attention_num_buckets, cfg.num_heads, "relative_attention_bias", (None, "heads"))
             bias_BNLL = jnp.transpose(table(buckets), (2, 0, 1))[None].astype(jnp.float32)
         mask = mask_BL.astype(bool)[:, None, None, :]
         o = jax.nn.dot_product_attention(q, k, v, bias=bias_BNLL.astype(q.dtype), mask=mask, scale=1.0)
         out = layers.Dense(cfg.d_model, ("heads", "embed"), use_bias=False, dtype=self.dtype, name="o")(
-            o.reshape(o.shape[:-2] + (inner,)))
+            o.reshape(o.shape[:-2] + (inner,))
+        )
         return out, bias_BNLL
 
 

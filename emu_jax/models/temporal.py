@@ -15,8 +15,17 @@ import jax.numpy as jnp
 
 from emu_jax.models import remat
 from emu_jax.models.attention import DEFAULT_BLOCK_KV, DEFAULT_BLOCK_Q
-from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
-                                   constrain, timestep_embedding)
+from emu_jax.models.layers import (
+    Attention,
+    Conv,
+    Dense,
+    Dtype,
+    GEGLUFeedForward,
+    GroupNorm,
+    LayerNorm,
+    constrain,
+    timestep_embedding,
+)
 
 
 def identity_temporal_kernel_init(key, shape, dtype=jnp.float32):
@@ -45,8 +54,14 @@ class TemporalConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
         x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
-        y = Conv(c, kernel_size=(self.kernel_size, 1, 1), window_names=("kernel_t", "kernel_h", "kernel_w"),
-                 kernel_init=identity_temporal_kernel_init, dtype=self.dtype, name="conv")(x5)
+        y = Conv(
+            c,
+            kernel_size=(self.kernel_size, 1, 1),
+            window_names=("kernel_t", "kernel_h", "kernel_w"),
+            kernel_init=identity_temporal_kernel_init,
+            dtype=self.dtype,
+            name="conv",
+        )(x5)
         return y.reshape(n, h, w, c)
 
 
@@ -63,21 +78,36 @@ class TemporalBlock(nn.Module):
     layer_remat: str = "none"  # remat policy of each attention / feed-forward (UNetConfig.remat_scope='layer')
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array | None = None,
-                 context_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
+    ) -> jax.Array:
         bq, bkv = self.attention_blocks
         attn_cls = remat.remat(Attention, self.layer_remat)
-        x = x + attn_cls(self.num_heads, self.head_dim, implementation=self.attention_impl, dtype=self.dtype,
-                         block_q=bq, block_kv=bkv, name="attn1")(LayerNorm(dtype=self.dtype, name="norm1")(x))
+        x = x + attn_cls(
+            self.num_heads,
+            self.head_dim,
+            implementation=self.attention_impl,
+            dtype=self.dtype,
+            block_q=bq,
+            block_kv=bkv,
+            name="attn1",
+        )(LayerNorm(dtype=self.dtype, name="norm1")(x))
         x = remat.tag_residual(x)
         if self.cross_attention:
             # Rows are (b, h, w): fold pixels and frames into the query length, one context row per video.
             n, t, c = x.shape
             b = context.shape[0]
             q = LayerNorm(dtype=self.dtype, name="norm2")(x).reshape(b, (n // b) * t, c)
-            y = attn_cls(self.num_heads, self.head_dim, zero_out=True, implementation=self.attention_impl,
-                         dtype=self.dtype, block_q=bq, block_kv=bkv, name="attn2")(
-                             q, context.astype(self.dtype), context_mask)
+            y = attn_cls(
+                self.num_heads,
+                self.head_dim,
+                zero_out=True,
+                implementation=self.attention_impl,
+                dtype=self.dtype,
+                block_q=bq,
+                block_kv=bkv,
+                name="attn2",
+            )(q, context.astype(self.dtype), context_mask)
             x = remat.tag_residual(x + y.reshape(n, t, c))
         ff = remat.remat(GEGLUFeedForward, self.layer_remat)(dtype=self.dtype, name="ff")
         return remat.tag_residual(x + ff(LayerNorm(dtype=self.dtype, name="norm3")(x)))
@@ -103,8 +133,9 @@ class TemporalAttention(nn.Module):
     layer_remat: str = "none"  # passed to each TemporalBlock
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array | None = None,
-                 context_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
+    ) -> jax.Array:
         if self.cross_attention and context is None:
             raise ValueError("temporal cross-attention needs the text context")
         n, h, w, c = x.shape
@@ -117,9 +148,16 @@ class TemporalAttention(nn.Module):
         pos_TC = timestep_embedding(jnp.arange(t), c, flip_sin_to_cos=True).astype(self.dtype)
         y_NTC = y_NTC + pos_TC[None]
         for i in range(self.num_layers):
-            y_NTC = TemporalBlock(self.num_heads, c // self.num_heads, self.attention_impl, self.dtype,
-                                  self.cross_attention, self.attention_blocks, self.layer_remat,
-                                  name=f"transformer_blocks_{i}")(y_NTC, context, context_mask)
+            y_NTC = TemporalBlock(
+                self.num_heads,
+                c // self.num_heads,
+                self.attention_impl,
+                self.dtype,
+                self.cross_attention,
+                self.attention_blocks,
+                self.layer_remat,
+                name=f"transformer_blocks_{i}",
+            )(y_NTC, context, context_mask)
         y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)
         y = y_NTC.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
         return x + y.astype(x.dtype)

@@ -31,15 +31,13 @@ def build_module(cfg: TextConfig, dtype=None):
     return CLIPTextTransformer(cfg, dt) if isinstance(cfg, CLIPTextConfig) else T5Encoder(cfg, dt)
 
 
-
 def init_params(cfg: TextConfig, rng: jax.Array, length: int = 8) -> dict:
     """Random `{"params": ...}` for `cfg` (logical-partitioning boxes removed)."""
     ids = jnp.zeros((1, length), jnp.int32)
     return nn.meta.unbox(build_module(cfg).init(rng, ids, jnp.ones((1, length), bool)))
 
 
-def encode_text(cfg: TextConfig, params, ids_BL: jax.Array, mask_BL: jax.Array | None = None,
-                dtype=None) -> jax.Array:
+def encode_text(cfg: TextConfig, params, ids_BL: jax.Array, mask_BL: jax.Array | None = None, dtype=None) -> jax.Array:
     """Token ids (B, L) int32 + mask (B, L) bool -> per-token hidden states (B, L, width) float32."""
     check_ids(cfg, ids_BL.shape, None if mask_BL is None else mask_BL.shape)
     if mask_BL is None:

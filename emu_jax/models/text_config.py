@@ -63,8 +63,9 @@ class CLIPTextConfig(_DictConfig):
     def __post_init__(self):
         activation(self.hidden_act)
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
 
     @property
     def width(self) -> int:
@@ -76,14 +77,17 @@ class CLIPTextConfig(_DictConfig):
         d = d.get("text_config", d) if "text_config" in d and "hidden_size" not in d else d
         with_proj = "CLIPTextModelWithProjection" in (d.get("architectures") or [])
         return cls(
-            vocab_size=d.get("vocab_size", 49408), hidden_size=d.get("hidden_size", 512),
+            vocab_size=d.get("vocab_size", 49408),
+            hidden_size=d.get("hidden_size", 512),
             intermediate_size=d.get("intermediate_size", 2048),
             num_hidden_layers=d.get("num_hidden_layers", 12),
             num_attention_heads=d.get("num_attention_heads", 8),
             max_position_embeddings=d.get("max_position_embeddings", 77),
-            hidden_act=d.get("hidden_act", "quick_gelu"), layer_norm_eps=d.get("layer_norm_eps", 1e-5),
+            hidden_act=d.get("hidden_act", "quick_gelu"),
+            layer_norm_eps=d.get("layer_norm_eps", 1e-5),
             eos_token_id=d.get("eos_token_id", 2),
-            projection_dim=d.get("projection_dim", 512) if with_proj else 0)
+            projection_dim=d.get("projection_dim", 512) if with_proj else 0,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +129,17 @@ class T5Config(_DictConfig):
         if not (ff == "relu" or ff.startswith("gated-")) or len(ff.split("-")) > 2:
             raise ValueError(f"unsupported T5 feed_forward_proj {ff!r}; allowed: 'relu', 'gated-<act>'")
         return cls(
-            vocab_size=d.get("vocab_size", 32128), d_model=d.get("d_model", 512), d_kv=d.get("d_kv", 64),
-            d_ff=d.get("d_ff", 2048), num_layers=d.get("num_layers", 6), num_heads=d.get("num_heads", 8),
+            vocab_size=d.get("vocab_size", 32128),
+            d_model=d.get("d_model", 512),
+            d_kv=d.get("d_kv", 64),
+            d_ff=d.get("d_ff", 2048),
+            num_layers=d.get("num_layers", 6),
+            num_heads=d.get("num_heads", 8),
             relative_attention_num_buckets=d.get("relative_attention_num_buckets", 32),
             relative_attention_max_distance=d.get("relative_attention_max_distance", 128),
-            layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-6), feed_forward_proj=ff)
+            layer_norm_epsilon=d.get("layer_norm_epsilon", 1e-6),
+            feed_forward_proj=ff,
+        )
 
 
 TextConfig = CLIPTextConfig | T5Config
@@ -153,5 +163,4 @@ def check_ids(cfg: TextConfig, ids_shape, mask_shape=None) -> None:
     if mask_shape is not None and tuple(mask_shape) != tuple(ids_shape):
         raise ValueError(f"mask shape {tuple(mask_shape)} differs from ids shape {tuple(ids_shape)}")
     if isinstance(cfg, CLIPTextConfig) and ids_shape[1] > cfg.max_position_embeddings:
-        raise ValueError(f"{ids_shape[1]} tokens exceed CLIP's max_position_embeddings "
-                         f"{cfg.max_position_embeddings}")
+        raise ValueError(f"{ids_shape[1]} tokens exceed CLIP's max_position_embeddings {cfg.max_position_embeddings}")

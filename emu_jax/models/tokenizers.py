@@ -52,12 +52,15 @@ class Tokenizer:
             return full
         keep = max_length - self.n_suffix
         if keep < self.n_prefix:
-            raise ValueError(f"max_length {max_length} leaves no room for the {self.n_prefix + self.n_suffix} "
-                             "special tokens")
-        dropped = full[keep:len(full) - self.n_suffix]
-        warnings.warn(f"caption truncated to {max_length} tokens; dropped {len(dropped)} tokens: "
-                      f"{self.decode(dropped)!r}", stacklevel=3)
-        return full[:keep] + full[len(full) - self.n_suffix:]
+            raise ValueError(
+                f"max_length {max_length} leaves no room for the {self.n_prefix + self.n_suffix} special tokens"
+            )
+        dropped = full[keep : len(full) - self.n_suffix]
+        warnings.warn(
+            f"caption truncated to {max_length} tokens; dropped {len(dropped)} tokens: {self.decode(dropped)!r}",
+            stacklevel=3,
+        )
+        return full[:keep] + full[len(full) - self.n_suffix :]
 
     def __call__(self, texts: Sequence[str], max_length: int) -> TokenBatch:
         if isinstance(texts, str):
@@ -68,8 +71,8 @@ class Tokenizer:
         mask = np.zeros((len(texts), max_length), bool)
         for i, text in enumerate(texts):
             row = self.encode(text, max_length)
-            ids[i, :len(row)] = row
-            mask[i, :len(row)] = True
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = True
         return TokenBatch(ids, mask)
 
 
@@ -111,13 +114,13 @@ class WordTokenizer(Tokenizer):
         tokens = text.lower().split()
         unknown = [t for t in tokens if t not in self.ids]
         if unknown:
-            warnings.warn(f"words outside the tokenizer's {len(self.words)}-word vocabulary become <unk>: "
-                          f"{unknown}", stacklevel=4)
+            warnings.warn(
+                f"words outside the tokenizer's {len(self.words)}-word vocabulary become <unk>: {unknown}", stacklevel=4
+            )
         return [self.bos_id] + [self.ids.get(t, self.unk_id) for t in tokens] + [self.eos_id]
 
     def decode(self, ids: Sequence[int]) -> str:
         return " ".join(self._names[int(i)] for i in ids if int(i) in self._names)
-
 
     def save(self, folder: str | os.PathLike) -> None:
         """Writes `folder/words.txt` (one word a line, in id order), which `load_tokenizer(folder)` reads."""
@@ -147,7 +150,7 @@ class HFTokenizer(Tokenizer):
         # Count the special tokens the post-processor adds around a text, for truncation.
         plain = tok.encode("a", add_special_tokens=False).ids
         full = tok.encode("a").ids
-        start = next((i for i in range(len(full)) if full[i:i + len(plain)] == plain), 0)
+        start = next((i for i in range(len(full)) if full[i : i + len(plain)] == plain), 0)
         self.n_prefix, self.n_suffix = start, len(full) - start - len(plain)
 
     def _encode(self, text: str) -> list[int]:
@@ -178,8 +181,7 @@ class SentencePieceTokenizer(Tokenizer):
         return self.sp.decode([int(i) for i in ids])
 
 
-def clip_bpe(vocab_path: str, merges_path: str, unk="<|endoftext|>", bos="<|startoftext|>",
-             eos="<|endoftext|>"):
+def clip_bpe(vocab_path: str, merges_path: str, unk="<|endoftext|>", bos="<|startoftext|>", eos="<|endoftext|>"):
     """CLIP's byte-level BPE as a `tokenizers.Tokenizer`, built like transformers' CLIPTokenizer."""
     from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors
     from tokenizers import Tokenizer as _Tok
@@ -188,16 +190,36 @@ def clip_bpe(vocab_path: str, merges_path: str, unk="<|endoftext|>", bos="<|star
     with open(vocab_path, encoding="utf-8") as f:
         vocab = json.load(f)
     with open(merges_path, encoding="utf-8") as f:
-        merges = [tuple(line.split()) for line in f.read().split("\n")
-                  if line.strip() and not line.startswith("#version")]
-    tok = _Tok(BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
-                   end_of_word_suffix="</w>", fuse_unk=False, unk_token=unk))
+        merges = [
+            tuple(line.split()) for line in f.read().split("\n") if line.strip() and not line.startswith("#version")
+        ]
+    tok = _Tok(
+        BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="</w>",
+            fuse_unk=False,
+            unk_token=unk,
+        )
+    )
     tok.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|"""
-                                   r"""[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(
+                    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|"""
+                    r"""[\p{N}]|[^\s\p{L}\p{N}]+"""
+                ),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     for special in {bos, eos, unk}:
         if special in vocab:
@@ -228,8 +250,9 @@ def load_tokenizer(path: str) -> Tokenizer:
     if path in BUILTIN:
         return BUILTIN[path]()
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"tokenizer folder {path!r} does not exist (or pass a built-in name: "
-                                f"{sorted(BUILTIN)})")
+        raise FileNotFoundError(
+            f"tokenizer folder {path!r} does not exist (or pass a built-in name: {sorted(BUILTIN)})"
+        )
     special = _special_tokens(path)
     join = lambda n: os.path.join(path, n)  # noqa: E731
     if os.path.isfile(join("tokenizer.json")):
@@ -238,18 +261,24 @@ def load_tokenizer(path: str) -> Tokenizer:
         return HFTokenizer(_Tok.from_file(join("tokenizer.json")), special.get("pad_token"))
     if os.path.isfile(join("vocab.json")) and os.path.isfile(join("merges.txt")):
         kw = {k: special[f"{k}_token"] for k in ("unk", "bos", "eos") if f"{k}_token" in special}
-        return HFTokenizer(clip_bpe(join("vocab.json"), join("merges.txt"), **kw),
-                           special.get("pad_token", kw.get("eos", "<|endoftext|>")))
+        return HFTokenizer(
+            clip_bpe(join("vocab.json"), join("merges.txt"), **kw),
+            special.get("pad_token", kw.get("eos", "<|endoftext|>")),
+        )
     if os.path.isfile(join("spiece.model")):
         return SentencePieceTokenizer(join("spiece.model"))
     if os.path.isfile(join(WORDS_FILE)):
         return WordTokenizer.from_file(join(WORDS_FILE))
-    raise FileNotFoundError(f"no tokenizer in {path!r}: expected one of {list(TOKENIZER_FILES)}; "
-                            f"found {sorted(os.listdir(path))}; built-in names: {sorted(BUILTIN)}")
+    raise FileNotFoundError(
+        f"no tokenizer in {path!r}: expected one of {list(TOKENIZER_FILES)}; "
+        f"found {sorted(os.listdir(path))}; built-in names: {sorted(BUILTIN)}"
+    )
 
 
 def check_vocab(tokenizer: Tokenizer, model_vocab_size: int) -> None:
     """ValueError when the tokenizer can emit ids the model's embedding table does not have."""
     if tokenizer.vocab_size > model_vocab_size:
-        raise ValueError(f"tokenizer vocabulary size {tokenizer.vocab_size} exceeds the text encoder's "
-                         f"vocab_size {model_vocab_size}; the tokenizer does not belong to this model")
+        raise ValueError(
+            f"tokenizer vocabulary size {tokenizer.vocab_size} exceeds the text encoder's "
+            f"vocab_size {model_vocab_size}; the tokenizer does not belong to this model"
+        )

@@ -50,8 +50,9 @@ def trainable_mask(params: Mapping[str, Any], mode: str = "temporal") -> dict:
     return flax.traverse_util.unflatten_dict({k: is_trainable(k, mode) for k in flat})
 
 
-def split_params(params: Mapping[str, Any],
-                 mode: str | Callable[[tuple[str, ...]], bool] = "temporal") -> tuple[dict, dict]:
+def split_params(
+    params: Mapping[str, Any], mode: str | Callable[[tuple[str, ...]], bool] = "temporal"
+) -> tuple[dict, dict]:
     """`params -> (trainable, frozen)`, two disjoint nested dicts holding the same leaves.
 
     `mode`: a mode of `is_trainable`, or any predicate on the path (a tuple of str). Boxed (logically

@@ -37,15 +37,28 @@ class UNet(nn.Module):
     config: UNetConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, contexts: Sequence[jax.Array], cond: jax.Array | None = None,
-                 image_mode: bool = False, cond_level: jax.Array | None = None, deterministic: bool = True,
-                 context_masks: Sequence[jax.Array | None] | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        contexts: Sequence[jax.Array],
+        cond: jax.Array | None = None,
+        image_mode: bool = False,
+        cond_level: jax.Array | None = None,
+        deterministic: bool = True,
+        context_masks: Sequence[jax.Array | None] | None = None,
+    ) -> jax.Array:
         cfg, dtype = self.config, _dtype(self.config)
         contexts = tuple(contexts)
-        validate_inputs(cfg, x.shape, jnp.shape(t), [c.shape for c in contexts],
-                        None if cond is None else cond.shape,
-                        None if context_masks is None else [None if m is None else m.shape for m in context_masks],
-                        None if cond_level is None else jnp.shape(cond_level))
+        validate_inputs(
+            cfg,
+            x.shape,
+            jnp.shape(t),
+            [c.shape for c in contexts],
+            None if cond is None else cond.shape,
+            None if context_masks is None else [None if m is None else m.shape for m in context_masks],
+            None if cond_level is None else jnp.shape(cond_level),
+        )
         del deterministic  # no dropout: SD-family U-Nets train with dropout 0
         b, nt, hh, ww, _ = x.shape
         masks = tuple(context_masks) if context_masks is not None else (None,) * len(contexts)
@@ -53,11 +66,13 @@ class UNet(nn.Module):
         # Time (and optional conditioning-noise-level) embedding, one row per frame.
         t = jnp.broadcast_to(jnp.asarray(t), (b,))
         temb = TimestepEmbedding(cfg.time_embed_dim, dtype=dtype, name="time_embedding")(
-            timestep_embedding(t, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype))
+            timestep_embedding(t, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype)
+        )
         if cfg.cond_level_embed:
             level = jnp.zeros((b,)) if cond_level is None else jnp.broadcast_to(jnp.asarray(cond_level), (b,))
             temb = temb + TimestepEmbedding(cfg.time_embed_dim, zero_out=True, dtype=dtype, name="cond_level_embed")(
-                timestep_embedding(level, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype))
+                timestep_embedding(level, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype)
+            )
         temb = jnp.repeat(temb, nt, axis=0)  # (B*T, E)
 
         # Input: frozen conv_in on the noisy latent + zero-initialised conv_in_cond on the conditioning.
@@ -65,8 +80,14 @@ class UNet(nn.Module):
         h = Conv(cfg.model_channels, (3, 3), dtype=dtype, name="conv_in")(x.reshape(b * nt, hh, ww, -1))
         if cfg.cond_channels and (cond is not None or self.is_initializing()):
             c_in = jnp.zeros(x.shape[:4] + (cfg.cond_channels,), dtype) if cond is None else cond
-            h = h + Conv(cfg.model_channels, (3, 3), use_bias=False, kernel_init=nn.initializers.zeros, dtype=dtype,
-                         name="conv_in_cond")(c_in.reshape(b * nt, hh, ww, -1))
+            h = h + Conv(
+                cfg.model_channels,
+                (3, 3),
+                use_bias=False,
+                kernel_init=nn.initializers.zeros,
+                dtype=dtype,
+                name="conv_in_cond",
+            )(c_in.reshape(b * nt, hh, ww, -1))
         if cfg.temporal and (not image_mode or self.is_initializing()):
             z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, name="temporal_conv_in")(h)
             h = h if image_mode else z
@@ -77,21 +98,22 @@ class UNet(nn.Module):
         levels = cfg.num_levels
         for i in range(levels):
             h, outs = LevelBlock(cfg, "down", i, cfg.level_res_blocks[i], i < levels - 1, name=f"down_blocks_{i}")(
-                h, *args, None, nt, image_mode)
+                h, *args, None, nt, image_mode
+            )
             skips.extend(outs)
         h, _ = LevelBlock(cfg, "mid", levels - 1, 2, False, name="mid_block")(h, *args, None, nt, image_mode)
         for j in range(levels):
             i = levels - 1 - j
             h, _ = LevelBlock(cfg, "up", i, cfg.level_res_blocks[i] + 1, j < levels - 1, name=f"up_blocks_{j}")(
-                h, *args, skips, nt, image_mode)
+                h, *args, skips, nt, image_mode
+            )
 
         h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="conv_norm_out")(h))
         h = conv3x3(self, cfg, h, cfg.out_channels, "conv_out", nt, image_mode)
         return constrain(h.astype(jnp.float32).reshape(b, nt, hh, ww, cfg.out_channels), VIDEO_NAMES)
 
 
-def dummy_inputs(config: UNetConfig, batch: int = 1, frames: int = 2, size: int | None = None,
-                 context_len: int = 4):
+def dummy_inputs(config: UNetConfig, batch: int = 1, frames: int = 2, size: int | None = None, context_len: int = 4):
     """Zero inputs `(x, t, contexts, cond)` of the right shapes for init / eval_shape."""
     size = size or 2 ** (config.num_levels - 1)
     x = jnp.zeros((batch, frames, size, size, config.in_channels), jnp.float32)
@@ -133,6 +155,9 @@ def init_params(config: UNetConfig, rng: jax.Array, out_shardings=None, **dummy_
     if out_shardings is None:
         return meta.unbox(_jitted_init(config)(rng, *dummy_inputs(config, **dummy_kw)))
     model = UNet(config)
-    init = jax.jit(lambda k, *a: meta.unbox(model.init(k, *a)["params"]), out_shardings=out_shardings,
-                   compiler_options=_init_compiler_options())
+    init = jax.jit(
+        lambda k, *a: meta.unbox(model.init(k, *a)["params"]),
+        out_shardings=out_shardings,
+        compiler_options=_init_compiler_options(),
+    )
     return init(rng, *dummy_inputs(config, **dummy_kw))

@@ -15,9 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from emu_jax.models.layers import (Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm,
-                                   constrain)
 from emu_jax.models import remat
+from emu_jax.models.layers import Attention, Conv, Dense, Dtype, GEGLUFeedForward, GroupNorm, LayerNorm, constrain
 from emu_jax.models.temporal import TemporalAttention, TemporalConv
 from emu_jax.models.unet_config import UNetConfig
 
@@ -46,8 +45,16 @@ def _layer_remat(cfg: UNetConfig) -> str:
     return cfg.remat if cfg.remat_scope == "layer" else "none"
 
 
-def conv3x3(parent: nn.Module, cfg: UNetConfig, x: jax.Array, features: int, name: str, num_frames: int,
-            image_mode: bool, strides: int = 1) -> jax.Array:
+def conv3x3(
+    parent: nn.Module,
+    cfg: UNetConfig,
+    x: jax.Array,
+    features: int,
+    name: str,
+    num_frames: int,
+    image_mode: bool,
+    strides: int = 1,
+) -> jax.Array:
     """Spatial 3x3 conv `parent/<name>`, then temporal conv `parent/temporal_<name>` (skipped in image mode)."""
     dtype = _dtype(cfg)
     y = Conv(features, (3, 3), strides=(strides, strides), dtype=dtype, name=name)(x)
@@ -87,8 +94,13 @@ class BasicTransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
-        attn = dict(implementation=cfg.attention_impl, upcast=cfg.upcast_attention, dtype=dtype,
-                    block_q=cfg.attention_block_q, block_kv=cfg.attention_block_kv)
+        attn = dict(
+            implementation=cfg.attention_impl,
+            upcast=cfg.upcast_attention,
+            dtype=dtype,
+            block_q=cfg.attention_block_q,
+            block_kv=cfg.attention_block_kv,
+        )
         attn_cls = remat.remat(Attention, _layer_remat(cfg))
         ff_cls = remat.remat(GEGLUFeedForward, _layer_remat(cfg))
         x = x + attn_cls(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
@@ -124,7 +136,8 @@ class SpatialTransformer(nn.Module):
         for i in range(self.num_layers):
             j = i if len(contexts) > 1 else 0
             y = BasicTransformerBlock(cfg, self.num_heads, c // self.num_heads, name=f"transformer_blocks_{i}")(
-                y, contexts[j], context_masks[j])
+                y, contexts[j], context_masks[j]
+            )
         y = Dense(c, ("heads", "embed"), dtype=dtype, name="proj_out")(y)
         return constrain(x.astype(dtype) + y.reshape(n, h, w, c), SPATIAL_NAMES)
 
@@ -164,12 +177,21 @@ class LevelBlock(nn.Module):
             h = res_cls(cfg, out_c, name=f"resnets_{i}")(h, temb, num_frames, image_mode)
             if i < n_attn:
                 h = attn_cls(cfg, heads, cfg.level_transformer_layers[self.level], name=f"attentions_{i}")(
-                    h, contexts, context_masks)
+                    h, contexts, context_masks
+                )
                 if _use_temporal(self, cfg, image_mode):
-                    tattn = tattn_cls(num_frames, heads, cfg.temporal_layers, cfg.norm_groups, cfg.attention_impl,
-                                      _dtype(cfg), cfg.temporal_cross_attention,
-                                      (cfg.attention_block_q, cfg.attention_block_kv), layer_remat=_layer_remat(cfg),
-                                      name=f"temporal_attentions_{i}")
+                    tattn = tattn_cls(
+                        num_frames,
+                        heads,
+                        cfg.temporal_layers,
+                        cfg.norm_groups,
+                        cfg.attention_impl,
+                        _dtype(cfg),
+                        cfg.temporal_cross_attention,
+                        (cfg.attention_block_q, cfg.attention_block_kv),
+                        layer_remat=_layer_remat(cfg),
+                        name=f"temporal_attentions_{i}",
+                    )
                     z = tattn(h, contexts[0], context_masks[0]) if cfg.temporal_cross_attention else tattn(h)
                     h = h if image_mode else z
             outputs.append(h)
@@ -193,6 +215,5 @@ class Resample(nn.Module):
     def __call__(self, h, num_frames: int, image_mode: bool):
         if not self.down:
             h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-        h = conv3x3(self, self.cfg, h, self.out_channels, "conv", num_frames, image_mode,
-                    strides=2 if self.down else 1)
+        h = conv3x3(self, self.cfg, h, self.out_channels, "conv", num_frames, image_mode, strides=2 if self.down else 1)
         return constrain(h, SPATIAL_NAMES)

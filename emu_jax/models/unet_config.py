@@ -86,7 +86,7 @@ class UNetConfig:
                 object.__setattr__(self, name, tuple(int(x) for x in v))
         _per_level(self.num_res_blocks, levels, "num_res_blocks")
         layers = _per_level(self.transformer_layers, levels, "transformer_layers")
-        allowed = {2 ** i for i in range(levels)}
+        allowed = {2**i for i in range(levels)}
         bad = [r for r in self.attention_resolutions if r not in allowed]
         if bad:
             raise ValueError(f"attention_resolutions {bad} are not level downsample factors {sorted(allowed)}")
@@ -96,13 +96,18 @@ class UNetConfig:
             _per_level(self.num_heads, levels, "num_heads")
         if not self.context_dims:
             raise ValueError("context_dims needs at least one text-encoder width")
-        attn_layers = [n for i, n in enumerate(layers) if 2 ** i in self.attention_resolutions or i == levels - 1]
+        attn_layers = [n for i, n in enumerate(layers) if 2**i in self.attention_resolutions or i == levels - 1]
         if len(self.context_dims) > 1 and any(n != len(self.context_dims) for n in attn_layers):
-            raise ValueError(f"with {len(self.context_dims)} contexts, transformer_layers must be "
-                             f"{len(self.context_dims)} everywhere (layer i attends context i), got {layers}")
-        for name, value, allowed_values in (("dtype", self.dtype, DTYPES), ("remat", self.remat, REMAT_POLICIES),
-                                            ("remat_scope", self.remat_scope, REMAT_SCOPES),
-                                            ("attention_impl", self.attention_impl, ATTENTION_IMPLS)):
+            raise ValueError(
+                f"with {len(self.context_dims)} contexts, transformer_layers must be "
+                f"{len(self.context_dims)} everywhere (layer i attends context i), got {layers}"
+            )
+        for name, value, allowed_values in (
+            ("dtype", self.dtype, DTYPES),
+            ("remat", self.remat, REMAT_POLICIES),
+            ("remat_scope", self.remat_scope, REMAT_SCOPES),
+            ("attention_impl", self.attention_impl, ATTENTION_IMPLS),
+        ):
             if value not in allowed_values:
                 raise ValueError(f"{name}={value!r} not in {allowed_values}")
         check_block_sizes(self.attention_block_q, self.attention_block_kv)
@@ -138,7 +143,7 @@ class UNetConfig:
         return _per_level(self.num_heads, self.num_levels, "num_heads")
 
     def level_has_attention(self, level: int) -> bool:
-        return 2 ** level in self.attention_resolutions
+        return 2**level in self.attention_resolutions
 
     @property
     def time_embed_dim(self) -> int:
@@ -146,8 +151,9 @@ class UNetConfig:
 
     # ---- (de)serialisation -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UNetConfig":
@@ -161,8 +167,15 @@ class UNetConfig:
         return dataclasses.replace(self, **kw)
 
 
-def validate_inputs(config: UNetConfig, x_shape, t_shape, context_shapes, cond_shape=None,
-                    context_mask_shapes=None, cond_level_shape=None) -> None:
+def validate_inputs(
+    config: UNetConfig,
+    x_shape,
+    t_shape,
+    context_shapes,
+    cond_shape=None,
+    context_mask_shapes=None,
+    cond_level_shape=None,
+) -> None:
     """Raise ValueError naming the problem if the U-Net inputs do not fit `config`.
 
     Shapes: x `(B, T, H, W, in_channels)`, t `(B,)` or `()`, contexts one
@@ -182,8 +195,10 @@ def validate_inputs(config: UNetConfig, x_shape, t_shape, context_shapes, cond_s
         raise ValueError(f"timesteps t must have shape ({b},) or (), got {tuple(t_shape)}")
     context_shapes = [tuple(s) for s in context_shapes]
     if len(context_shapes) != len(config.context_dims):
-        raise ValueError(f"got {len(context_shapes)} text contexts, config has context_dims="
-                         f"{config.context_dims} (one context per text encoder)")
+        raise ValueError(
+            f"got {len(context_shapes)} text contexts, config has context_dims="
+            f"{config.context_dims} (one context per text encoder)"
+        )
     for i, (s, d) in enumerate(zip(context_shapes, config.context_dims)):
         if len(s) != 3 or s[0] != b or s[2] != d:
             raise ValueError(f"context {i} has shape {s}, expected ({b}, L, {d})")
@@ -198,8 +213,9 @@ def validate_inputs(config: UNetConfig, x_shape, t_shape, context_shapes, cond_s
         if config.cond_channels == 0:
             raise ValueError("cond was given but the config has cond_channels=0 (no conditioning input)")
         if len(cond_shape) != 5 or cond_shape[:4] != (b, t, h, w):
-            raise ValueError(f"cond has shape {cond_shape}, expected {(b, t, h, w, config.cond_channels)} "
-                             "(same B, T, H, W as x)")
+            raise ValueError(
+                f"cond has shape {cond_shape}, expected {(b, t, h, w, config.cond_channels)} (same B, T, H, W as x)"
+            )
         if cond_shape[4] != config.cond_channels:
             raise ValueError(f"cond has {cond_shape[4]} channels, config has cond_channels={config.cond_channels}")
     if cond_level_shape is not None:

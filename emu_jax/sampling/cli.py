@@ -29,8 +29,13 @@ from emu_jax.training import distributed
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 # The flag that sets each setting, so an error names what the user typed.
-FLAGS = {"num_steps": "--steps", "method": "--sampler", "guidance_keyframe": "--guidance-keyframe",
-         "guidance_image": "--guidance-image", "guidance_text": "--guidance-text"}
+FLAGS = {
+    "num_steps": "--steps",
+    "method": "--sampler",
+    "guidance_keyframe": "--guidance-keyframe",
+    "guidance_image": "--guidance-image",
+    "guidance_text": "--guidance-text",
+}
 
 
 def bundled_settings() -> Settings:
@@ -46,33 +51,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ckpt = "default: the checkpoint's; bundled model"
     parser.add_argument("--prompt", action="append", default=[], help="a text prompt (repeatable)")
     parser.add_argument("--prompts-file", help="a text file with one prompt per line (blank lines skipped)")
-    parser.add_argument("--image", help="image-to-video: this image (resized + centre-cropped to the model's "
-                        "resolution) replaces the generated keyframe")
-    parser.add_argument("--negative-prompt", default=None, help="text for the unconditional branches "
-                        "(default: the empty prompt)")
+    parser.add_argument(
+        "--image",
+        help="image-to-video: this image (resized + centre-cropped to the model's "
+        "resolution) replaces the generated keyframe",
+    )
+    parser.add_argument(
+        "--negative-prompt", default=None, help="text for the unconditional branches (default: the empty prompt)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="item i's noise comes from (seed, i) (default 0)")
     parser.add_argument("--steps", type=int, default=None, help=f"sampling steps ({ckpt}: {d.num_steps})")
     parser.add_argument("--sampler", default=None, help=f"one of {', '.join(METHODS)} ({ckpt}: {d.method})")
-    parser.add_argument("--guidance-keyframe", type=float, default=None,
-                        help=f"keyframe text CFG scale ({ckpt}: {d.guidance_keyframe})")
-    parser.add_argument("--guidance-image", type=float, default=None,
-                        help=f"video/interp image scale w_i ({ckpt}: {d.guidance_image})")
-    parser.add_argument("--guidance-text", type=float, default=None,
-                        help=f"video/interp text scale w_p ({ckpt}: {d.guidance_text})")
-    parser.add_argument("--batch-size", type=int, default=1, help="prompts per compiled batch, per process "
-                        "(default 1); outputs do not depend on it")
-    parser.add_argument("--checkpoint", default=None, help="model F: an emu_jax model folder or a t2v training "
-                        f"workdir (default: the bundled demo model, {DEMO_MODEL})")
-    parser.add_argument("--interp-checkpoint", default=None, help="interpolation model I (default: CHECKPOINT/interp "
-                        "if present; without one the video keeps F's frame rate)")
+    parser.add_argument(
+        "--guidance-keyframe", type=float, default=None, help=f"keyframe text CFG scale ({ckpt}: {d.guidance_keyframe})"
+    )
+    parser.add_argument(
+        "--guidance-image", type=float, default=None, help=f"video/interp image scale w_i ({ckpt}: {d.guidance_image})"
+    )
+    parser.add_argument(
+        "--guidance-text", type=float, default=None, help=f"video/interp text scale w_p ({ckpt}: {d.guidance_text})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="prompts per compiled batch, per process (default 1); outputs do not depend on it",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model F: an emu_jax model folder or a t2v training "
+        f"workdir (default: the bundled demo model, {DEMO_MODEL})",
+    )
+    parser.add_argument(
+        "--interp-checkpoint",
+        default=None,
+        help="interpolation model I (default: CHECKPOINT/interp "
+        "if present; without one the video keeps F's frame rate)",
+    )
     parser.add_argument("--no-interp", action="store_true", help="skip interpolation even if a model I exists")
-    parser.add_argument("--out", default="samples", help="output folder (default ./samples); a rerun of the same "
-                        "command skips finished items")
+    parser.add_argument(
+        "--out",
+        default="samples",
+        help="output folder (default ./samples); a rerun of the same command skips finished items",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of another command in --out")
-    parser.add_argument("--mesh", default=None, help="device mesh, e.g. data=-1,fsdp=2,tensor=1: the batch "
-                        "goes over data x fsdp, parameters over fsdp / tensor (default: data over the devices)")
-    parser.add_argument("--save-frames", action="store_true", help="also write <stem>_frames.npz with the exact "
-                        "uint8 frames (the mp4 / GIF are lossy)")
+    parser.add_argument(
+        "--mesh",
+        default=None,
+        help="device mesh, e.g. data=-1,fsdp=2,tensor=1: the batch "
+        "goes over data x fsdp, parameters over fsdp / tensor (default: data over the devices)",
+    )
+    parser.add_argument(
+        "--save-frames",
+        action="store_true",
+        help="also write <stem>_frames.npz with the exact uint8 frames (the mp4 / GIF are lossy)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     distributed.add_arguments(parser)
 
@@ -106,15 +140,19 @@ def parse_mesh(text: str | None) -> dict[str, int] | None:
     for part in text.split(","):
         name, _, size = part.partition("=")
         if name.strip() not in MESH_AXES or not size.strip().lstrip("-").isdigit():
-            raise UserError(f"--mesh {text!r}: write axis=size pairs with axes from {MESH_AXES}, "
-                            "e.g. data=-1,fsdp=2")
+            raise UserError(f"--mesh {text!r}: write axis=size pairs with axes from {MESH_AXES}, e.g. data=-1,fsdp=2")
         shape[name.strip()] = int(size)
     return shape
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"num_steps": args.steps, "method": args.sampler, "guidance_keyframe": args.guidance_keyframe,
-            "guidance_image": args.guidance_image, "guidance_text": args.guidance_text}
+    return {
+        "num_steps": args.steps,
+        "method": args.sampler,
+        "guidance_keyframe": args.guidance_keyframe,
+        "guidance_image": args.guidance_image,
+        "guidance_text": args.guidance_text,
+    }
 
 
 def prompt_warnings(model: Any, prompts: list[str]) -> list[list[str]]:
@@ -144,7 +182,8 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         raise FileNotFoundError(
             f"no --checkpoint given and the bundled demo model is missing ({DEMO_MODEL}); train one with "
             "`emu-video demo` (or `emu-video train --config configs/tiny.py:t2v --workdir RUN`) and pass "
-            "--checkpoint RUN, or convert weights with `emu-video convert`")
+            "--checkpoint RUN, or convert weights with `emu-video convert`"
+        )
     meta, config, task, schedule, prediction = loading.describe_checkpoint(ckpt)
     if task not in loading.VIDEO_TASKS:
         hint = " (it is an interpolation model: pass it as --interp-checkpoint)" if task == "interp" else ""
@@ -167,16 +206,31 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
     identity = {
         "checkpoint_id": loading.checkpoint_id(ckpt),
         "interp_checkpoint_id": loading.checkpoint_id(interp_path) if interp_path else None,
-        "settings": settings.to_dict(), "interp_settings": interp_settings and interp_settings.to_dict(),
-        "seed": args.seed, "negative_prompt": args.negative_prompt,
+        "settings": settings.to_dict(),
+        "interp_settings": interp_settings and interp_settings.to_dict(),
+        "seed": args.seed,
+        "negative_prompt": args.negative_prompt,
         "image_sha256": hashlib.sha256(image.tobytes()).hexdigest()[:16] if image is not None else None,
-        "prompts_sha256": outputs.prompts_digest(prompts), "num_prompts": len(prompts)}
+        "prompts_sha256": outputs.prompts_digest(prompts),
+        "num_prompts": len(prompts),
+    }
     warned = prompt_warnings(EmuModel(config, root=ckpt), prompts)
-    items = [{"index": i, "prompt": p, "seed": args.seed, "stem": outputs.stem(i, p), "warnings": w}
-             for i, (p, w) in enumerate(zip(prompts, warned))]
-    return {"prompts": prompts, "checkpoint": ckpt, "interp": interp_path, "settings": settings,
-            "image": image, "image_note": image_note, "task": task, "mesh": mesh, "identity": identity,
-            "items": items}
+    items = [
+        {"index": i, "prompt": p, "seed": args.seed, "stem": outputs.stem(i, p), "warnings": w}
+        for i, (p, w) in enumerate(zip(prompts, warned))
+    ]
+    return {
+        "prompts": prompts,
+        "checkpoint": ckpt,
+        "interp": interp_path,
+        "settings": settings,
+        "image": image,
+        "image_note": image_note,
+        "task": task,
+        "mesh": mesh,
+        "identity": identity,
+        "items": items,
+    }
 
 
 def write_sample(out: str, s: Any, common: dict) -> dict:
@@ -207,6 +261,7 @@ def _barrier(name: str) -> None:
 
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
+
         multihost_utils.sync_global_devices(name)
 
 
@@ -239,46 +294,69 @@ def _run(args: argparse.Namespace, v: dict) -> int:
         return 0
     t0 = time.perf_counter()
     pipe = Pipeline.from_checkpoint(
-        v["checkpoint"], interp_checkpoint=v["interp"], use_interp=v["interp"] is not None,
-        overrides=_overrides(args), batch_size=args.batch_size, negative_prompt=args.negative_prompt,
-        progress=not args.quiet and pid == 0, mesh_shape=v["mesh"],
-        interp_skipped="interpolation skipped by request (--no-interp)" if args.no_interp else None)
+        v["checkpoint"],
+        interp_checkpoint=v["interp"],
+        use_interp=v["interp"] is not None,
+        overrides=_overrides(args),
+        batch_size=args.batch_size,
+        negative_prompt=args.negative_prompt,
+        progress=not args.quiet and pid == 0,
+        mesh_shape=v["mesh"],
+        interp_skipped="interpolation skipped by request (--no-interp)" if args.no_interp else None,
+    )
     for note in pipe.notes:
         print(note)
-    common = {"seed": args.seed, "run_id": rid, "checkpoint": os.path.abspath(v["checkpoint"]),
-              "checkpoint_id": identity["checkpoint_id"],
-              "interp_checkpoint": os.path.abspath(v["interp"]) if v["interp"] else None,
-              "negative_prompt": args.negative_prompt, "settings": pipe.settings.to_dict(),
-              "interp_settings": pipe.interp_settings.to_dict() if pipe.interp is not None else None,
-              "image": {"path": os.path.abspath(args.image), "note": v["image_note"]} if args.image else None,
-              "item_noise": "fold_in(PRNGKey(seed), prompt_index), then a per-stage fold_in"}
+    common = {
+        "seed": args.seed,
+        "run_id": rid,
+        "checkpoint": os.path.abspath(v["checkpoint"]),
+        "checkpoint_id": identity["checkpoint_id"],
+        "interp_checkpoint": os.path.abspath(v["interp"]) if v["interp"] else None,
+        "negative_prompt": args.negative_prompt,
+        "settings": pipe.settings.to_dict(),
+        "interp_settings": pipe.interp_settings.to_dict() if pipe.interp is not None else None,
+        "image": {"path": os.path.abspath(args.image), "note": v["image_note"]} if args.image else None,
+        "item_noise": "fold_in(PRNGKey(seed), prompt_index), then a per-stage fold_in",
+    }
     b = args.batch_size
     glob = b * nproc  # items per global batch: process p samples rows [p*b, (p+1)*b) of each
     t1 = time.perf_counter()
     try:
         for k, g in enumerate(range(0, len(pending), glob)):
-            mine = pending[g:g + glob][pid * b:(pid + 1) * b]
-            batch = pipe.run_batch([it["prompt"] for it in mine], [it["index"] for it in mine], args.seed,
-                                   None if v["image"] is None else pipe.check_image(v["image"], len(mine)), k)
+            mine = pending[g : g + glob][pid * b : (pid + 1) * b]
+            batch = pipe.run_batch(
+                [it["prompt"] for it in mine],
+                [it["index"] for it in mine],
+                args.seed,
+                None if v["image"] is None else pipe.check_image(v["image"], len(mine)),
+                k,
+            )
             if k == 0 and pid == 0:  # process 0 has the first rows: the manifest precedes this run's items
                 outputs.write_manifest(out, identity, items, [it["index"] for it in items if it not in pending])
             for s, it in zip(batch, mine):
                 rec = outputs.write_sample(out, s, {**common, "warnings": it["warnings"]}, args.save_frames)
-                print(f"[{s.index}] {s.prompt!r} -> {os.path.join(out, rec['files']['keyframe'])}"
-                      + (f", {os.path.join(out, rec['video'])}" if "video" in rec else ""))
+                print(
+                    f"[{s.index}] {s.prompt!r} -> {os.path.join(out, rec['files']['keyframe'])}"
+                    + (f", {os.path.join(out, rec['video'])}" if "video" in rec else "")
+                )
             done_now = min(len(pending), g + glob)
             if pid == 0 and not args.quiet:
                 el = time.perf_counter() - t1
                 eta = el / done_now * (len(pending) - done_now)
-                print(f"items {already + done_now}/{len(items)} done: {el:.1f}s elapsed, ETA {eta:.1f}s "
-                      "for the whole file", file=sys.stderr, flush=True)
+                print(
+                    f"items {already + done_now}/{len(items)} done: {el:.1f}s elapsed, ETA {eta:.1f}s "
+                    "for the whole file",
+                    file=sys.stderr,
+                    flush=True,
+                )
     except NonFiniteError as e:
         print(f"emu-video sample: error: {e}", file=sys.stderr)
         return 1
     _barrier("sample: all written")
     if pid == 0 and pending:
-        outputs.write_manifest(out, identity, items,
-                               [it["index"] for it in items if outputs.item_done(out, it["stem"], rid)])
+        outputs.write_manifest(
+            out, identity, items, [it["index"] for it in items if outputs.item_done(out, it["stem"], rid)]
+        )
     compiled = ", ".join(f"{k} {t:.1f}s" for k, t in pipe.compile_s.items())
     print(f"done: {len(pending)} prompt(s) in {time.perf_counter() - t0:.1f}s (compile: {compiled}) -> {out}")
     return 0

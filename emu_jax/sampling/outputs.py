@@ -90,14 +90,22 @@ def check_folder(out: str, identity: Mapping[str, Any], stems: Sequence[str], ov
     if old is not None:
         what = ", ".join(_differences(old.get("run", {}), identity)) or "the run"
         if not overwrite:
-            raise UserError(f"--out {out} holds samples of another command (different {what}); pass --overwrite "
-                            "to replace them, or choose another --out")
+            raise UserError(
+                f"--out {out} holds samples of another command (different {what}); pass --overwrite "
+                "to replace them, or choose another --out"
+            )
         return _files_of(out, [i.get("stem", "") for i in old.get("items", [])]) + [os.path.join(out, MANIFEST)]
-    clash = [s for s in stems if any(os.path.exists(os.path.join(out, s + ext)) for ext in (".json", "_keyframe.png"))
-             and (overwrite or not _ours(out, s, rid))]
+    clash = [
+        s
+        for s in stems
+        if any(os.path.exists(os.path.join(out, s + ext)) for ext in (".json", "_keyframe.png"))
+        and (overwrite or not _ours(out, s, rid))
+    ]
     if clash and not overwrite:
-        raise UserError(f"--out {out} already has outputs ({clash[0]}.json ...) from a run without a manifest; "
-                        "pass --overwrite to replace them, or choose another --out")
+        raise UserError(
+            f"--out {out} already has outputs ({clash[0]}.json ...) from a run without a manifest; "
+            "pass --overwrite to replace them, or choose another --out"
+        )
     return _files_of(out, clash)
 
 
@@ -129,10 +137,18 @@ def prepare_folder(out: str, remove: Sequence[str]) -> None:
 
 def write_manifest(out: str, identity: Mapping[str, Any], items: Sequence[dict], done: Iterable[int]) -> None:
     done = set(done)
-    write_json(os.path.join(out, MANIFEST), {
-        "format": FORMAT, "version": 1, "run_id": run_id(identity), "run": dict(identity),
-        "num_items": len(items), "num_done": len(done),
-        "items": [{**it, "status": "done" if it["index"] in done else "pending"} for it in items]})
+    write_json(
+        os.path.join(out, MANIFEST),
+        {
+            "format": FORMAT,
+            "version": 1,
+            "run_id": run_id(identity),
+            "run": dict(identity),
+            "num_items": len(items),
+            "num_done": len(done),
+            "items": [{**it, "status": "done" if it["index"] in done else "pending"} for it in items],
+        },
+    )
 
 
 def write_sample(out: str, s: Any, common: Mapping[str, Any], save_frames: bool = False) -> dict:
@@ -151,9 +167,15 @@ def write_sample(out: str, s: Any, common: Mapping[str, Any], save_frames: bool 
         return tmp
 
     Image.fromarray(s.keyframe).save(target(files["keyframe"]), format="PNG")
-    record = {"prompt": s.prompt, "prompt_index": s.index, **common, "stages": s.stages,
-              "timings_s": {k: round(v, 3) for k, v in s.timings.items()}, "notes": s.notes,
-              "noise_sha256": s.noise_sha256}
+    record = {
+        "prompt": s.prompt,
+        "prompt_index": s.index,
+        **common,
+        "stages": s.stages,
+        "timings_s": {k: round(v, 3) for k, v in s.timings.items()},
+        "notes": s.notes,
+        "noise_sha256": s.noise_sha256,
+    }
     if s.video is not None:
         files["video_base"], files["gif_base"] = f"{st}.mp4", f"{st}.gif"
         video_io.write_mp4(target(files["video_base"]), s.video, s.fps)
@@ -164,14 +186,23 @@ def write_sample(out: str, s: Any, common: Mapping[str, Any], save_frames: bool 
         files["video_interp"], files["gif_interp"] = name + ".mp4", name + ".gif"
         video_io.write_mp4(target(files["video_interp"]), s.interpolated, s.interp_fps)
         video_io.write_gif(target(files["gif_interp"]), s.interpolated, s.interp_fps)
-        record.update(video=files["video_interp"], gif=files["gif_interp"], fps=s.interp_fps,
-                      num_frames=len(s.interpolated), base_fps=s.fps, base_num_frames=len(s.video))
+        record.update(
+            video=files["video_interp"],
+            gif=files["gif_interp"],
+            fps=s.interp_fps,
+            num_frames=len(s.interpolated),
+            base_fps=s.fps,
+            base_num_frames=len(s.video),
+        )
     if save_frames:  # exact uint8 pixels, for comparisons the lossy mp4 / GIF cannot support
         import numpy as np
 
         files["frames"] = f"{st}_frames.npz"
-        arrays = {k: v for k, v in (("keyframe", s.keyframe), ("video", s.video), ("interpolated", s.interpolated))
-                  if v is not None}
+        arrays = {
+            k: v
+            for k, v in (("keyframe", s.keyframe), ("video", s.video), ("interpolated", s.interpolated))
+            if v is not None
+        }
         with open(target(files["frames"]), "wb") as f:
             np.savez(f, **arrays)
     record["files"] = files

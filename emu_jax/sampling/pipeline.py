@@ -79,8 +79,9 @@ def check_finite(x: np.ndarray, stage: str, indices: Sequence[int]) -> None:
     """NonFiniteError naming the stage and prompt indices whose rows (B, ...) hold NaN / Inf."""
     bad = [int(i) for i, row in zip(indices, x) if not np.isfinite(row).all()]
     if bad:
-        raise NonFiniteError(f"stage {stage!r} produced NaN/Inf values for prompt index(es) {bad}; "
-                             "nothing of this batch is written")
+        raise NonFiniteError(
+            f"stage {stage!r} produced NaN/Inf values for prompt index(es) {bad}; nothing of this batch is written"
+        )
 
 
 @dataclasses.dataclass
@@ -113,15 +114,27 @@ class Pipeline:
     the parameters by their logical axes.
     """
 
-    def __init__(self, main: LoadedModel, settings: Settings, *, interp: LoadedModel | None = None,
-                 interp_settings: Settings | None = None, batch_size: int = 1, negative_prompt: str | None = None,
-                 devices: Sequence[Any] | None = None, progress: Progress | bool = True,
-                 chunk_steps: int | None = None, compilation_cache: bool = True,
-                 mesh_shape: Mapping[str, int] | None = None, interp_skipped: str | None = None):
+    def __init__(
+        self,
+        main: LoadedModel,
+        settings: Settings,
+        *,
+        interp: LoadedModel | None = None,
+        interp_settings: Settings | None = None,
+        batch_size: int = 1,
+        negative_prompt: str | None = None,
+        devices: Sequence[Any] | None = None,
+        progress: Progress | bool = True,
+        chunk_steps: int | None = None,
+        compilation_cache: bool = True,
+        mesh_shape: Mapping[str, int] | None = None,
+        interp_skipped: str | None = None,
+    ):
         if main.task not in VIDEO_TASKS:
             hint = "; pass it as the interpolation model (--interp-checkpoint)" if main.task == "interp" else ""
-            raise ValueError(f"{main.path} is a {main.task!r} checkpoint; the main model must be one of "
-                             f"{VIDEO_TASKS}{hint}")
+            raise ValueError(
+                f"{main.path} is a {main.task!r} checkpoint; the main model must be one of {VIDEO_TASKS}{hint}"
+            )
         settings.validate(main.schedule, main.prediction)
         check_batch_size(batch_size)
         if chunk_steps is not None and chunk_steps < 1:
@@ -135,8 +148,11 @@ class Pipeline:
             interp = None
         elif interp is None:
             video = f"the video is F's {main.model.config.num_frames} frames at {main.model.config.fps} fps"
-            self.notes.append(f"{interp_skipped}: {video}" if interp_skipped else
-                              f"no interpolation model: {video}; interpolation skipped")
+            self.notes.append(
+                f"{interp_skipped}: {video}"
+                if interp_skipped
+                else f"no interpolation model: {video}; interpolation skipped"
+            )
         self.interp = interp
         self.interp_settings = interp_settings or settings
         if interp is not None:
@@ -152,7 +168,8 @@ class Pipeline:
         f32 = np.float32  # host scalars: valid jit arguments in every process of a multi-host mesh
         self._scales = {
             "keyframe": {"text": f32(settings.guidance_keyframe)},
-            "video": {"image": f32(settings.guidance_image), "text": f32(settings.guidance_text)}}
+            "video": {"image": f32(settings.guidance_image), "text": f32(settings.guidance_text)},
+        }
         if interp is not None:
             self.interp_plan = self.interp_settings.plan(interp.schedule, interp.prediction)
             self.interp_params = self._place_params(interp, mesh_shape)
@@ -163,8 +180,15 @@ class Pipeline:
         self.compile_s: dict[str, float] = {}  # first-use compile (and start) seconds per stage
 
     @classmethod
-    def from_checkpoint(cls, path: str, *, interp_checkpoint: str | None = None, use_interp: bool = True,
-                        overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> "Pipeline":
+    def from_checkpoint(
+        cls,
+        path: str,
+        *,
+        interp_checkpoint: str | None = None,
+        use_interp: bool = True,
+        overrides: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> "Pipeline":
         """Load F from `path` (and I from `interp_checkpoint` or `path/interp/`); settings = meta + overrides."""
         main = load_model(path)
         settings = Settings.from_dict(main.meta.get("sampling"), **dict(overrides or {}))
@@ -182,24 +206,33 @@ class Pipeline:
         self.interp_settings.validate(interp.schedule, interp.prediction)
         fc, ic, lay = self.main.model.config, interp.model.config, interp.layout
         if (fc.latent_size, fc.unet.in_channels) != (ic.latent_size, ic.unet.in_channels):
-            raise ValueError(f"interpolation model latents {ic.latent_size}px x {ic.unet.in_channels} do not match "
-                             f"F's {fc.latent_size}px x {fc.unet.in_channels}")
+            raise ValueError(
+                f"interpolation model latents {ic.latent_size}px x {ic.unet.in_channels} do not match "
+                f"F's {fc.latent_size}px x {fc.unet.in_channels}"
+            )
         if fc.num_frames not in (lay.num_given, 2 * lay.num_given):
-            raise ValueError(f"interpolation layout {lay} takes {lay.num_given} or {2 * lay.num_given} frames; "
-                             f"F makes {fc.num_frames}")
+            raise ValueError(
+                f"interpolation layout {lay} takes {lay.num_given} or {2 * lay.num_given} frames; "
+                f"F makes {fc.num_frames}"
+            )
 
     def _place_params(self, loaded: LoadedModel, mesh_shape: Mapping[str, int] | None) -> Any:
         """Replicated params, or (with a mesh shape) sharded by the model's logical axis names."""
         rep = sharding.replicated(self.mesh)
-        if mesh_shape is None or sharding.data_parallel_size(self.mesh) == self.mesh.size and \
-                self.mesh.shape["fsdp"] == 1:
+        if (
+            mesh_shape is None
+            or sharding.data_parallel_size(self.mesh) == self.mesh.size
+            and self.mesh.shape["fsdp"] == 1
+        ):
             return jax.tree.map(lambda x: sharding.put_global(x, rep), loaded.params)
         shardings = sharding.params_shardings(loaded.model.abstract_params(), self.mesh)
         try:
             return jax.tree.map(sharding.put_global, loaded.params, shardings)
         except ValueError as e:  # a converted model whose tree differs from the config's: replicate instead
-            self.notes.append(f"{loaded.path}: parameters replicated (their tree does not match the model's "
-                              f"logical axes: {str(e).splitlines()[0]})")
+            self.notes.append(
+                f"{loaded.path}: parameters replicated (their tree does not match the model's "
+                f"logical axes: {str(e).splitlines()[0]})"
+            )
             return jax.tree.map(lambda x: sharding.put_global(x, rep), loaded.params)
 
     def _uncond_tokens(self, model: Any) -> dict:
@@ -215,10 +248,14 @@ class Pipeline:
         m, plan, sched = self.main.model, self.plan, self.main.schedule
         phi = self.settings.guidance_rescale
         fns = {
-            "keyframe_start": jax.jit(lambda p, tok, unc, seed, idx: stages.keyframe_start(
-                m, p, tok, unc, item_keys(seed, idx), plan, sched)),
-            "video_start": jax.jit(lambda p, tok, unc, seed, idx, kf: stages.video_start(
-                m, p, tok, unc, item_keys(seed, idx), plan, sched, kf)),
+            "keyframe_start": jax.jit(
+                lambda p, tok, unc, seed, idx: stages.keyframe_start(m, p, tok, unc, item_keys(seed, idx), plan, sched)
+            ),
+            "video_start": jax.jit(
+                lambda p, tok, unc, seed, idx, kf: stages.video_start(
+                    m, p, tok, unc, item_keys(seed, idx), plan, sched, kf
+                )
+            ),
             "encode_image": jax.jit(lambda p, x: self._rows(m.encode_video(p, x[:, None]))),
             # the pieces are joined on the device, so no process needs another's rows
             "decode": jax.jit(lambda p, *zs: self._rows(stages.decode(m, p, jnp.concatenate(zs, axis=1)))),
@@ -229,18 +266,27 @@ class Pipeline:
         if self.interp is not None:
             mi, ip, isch, lay = self.interp.model, self.interp_plan, self.interp.schedule, self.interp.layout
             lvl = int(self.interp_settings.interp_aug_level)
-            fns["interp_start"] = jax.jit(lambda p, tok, unc, seed, idx, video: stages.interp_start(
-                mi, p, tok, unc, item_keys(seed, idx), ip, isch, video, lay, lvl))
+            fns["interp_start"] = jax.jit(
+                lambda p, tok, unc, seed, idx, video: stages.interp_start(
+                    mi, p, tok, unc, item_keys(seed, idx), ip, isch, video, lay, lvl
+                )
+            )
             halves = self.main.model.config.num_frames // lay.num_given
-            fns["interp_finish"] = jax.jit(lambda st: self._rows(stages.join_halves(
-                stages.finish(ip, isch, st), halves, lay)))
+            fns["interp_finish"] = jax.jit(
+                lambda st: self._rows(stages.join_halves(stages.finish(ip, isch, st), halves, lay))
+            )
             models["interp"] = (mi, ip, isch, self.interp_settings.guidance_rescale)
         for name, (model, pl, sc, rphi) in models.items():
             mode, image_mode = stages.STAGE_MODES[name]
             fns[name + "_steps"] = jax.jit(
-                lambda p, cb, st, k, scales, i0, i1, model=model, pl=pl, sc=sc, rphi=rphi, mode=mode, im=image_mode:
-                self._pin(stages.denoise_steps(model, p, pl, sc, cb, st, k, scales, i0, i1, mode=mode,
-                                               image_mode=im, rescale_phi=rphi)))
+                lambda p, cb, st, k, scales, i0, i1, model=model, pl=pl, sc=sc, rphi=rphi, mode=mode, im=image_mode: (
+                    self._pin(
+                        stages.denoise_steps(
+                            model, p, pl, sc, cb, st, k, scales, i0, i1, mode=mode, image_mode=im, rescale_phi=rphi
+                        )
+                    )
+                )
+            )
         for name in ("keyframe_start", "video_start", "interp_start"):
             if name in fns:
                 fns[name] = jax.jit(lambda *a, f=fns[name]: (lambda cb, st, k: (cb, self._pin(st), k))(*f(*a)))
@@ -255,8 +301,9 @@ class Pipeline:
         return jax.lax.with_sharding_constraint(a, sharding.batch_sharding(self.mesh, a.ndim))
 
     # ---- running -------------------------------------------------------------------------------
-    def _stage(self, name: str, label: str, params: Any, plan: samplers.SamplingPlan, schedule: Schedule,
-               start_args: tuple) -> tuple[jax.Array, float]:
+    def _stage(
+        self, name: str, label: str, params: Any, plan: samplers.SamplingPlan, schedule: Schedule, start_args: tuple
+    ) -> tuple[jax.Array, float]:
         """Run one stage in chunks of steps with progress; returns (latents, seconds without compile)."""
         t0 = time.perf_counter()
         cb, state, keys = self._fns[name + "_start"](params, *start_args)
@@ -277,8 +324,15 @@ class Pipeline:
             i = j
         return self._fns[name + "_finish"](state), time.perf_counter() - t0
 
-    def run(self, prompts: Sequence[str], *, seed: int = 0, indices: Sequence[int] | None = None,
-            image: np.ndarray | None = None, interpolate: bool = True) -> Iterator[list[Sample]]:
+    def run(
+        self,
+        prompts: Sequence[str],
+        *,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+        image: np.ndarray | None = None,
+        interpolate: bool = True,
+    ) -> Iterator[list[Sample]]:
         """Yield the Samples of each batch of `prompts` (padded to `local_batch`, padding dropped).
 
         `indices`: each prompt's index (default 0..n-1); with `seed` it fixes the item's noise.
@@ -294,8 +348,8 @@ class Pipeline:
         image = self.check_image(image, len(prompts))
         b = self.batch_size
         for s in range(0, len(prompts), b):
-            part = None if image is None else image[s:s + b]
-            yield self.run_batch(prompts[s:s + b], indices[s:s + b], seed, part, s // b, interpolate)
+            part = None if image is None else image[s : s + b]
+            yield self.run_batch(prompts[s : s + b], indices[s : s + b], seed, part, s // b, interpolate)
 
     def check_image(self, image: np.ndarray | None, n: int) -> np.ndarray | None:
         """None, or (n, R, R, 3) uint8 first frames (one image is given to every prompt)."""
@@ -304,15 +358,24 @@ class Pipeline:
         r = self.main.model.config.resolution
         allowed = ((r, r, 3), (n, r, r, 3))
         if image.dtype != np.uint8 or image.shape not in allowed:
-            raise ValueError(f"image must be uint8 ({r}, {r}, 3), or ({n}, {r}, {r}, 3) for one per "
-                             f"prompt (use prepare_image), got {image.dtype} {image.shape}")
+            raise ValueError(
+                f"image must be uint8 ({r}, {r}, 3), or ({n}, {r}, {r}, 3) for one per "
+                f"prompt (use prepare_image), got {image.dtype} {image.shape}"
+            )
         return np.broadcast_to(image, (n, r, r, 3)) if image.ndim == 3 else image
 
     def _put(self, x: Any) -> jax.Array:
         return sharding.shard_batch(np.asarray(x), self.mesh)
 
-    def run_batch(self, prompts: list[str], indices: list[int], seed: int | Sequence[int],
-                  image: np.ndarray | None = None, batch_no: int = 0, interpolate: bool = True) -> list[Sample]:
+    def run_batch(
+        self,
+        prompts: list[str],
+        indices: list[int],
+        seed: int | Sequence[int],
+        image: np.ndarray | None = None,
+        batch_no: int = 0,
+        interpolate: bool = True,
+    ) -> list[Sample]:
         """One batch of at most `local_batch` of this process's items (possibly none: a multi-process job's
         last batch); padded with copies of an item whose outputs are dropped. `seed`: one, or one per
         item. Every process must call it the same number of times, with or without `image` alike."""
@@ -329,12 +392,17 @@ class Pipeline:
         self._start_x: dict[str, np.ndarray] = {}
         with sharding.use_mesh(self.mesh):
             tokens = {k: self._put(v) for k, v in self.main.model.tokenize_all(padded).items()}
-            common = (tokens, self._uncond["main"], self._put(np.asarray(seeds, np.int32)),
-                      self._put(np.asarray(idx, np.int32)))
+            common = (
+                tokens,
+                self._uncond["main"],
+                self._put(np.asarray(seeds, np.int32)),
+                self._put(np.asarray(idx, np.int32)),
+            )
             label = f"batch {batch_no}"
             if image is None:
-                kf, timings["keyframe"] = self._stage("keyframe", f"{label} keyframe", self.params, self.plan,
-                                                      self.main.schedule, common)
+                kf, timings["keyframe"] = self._stage(
+                    "keyframe", f"{label} keyframe", self.params, self.plan, self.main.schedule, common
+                )
                 ran.append("keyframe")
             else:
                 t0 = time.perf_counter()
@@ -346,15 +414,21 @@ class Pipeline:
                 ran.append("encode_image")
             pieces = {"keyframe": kf}
             if self.main.task == "t2v":
-                video, timings["video"] = self._stage("video", f"{label} video", self.params, self.plan,
-                                                      self.main.schedule, common + (kf,))
+                video, timings["video"] = self._stage(
+                    "video", f"{label} video", self.params, self.plan, self.main.schedule, common + (kf,)
+                )
                 pieces["video"] = video
                 ran.append("video")
                 if self.interp is not None and interpolate:
                     itok = {k: self._put(v) for k, v in self.interp.model.tokenize_all(padded).items()}
                     pieces["interp"], timings["interp"] = self._stage(
-                        "interp", f"{label} interpolation", self.interp_params, self.interp_plan,
-                        self.interp.schedule, (itok, self._uncond["interp"]) + common[2:] + (video,))
+                        "interp",
+                        f"{label} interpolation",
+                        self.interp_params,
+                        self.interp_plan,
+                        self.interp.schedule,
+                        (itok, self._uncond["interp"]) + common[2:] + (video,),
+                    )
                     ran.append("interp")
             latents = {k: sharding.local_rows(v) for k, v in pieces.items()}
             for k, v in latents.items():
@@ -370,11 +444,20 @@ class Pipeline:
     def _sample(self, i, frames, latents, prompts, indices, image, ran, timings) -> Sample:
         f_cfg, t = self.main.model.config, 1
         kf = frames[i, 0] if image is None else image[i]
-        s = Sample(indices[i], prompts[i], kf, None, f_cfg.fps, stages=list(ran), timings=dict(timings),
-                   notes=list(self.notes), latents={k: v[i] for k, v in latents.items()},
-                   noise_sha256={k: _sha(x, i, self.local_batch) for k, x in self._start_x.items()})
+        s = Sample(
+            indices[i],
+            prompts[i],
+            kf,
+            None,
+            f_cfg.fps,
+            stages=list(ran),
+            timings=dict(timings),
+            notes=list(self.notes),
+            latents={k: v[i] for k, v in latents.items()},
+            noise_sha256={k: _sha(x, i, self.local_batch) for k, x in self._start_x.items()},
+        )
         if "video" in latents:
-            s.video = frames[i, t:t + f_cfg.num_frames]
+            s.video = frames[i, t : t + f_cfg.num_frames]
             t += f_cfg.num_frames
         if "interp" in latents:
             s.interpolated = frames[i, t:]
@@ -385,4 +468,4 @@ class Pipeline:
 def _sha(x: np.ndarray, i: int, batch: int) -> str:
     """sha256 (16 hex) of item i's rows of a (batch * rows_per_item, ...) array (interpolation: one row per half)."""
     rows = x.shape[0] // batch
-    return hashlib.sha256(np.ascontiguousarray(x[i * rows:(i + 1) * rows]).tobytes()).hexdigest()[:16]
+    return hashlib.sha256(np.ascontiguousarray(x[i * rows : (i + 1) * rows]).tobytes()).hexdigest()[:16]

@@ -53,8 +53,15 @@ class Job:
         return tuple(sorted(self.overrides.items())), self.negative_prompt
 
     def view(self) -> dict:
-        return {"id": self.id, "status": self.status, "prompt": self.prompt, "seed": self.seed,
-                "progress": self.progress, "warnings": self.warnings, "error": self.error}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "progress": self.progress,
+            "warnings": self.warnings,
+            "error": self.error,
+        }
 
 
 class _JobProgress(Progress):
@@ -72,10 +79,21 @@ class _JobProgress(Progress):
 class Engine:
     """The queue, the batching worker, the compiled pipelines (one per settings) and the results."""
 
-    def __init__(self, checkpoint: str, *, batch_size: int = 4, max_wait_ms: float = 200, queue_size: int = 64,
-                 keep_results: int = 256, keep_seconds: float = 3600, max_steps: int = 100,
-                 max_guidance: float = 20.0, max_prompt_chars: int = 500, use_interp: bool = True,
-                 max_pipelines: int = 4):
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        batch_size: int = 4,
+        max_wait_ms: float = 200,
+        queue_size: int = 64,
+        keep_results: int = 256,
+        keep_seconds: float = 3600,
+        max_steps: int = 100,
+        max_guidance: float = 20.0,
+        max_prompt_chars: int = 500,
+        use_interp: bool = True,
+        max_pipelines: int = 4,
+    ):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         from emu_jax.models import loading
@@ -97,8 +115,9 @@ class Engine:
         self.registry = CollectorRegistry()
         self.m_requests = Counter("emu_requests", "requests by outcome", ["outcome"], registry=self.registry)
         self.m_batches = Counter("emu_batches", "batches run (compiled pipeline calls)", registry=self.registry)
-        self.m_fill = Histogram("emu_batch_fill", "real requests / batch size", registry=self.registry,
-                                buckets=(0.25, 0.5, 0.75, 1.0))
+        self.m_fill = Histogram(
+            "emu_batch_fill", "real requests / batch size", registry=self.registry, buckets=(0.25, 0.5, 0.75, 1.0)
+        )
         self.m_queue = Gauge("emu_queue_depth", "requests waiting", registry=self.registry)
         self.worker = threading.Thread(target=self._loop, name="emu-batcher", daemon=True)
         self.worker.start()
@@ -133,8 +152,9 @@ class Engine:
         if neg is not None and (not isinstance(neg, str) or len(neg) > self.max_prompt_chars):
             raise UserError(f"negative_prompt must be a string of at most {self.max_prompt_chars} characters")
         overrides = {k: v for k, v in overrides.items() if v is not None}
-        Settings.from_dict(self.main.meta.get("sampling"), **overrides).validate(self.main.schedule,
-                                                                                  self.main.prediction)
+        Settings.from_dict(self.main.meta.get("sampling"), **overrides).validate(
+            self.main.schedule, self.main.prediction
+        )
         from emu_jax.sampling.cli import prompt_warnings
 
         warned = prompt_warnings(self.main.model, [prompt])[0]
@@ -179,10 +199,11 @@ class Engine:
                 self.cond.wait(0.5)
             deadline = self.queue[0].created + self.max_wait
             key = self.queue[0].key
-            while (sum(j.key == key for j in self.queue) < self.batch_size and time.time() < deadline
-                   and not self.draining):
+            while (
+                sum(j.key == key for j in self.queue) < self.batch_size and time.time() < deadline and not self.draining
+            ):
                 self.cond.wait(max(0.0, deadline - time.time()))
-            batch = [j for j in self.queue if j.key == key][:self.batch_size]
+            batch = [j for j in self.queue if j.key == key][: self.batch_size]
             for j in batch:
                 self.queue.remove(j)
                 j.status = "running"
@@ -197,9 +218,15 @@ class Engine:
                 self.pipes.popitem(last=False)
             settings = Settings.from_dict(self.main.meta.get("sampling"), **job.overrides)
             isettings = self.interp and Settings.from_dict(self.interp.meta.get("sampling"), **job.overrides)
-            self.pipes[job.key] = Pipeline(self.main, settings, interp=self.interp, interp_settings=isettings,
-                                           batch_size=self.batch_size, negative_prompt=job.negative_prompt,
-                                           progress=self.progress)
+            self.pipes[job.key] = Pipeline(
+                self.main,
+                settings,
+                interp=self.interp,
+                interp_settings=isettings,
+                batch_size=self.batch_size,
+                negative_prompt=job.negative_prompt,
+                progress=self.progress,
+            )
         self.pipes.move_to_end(job.key)
         return self.pipes[job.key]
 
@@ -244,8 +271,9 @@ def media(sample: Any, kind: str) -> bytes:
     if kind == "png":
         Image.fromarray(sample.keyframe).save(buf, format="PNG")
         return buf.getvalue()
-    video, fps = (sample.interpolated, sample.interp_fps) if sample.interpolated is not None else (
-        sample.video, sample.fps)
+    video, fps = (
+        (sample.interpolated, sample.interp_fps) if sample.interpolated is not None else (sample.video, sample.fps)
+    )
     if kind == "mp4":
         return video_io.encode_mp4(video, fps)
     np.savez(buf, keyframe=sample.keyframe, video=video)
@@ -334,9 +362,17 @@ def main(args: argparse.Namespace) -> int:
                 raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
         if args.max_wait_ms < 0 or args.keep_seconds <= 0 or args.max_guidance < 0:
             raise UserError("--max-wait-ms, --keep-seconds and --max-guidance must be positive")
-        engine = Engine(args.checkpoint, batch_size=args.batch_size, max_wait_ms=args.max_wait_ms,
-                        queue_size=args.queue_size, keep_results=args.keep_results, keep_seconds=args.keep_seconds,
-                        max_steps=args.max_steps, max_guidance=args.max_guidance, use_interp=not args.no_interp)
+        engine = Engine(
+            args.checkpoint,
+            batch_size=args.batch_size,
+            max_wait_ms=args.max_wait_ms,
+            queue_size=args.queue_size,
+            keep_results=args.keep_results,
+            keep_seconds=args.keep_seconds,
+            max_steps=args.max_steps,
+            max_guidance=args.max_guidance,
+            use_interp=not args.no_interp,
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"emu-video serve: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -347,7 +383,10 @@ def main(args: argparse.Namespace) -> int:
         threading.Thread(target=lambda: (engine.worker.join(), server.shutdown()), daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"serving {args.checkpoint} on http://{args.host}:{server.server_port} (batch {args.batch_size}, "
-          f"wait {args.max_wait_ms:g} ms)", flush=True)
+    print(
+        f"serving {args.checkpoint} on http://{args.host}:{server.server_port} (batch {args.batch_size}, "
+        f"wait {args.max_wait_ms:g} ms)",
+        flush=True,
+    )
     server.serve_forever()
     return 0

@@ -53,18 +53,30 @@ class Settings:
     def validate(self, schedule: Schedule, prediction: str) -> None:
         """ValueError naming the bad value, before anything compiles."""
         samplers.validate_sampling_args(
-            schedule, method=self.method, num_steps=self.num_steps, prediction=prediction, spacing=self.spacing,
-            eta=self.eta, guidance_mode="two_condition",
+            schedule,
+            method=self.method,
+            num_steps=self.num_steps,
+            prediction=prediction,
+            spacing=self.spacing,
+            eta=self.eta,
+            guidance_mode="two_condition",
             guidance_scales={"image": self.guidance_image, "text": self.guidance_text},
-            rescale_phi=self.guidance_rescale)
+            rescale_phi=self.guidance_rescale,
+        )
         guidance_lib.validate_guidance_scale("keyframe", self.guidance_keyframe)
         lvl = self.interp_aug_level
         if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= schedule.num_train_steps:
             raise ValueError(f"interp_aug_level must be an integer in [0, {schedule.num_train_steps}], got {lvl!r}")
 
     def plan(self, schedule: Schedule, prediction: str) -> samplers.SamplingPlan:
-        return samplers.make_plan(schedule, method=self.method, num_steps=self.num_steps, prediction=prediction,
-                                  spacing=self.spacing, eta=self.eta)
+        return samplers.make_plan(
+            schedule,
+            method=self.method,
+            num_steps=self.num_steps,
+            prediction=prediction,
+            spacing=self.spacing,
+            eta=self.eta,
+        )
 
 
 def _is_int(v: Any) -> bool:

@@ -84,8 +84,9 @@ def keyframe_conditions(model: Any, params: dict, tokens: Mapping, uncond_tokens
     return {"contexts": _stack(nctx, ctx), "masks": _stack(nm, m), "cond": None, "level": None}
 
 
-def two_condition_batch(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping, cond: jax.Array,
-                        level: jax.Array | None = None) -> dict:
+def two_condition_batch(
+    model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping, cond: jax.Array, level: jax.Array | None = None
+) -> dict:
     """Two-condition batch (3B): (no image + uncond text, image + uncond text, image + prompt).
 
     `cond` (B, T, h, w, C+1) is the conditioning of the image branches; `level` (B,) the
@@ -94,13 +95,17 @@ def two_condition_batch(model: Any, params: dict, tokens: Mapping, uncond_tokens
     """
     ctx, m = encode(model, params, tokens)
     nctx, nm = encode(model, params, uncond_tokens, ctx[0].shape[0])
-    return {"contexts": _stack(nctx, nctx, ctx), "masks": _stack(nm, nm, m),
-            "cond": jnp.concatenate([jnp.zeros_like(cond), cond, cond], axis=0),
-            "level": None if level is None else jnp.concatenate([level] * 3, axis=0)}
+    return {
+        "contexts": _stack(nctx, nctx, ctx),
+        "masks": _stack(nm, nm, m),
+        "cond": jnp.concatenate([jnp.zeros_like(cond), cond, cond], axis=0),
+        "level": None if level is None else jnp.concatenate([level] * 3, axis=0),
+    }
 
 
-def video_conditions(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping,
-                     keyframe_latent: jax.Array, num_frames: int) -> dict:
+def video_conditions(
+    model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping, keyframe_latent: jax.Array, num_frames: int
+) -> dict:
     """Two-condition batch for F: the keyframe latent (B, 1, h, w, c) is frame 0's conditioning."""
     cond = conditioning.image_condition(keyframe_latent, num_frames)
     return two_condition_batch(model, params, tokens, uncond_tokens, cond)
@@ -119,9 +124,17 @@ def split_halves(video: jax.Array, tokens: Mapping, keys: jax.Array, layout: con
     return rows, rep, half_keys.reshape((b * halves,)), halves
 
 
-def interp_conditions(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping, given: jax.Array,
-                      keys: jax.Array, layout: conditioning.SlotLayout, schedule: Schedule,
-                      aug_level: int | jax.Array) -> dict:
+def interp_conditions(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    uncond_tokens: Mapping,
+    given: jax.Array,
+    keys: jax.Array,
+    layout: conditioning.SlotLayout,
+    schedule: Schedule,
+    aug_level: int | jax.Array,
+) -> dict:
     """Two-condition batch for I: `given` (B, n, h, w, c) noise-augmented to `aug_level` (SPEC: 100)."""
     b = given.shape[0]
     level = jnp.full((b,), aug_level, jnp.int32)
@@ -137,21 +150,41 @@ def start(plan: SamplingPlan, schedule: Schedule, keys: jax.Array, shape: tuple[
     return samplers.init_state(plan, schedule, normal(fold(keys, _X_T), shape))
 
 
-def denoise_steps(model: Any, params: dict, plan: SamplingPlan, schedule: Schedule, cond_batch: dict,
-                  state: SamplerState, keys: jax.Array, scales: Mapping[str, Any], i0: int | jax.Array,
-                  i1: int | jax.Array, *, mode: str, image_mode: bool = False,
-                  rescale_phi: float = 0.0) -> SamplerState:
+def denoise_steps(
+    model: Any,
+    params: dict,
+    plan: SamplingPlan,
+    schedule: Schedule,
+    cond_batch: dict,
+    state: SamplerState,
+    keys: jax.Array,
+    scales: Mapping[str, Any],
+    i0: int | jax.Array,
+    i1: int | jax.Array,
+    *,
+    mode: str,
+    image_mode: bool = False,
+    rescale_phi: float = 0.0,
+) -> SamplerState:
     """Steps [i0, i1) of a guided sampler, one batched forward per step.
 
     A `fori_loop` with (possibly traced) bounds, so one compiled function serves
     any chunk of steps: the Pipeline reports progress between chunks.
     """
-    def model_fn(x, t, c):
-        return model.denoise(params, x, t, c["contexts"], cond=c["cond"], image_mode=image_mode,
-                             cond_level=c["level"], context_masks=c["masks"])
 
-    denoise = guidance_lib.guided_denoise_fn(model_fn, cond_batch, mode=mode, scales=scales,
-                                             rescale_phi=rescale_phi)
+    def model_fn(x, t, c):
+        return model.denoise(
+            params,
+            x,
+            t,
+            c["contexts"],
+            cond=c["cond"],
+            image_mode=image_mode,
+            cond_level=c["level"],
+            context_masks=c["masks"],
+        )
+
+    denoise = guidance_lib.guided_denoise_fn(model_fn, cond_batch, mode=mode, scales=scales, rescale_phi=rescale_phi)
     step_keys = fold(keys, _STEP_NOISE)
     shape = state.x.shape[1:]
 
@@ -183,16 +216,32 @@ def latent_shape(model: Any, frames: int) -> tuple[int, ...]:
 STAGE_MODES = {"keyframe": ("text", True), "video": ("two_condition", False), "interp": ("two_condition", False)}
 
 
-def keyframe_start(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping | None, keys: jax.Array,
-                   plan: SamplingPlan, schedule: Schedule):
+def keyframe_start(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    uncond_tokens: Mapping | None,
+    keys: jax.Array,
+    plan: SamplingPlan,
+    schedule: Schedule,
+):
     """(conditioning batch, initial state, stage keys) of the keyframe stage; `keys` are item keys."""
     cb = keyframe_conditions(model, params, tokens, _uncond(model, uncond_tokens))
     k = fold(keys, KEYFRAME)
     return cb, start(plan, schedule, k, latent_shape(model, 1)), k
 
 
-def video_start(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping | None, keys: jax.Array,
-                plan: SamplingPlan, schedule: Schedule, keyframe_latent: jax.Array, num_frames: int | None = None):
+def video_start(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    uncond_tokens: Mapping | None,
+    keys: jax.Array,
+    plan: SamplingPlan,
+    schedule: Schedule,
+    keyframe_latent: jax.Array,
+    num_frames: int | None = None,
+):
     """As `keyframe_start` for F's video stage, conditioned on the keyframe latent (B, 1, h, w, c)."""
     t = num_frames or model.config.num_frames
     cb = video_conditions(model, params, tokens, _uncond(model, uncond_tokens), keyframe_latent, t)
@@ -200,9 +249,18 @@ def video_start(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mappin
     return cb, start(plan, schedule, k, latent_shape(model, t)), k
 
 
-def interp_start(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping | None, keys: jax.Array,
-                 plan: SamplingPlan, schedule: Schedule, video_latent: jax.Array,
-                 layout: conditioning.SlotLayout, aug_level: int | jax.Array = 100):
+def interp_start(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    uncond_tokens: Mapping | None,
+    keys: jax.Array,
+    plan: SamplingPlan,
+    schedule: Schedule,
+    video_latent: jax.Array,
+    layout: conditioning.SlotLayout,
+    aug_level: int | jax.Array = 100,
+):
     """As `keyframe_start` for model I; rows are (item, half), so the batch is B * halves."""
     rows, rep, row_keys, _ = split_halves(video_latent, tokens, keys, layout)
     k = fold(row_keys, INTERP)
@@ -213,38 +271,80 @@ def interp_start(model: Any, params: dict, tokens: Mapping, uncond_tokens: Mappi
 def _run_all(name, model, params, plan, schedule, started, scales, rescale_phi):
     cb, state, k = started
     mode, image_mode = STAGE_MODES[name]
-    state = denoise_steps(model, params, plan, schedule, cb, state, k, scales, 0, plan.num_steps, mode=mode,
-                          image_mode=image_mode, rescale_phi=rescale_phi)
+    state = denoise_steps(
+        model,
+        params,
+        plan,
+        schedule,
+        cb,
+        state,
+        k,
+        scales,
+        0,
+        plan.num_steps,
+        mode=mode,
+        image_mode=image_mode,
+        rescale_phi=rescale_phi,
+    )
     return finish(plan, schedule, state)
 
 
-def generate_keyframe(model: Any, params: dict, tokens: Mapping, keys: jax.Array, schedule: Schedule,
-                      plan: SamplingPlan, *, guidance: float | jax.Array = 7.5, uncond_tokens: Mapping | None = None,
-                      rescale_phi: float = 0.0) -> jax.Array:
+def generate_keyframe(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    keys: jax.Array,
+    schedule: Schedule,
+    plan: SamplingPlan,
+    *,
+    guidance: float | jax.Array = 7.5,
+    uncond_tokens: Mapping | None = None,
+    rescale_phi: float = 0.0,
+) -> jax.Array:
     """Keyframe latents (B, 1, h, w, c): F in image mode (no temporal layers), text CFG `guidance`."""
     started = keyframe_start(model, params, tokens, uncond_tokens, keys, plan, schedule)
     return _run_all("keyframe", model, params, plan, schedule, started, {"text": guidance}, rescale_phi)
 
 
-def generate_video(model: Any, params: dict, tokens: Mapping, keyframe_latent: jax.Array, keys: jax.Array,
-                   schedule: Schedule, plan: SamplingPlan, *, w_image: float | jax.Array = 2.0,
-                   w_text: float | jax.Array = 7.5, uncond_tokens: Mapping | None = None,
-                   num_frames: int | None = None, rescale_phi: float = 0.0) -> jax.Array:
+def generate_video(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    keyframe_latent: jax.Array,
+    keys: jax.Array,
+    schedule: Schedule,
+    plan: SamplingPlan,
+    *,
+    w_image: float | jax.Array = 2.0,
+    w_text: float | jax.Array = 7.5,
+    uncond_tokens: Mapping | None = None,
+    num_frames: int | None = None,
+    rescale_phi: float = 0.0,
+) -> jax.Array:
     """Video latents (B, T, h, w, c) from the keyframe latent (B, 1, h, w, c) and text (SPEC Eq.)."""
     started = video_start(model, params, tokens, uncond_tokens, keys, plan, schedule, keyframe_latent, num_frames)
-    return _run_all("video", model, params, plan, schedule, started, {"image": w_image, "text": w_text},
-                    rescale_phi)
+    return _run_all("video", model, params, plan, schedule, started, {"image": w_image, "text": w_text}, rescale_phi)
 
 
-def interpolate(model: Any, params: dict, tokens: Mapping, video_latent: jax.Array, keys: jax.Array,
-                schedule: Schedule, plan: SamplingPlan, layout: conditioning.SlotLayout, *,
-                w_image: float | jax.Array = 2.0, w_text: float | jax.Array = 7.5, aug_level: int = 100,
-                uncond_tokens: Mapping | None = None, rescale_phi: float = 0.0) -> jax.Array:
+def interpolate(
+    model: Any,
+    params: dict,
+    tokens: Mapping,
+    video_latent: jax.Array,
+    keys: jax.Array,
+    schedule: Schedule,
+    plan: SamplingPlan,
+    layout: conditioning.SlotLayout,
+    *,
+    w_image: float | jax.Array = 2.0,
+    w_text: float | jax.Array = 7.5,
+    aug_level: int = 100,
+    uncond_tokens: Mapping | None = None,
+    rescale_phi: float = 0.0,
+) -> jax.Array:
     """Model I: (B, n, ...) -> (B, num_slots, ...); (B, 2n, ...) -> two halves stitched (SPEC: 16 -> 65)."""
-    started = interp_start(model, params, tokens, uncond_tokens, keys, plan, schedule, video_latent, layout,
-                           aug_level)
-    rows = _run_all("interp", model, params, plan, schedule, started, {"image": w_image, "text": w_text},
-                    rescale_phi)
+    started = interp_start(model, params, tokens, uncond_tokens, keys, plan, schedule, video_latent, layout, aug_level)
+    rows = _run_all("interp", model, params, plan, schedule, started, {"image": w_image, "text": w_text}, rescale_phi)
     return join_halves(rows, video_latent.shape[1] // layout.num_given, layout)
 
 

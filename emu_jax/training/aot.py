@@ -28,7 +28,7 @@ import time
 from typing import Callable
 
 from emu_jax.models.unet_config import REMAT_POLICIES
-from emu_jax.training.aot_report import GiB, AotReport
+from emu_jax.training.aot_report import AotReport, GiB
 
 __all__ = ["AotReport", "GiB", "compile_train_step", "find_max_batch", "main", "resolve_topology"]
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def chip_grid(num_chips: int, ndim: int) -> tuple[int, ...]:
         dims[i] *= 2
     return tuple(dims)
 
+
 def resolve_topology(name: str) -> Topology:
     """`v5p-128` (Cloud name) or `v5p:4x4x4` (libtpu name) -> Topology; ValueError names what is allowed."""
     allowed = f"GEN-N or GEN:AxBxC with GEN in {sorted(GENERATIONS)} (e.g. v5p-128, v5e-256, v5p:2x2x2)"
@@ -100,16 +101,20 @@ def resolve_topology(name: str) -> Topology:
         raise ValueError(f"{gen}-N counts TensorCores (2 per chip): N must be even, got {name!r}")
     chips = n // g.cores_per_name_unit
     if chips < 1 or chips & (chips - 1):
-        raise ValueError(f"{name!r}: {chips} chips is not a power of two; allowed e.g. {gen}-"
-                         f"{4 * g.cores_per_name_unit}, {gen}-{64 * g.cores_per_name_unit}")
+        raise ValueError(
+            f"{name!r}: {chips} chips is not a power of two; allowed e.g. {gen}-"
+            f"{4 * g.cores_per_name_unit}, {gen}-{64 * g.cores_per_name_unit}"
+        )
     grid = chip_grid(chips, g.ndim)
     return Topology(name, gen, f"{g.libtpu}:{'x'.join(map(str, grid))}", chips)
 
 
 def require_libtpu() -> None:
     if importlib.util.find_spec("libtpu") is None:
-        raise RuntimeError("emu-video aot needs libtpu to compile for TPU: pip install -e .[tpu]  "
-                           "(i.e. jax[tpu]; no TPU is needed, the CPU host compiles)")
+        raise RuntimeError(
+            "emu-video aot needs libtpu to compile for TPU: pip install -e .[tpu]  "
+            "(i.e. jax[tpu]; no TPU is needed, the CPU host compiles)"
+        )
 
 
 def topology_devices(topo: Topology) -> list:
@@ -119,11 +124,13 @@ def topology_devices(topo: Topology) -> list:
     # No chip is opened, so a second AOT process (or a running job) need not hold libtpu's lockfile.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
+
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=topo.libtpu_name).devices)
     except Exception as e:  # libtpu's message is long; keep its first line
-        raise ValueError(f"libtpu rejected topology {topo.libtpu_name!r} (from {topo.name!r}): "
-                         f"{str(e).splitlines()[0]}") from e
+        raise ValueError(
+            f"libtpu rejected topology {topo.libtpu_name!r} (from {topo.name!r}): {str(e).splitlines()[0]}"
+        ) from e
 
 
 def abstract_batch(run, global_batch: int, input_kind: str) -> dict:
@@ -138,19 +145,21 @@ def abstract_batch(run, global_batch: int, input_kind: str) -> dict:
     _, _, spec = loop.build(cfg)
     frames = loop.expected_frames(emu, spec) or cfg.data.num_frames
     if input_kind == "latents":
-        shapes = {"latents": ((global_batch, frames, emu.latent_size, emu.latent_size, emu.unet.in_channels),
-                              jnp.float32)}
+        shapes = {
+            "latents": ((global_batch, frames, emu.latent_size, emu.latent_size, emu.unet.in_channels), jnp.float32)
+        }
     else:
         shapes = {"video": ((global_batch, frames, emu.resolution, emu.resolution, 3), jnp.float32)}
     for i, t in enumerate(emu.text):
         shapes[f"text_ids_{i}"] = ((global_batch, t.max_length), jnp.int32)
         shapes[f"text_mask_{i}"] = ((global_batch, t.max_length), jnp.bool_)
-    return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding.batch_sharding(run.mesh, len(s)))
-            for k, (s, d) in shapes.items()}
+    return {
+        k: jax.ShapeDtypeStruct(s, d, sharding=sharding.batch_sharding(run.mesh, len(s)))
+        for k, (s, d) in shapes.items()
+    }
 
 
-def prepare_config(cfg, per_device_batch: int, num_devices: int, remat: str | None,
-                   microbatches: int | None = None):
+def prepare_config(cfg, per_device_batch: int, num_devices: int, remat: str | None, microbatches: int | None = None):
     """The run's config with the AOT batch, remat and microbatches; tokenizers become byte-level stand-ins
     (only the empty prompt's tokens are computed from them; shapes come from max_length)."""
     cfg = cfg.copy_and_resolve_references()
@@ -188,8 +197,16 @@ def analytic_flops(run, cfg, input_kind: str) -> tuple[float, float]:
     b = cfg.train.batch_size
     frames = 1 if spec.task == "t2i" else (loop.expected_frames(emu, spec) or cfg.data.num_frames)
     text_len = emu.text[0].max_length
-    step = flops.train_step_flops(emu.unet, b, frames, emu.latent_size, emu.latent_size, text_len,
-                                  cfg.train.trainable, image_mode=spec.task == "t2i")
+    step = flops.train_step_flops(
+        emu.unet,
+        b,
+        frames,
+        emu.latent_size,
+        emu.latent_size,
+        text_len,
+        cfg.train.trainable,
+        image_mode=spec.task == "t2i",
+    )
     model = step["total"]
     del input_kind  # both batch kinds carry token ids: the text encoders run in the step
     text = meta.unbox(run.model.abstract_params()["text"])
@@ -204,9 +221,15 @@ def analytic_flops(run, cfg, input_kind: str) -> tuple[float, float]:
     return model, kernel
 
 
-def compile_train_step(cfg, topo: Topology, devices: list, per_device_batch: int,
-                       remat: str | None = None, input_kind: str = "video",
-                       microbatches: int | None = None) -> AotReport:
+def compile_train_step(
+    cfg,
+    topo: Topology,
+    devices: list,
+    per_device_batch: int,
+    remat: str | None = None,
+    input_kind: str = "video",
+    microbatches: int | None = None,
+) -> AotReport:
     """Lower + compile the sharded train step for `devices`; memory, FLOPs and roofline per device."""
     from emu_jax import sharding
     from emu_jax.training import loop
@@ -229,15 +252,28 @@ def compile_train_step(cfg, topo: Topology, devices: list, per_device_batch: int
     hbm = topo.hbm_bytes_per_chip * topo.num_chips // n
     per_chip = topo.num_chips / n  # v4 / v5p megacore: one device per chip
     model_flops, kernel_flops = analytic_flops(run, cfg, input_kind)
-    return AotReport(topo.name, n, dict(mesh.shape), cfg.train.batch_size, per_device_batch,
-                     run.model.config.unet.remat, int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes),
-                     int(mem.temp_size_in_bytes), int(mem.alias_size_in_bytes), hbm, float(cost.get("flops", 0.0)),
-                     microbatches=int(cfg.train.get("microbatches", 1)), compile_seconds=round(t2 - t0, 1),
-                     host_temp_bytes=int(getattr(mem, "host_temp_size_in_bytes", 0) or 0),
-                     bytes_accessed=float(cost.get("bytes accessed", 0.0)),
-                     model_flops=model_flops / n, kernel_flops=kernel_flops / n,
-                     peak_flops_per_s=topo.chip.peak_tflops_bf16 * 1e12 * per_chip,
-                     hbm_bytes_per_s=topo.chip.hbm_gb_per_s * 1e9 * per_chip)
+    return AotReport(
+        topo.name,
+        n,
+        dict(mesh.shape),
+        cfg.train.batch_size,
+        per_device_batch,
+        run.model.config.unet.remat,
+        int(mem.argument_size_in_bytes),
+        int(mem.output_size_in_bytes),
+        int(mem.temp_size_in_bytes),
+        int(mem.alias_size_in_bytes),
+        hbm,
+        float(cost.get("flops", 0.0)),
+        microbatches=int(cfg.train.get("microbatches", 1)),
+        compile_seconds=round(t2 - t0, 1),
+        host_temp_bytes=int(getattr(mem, "host_temp_size_in_bytes", 0) or 0),
+        bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+        model_flops=model_flops / n,
+        kernel_flops=kernel_flops / n,
+        peak_flops_per_s=topo.chip.peak_tflops_bf16 * 1e12 * per_chip,
+        hbm_bytes_per_s=topo.chip.hbm_gb_per_s * 1e9 * per_chip,
+    )
 
 
 def _out_of_memory(e: Exception) -> bool:
@@ -245,8 +281,9 @@ def _out_of_memory(e: Exception) -> bool:
     return "resource_exhausted" in text or "out of memory" in text or ("exceeds" in text and "memory" in text)
 
 
-def find_max_batch(try_batch: Callable[[int], AotReport | None], start: int = 1,
-                   limit: int = 4096) -> tuple[int, dict[int, AotReport | None]]:
+def find_max_batch(
+    try_batch: Callable[[int], AotReport | None], start: int = 1, limit: int = 4096
+) -> tuple[int, dict[int, AotReport | None]]:
     """Largest per-device batch whose report fits (None = compile ran out of memory):
     doubling from `start`, then bisection. Returns (best or 0, every tried report)."""
     tried: dict[int, AotReport | None] = {}
@@ -272,6 +309,7 @@ def find_max_batch(try_batch: Callable[[int], AotReport | None], start: int = 1,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from emu_jax.config import add_config_argument
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "Needs libtpu (pip install -e .[tpu]); no TPU: this host compiles for the slice.\n"
@@ -279,24 +317,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "v5e-N / v6e-N count chips (v5e-256 = 16x16). HBM per chip: v5p 95, v4 32, v6e 32, v5e 16 GiB.\n"
         "Roofline: bf16 peak / HBM bandwidth per chip: v5p 459 TFLOP/s, 2765 GB/s; v5e 197, 819;\n"
         "v6e 918, 1640; v4 275, 1228.\n"
-        "Example: emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128 --find-max-batch")
+        "Example: emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128 --find-max-batch"
+    )
     add_config_argument(parser)
-    parser.add_argument("--topology", required=True,
-                        help="TPU slice: v5p-128 (v4/v5p count TensorCores), v5e-256 / v6e-64 (count chips), "
-                             "or a libtpu name like v5p:2x2x2")
-    parser.add_argument("--per-chip-batch", type=int, default=None,
-                        help="examples per device (global batch = this x devices); default: "
-                             "train.batch_size / devices")
-    parser.add_argument("--remat", choices=REMAT_POLICIES, default=None,
-                        help="U-Net rematerialisation policy (default: the config's model.unet.remat)")
-    parser.add_argument("--input", choices=("auto", "video", "latents"), default="auto",
-                        help="batch holds pixels (VAE encode inside the step) or cached latents; "
-                             "auto: latents when data.name == 'latents'")
-    parser.add_argument("--microbatches", type=int, default=None,
-                        help="gradient accumulation: split each device's batch into N microbatches "
-                             "(default: the config's train.microbatches)")
-    parser.add_argument("--find-max-batch", action="store_true",
-                        help="search (doubling, then bisection) the largest per-chip batch that fits in HBM")
+    parser.add_argument(
+        "--topology",
+        required=True,
+        help="TPU slice: v5p-128 (v4/v5p count TensorCores), v5e-256 / v6e-64 (count chips), "
+        "or a libtpu name like v5p:2x2x2",
+    )
+    parser.add_argument(
+        "--per-chip-batch",
+        type=int,
+        default=None,
+        help="examples per device (global batch = this x devices); default: train.batch_size / devices",
+    )
+    parser.add_argument(
+        "--remat",
+        choices=REMAT_POLICIES,
+        default=None,
+        help="U-Net rematerialisation policy (default: the config's model.unet.remat)",
+    )
+    parser.add_argument(
+        "--input",
+        choices=("auto", "video", "latents"),
+        default="auto",
+        help="batch holds pixels (VAE encode inside the step) or cached latents; "
+        "auto: latents when data.name == 'latents'",
+    )
+    parser.add_argument(
+        "--microbatches",
+        type=int,
+        default=None,
+        help="gradient accumulation: split each device's batch into N microbatches "
+        "(default: the config's train.microbatches)",
+    )
+    parser.add_argument(
+        "--find-max-batch",
+        action="store_true",
+        help="search (doubling, then bisection) the largest per-chip batch that fits in HBM",
+    )
     parser.add_argument("--json", default=None, help="also write the report(s) to this JSON file")
 
 
@@ -313,21 +373,26 @@ def _setup(args: argparse.Namespace):
         raise ValueError(f"--microbatches must be >= 1, got {microbatches}")
     from emu_jax import sharding
     from emu_jax.training.step import check_microbatches
+
     num_devices = topo.num_chips  # one JAX device per chip on every generation here (megacore on v4 / v5p)
     per_device = args.per_chip_batch or cfg.train.batch_size // num_devices
     shape = sharding.resolve_mesh_shape(dict(cfg.mesh.shape), num_devices)
-    check_microbatches(per_device * num_devices, shape["data"] * shape["fsdp"],
-                       microbatches or cfg.train.get("microbatches", 1))
+    check_microbatches(
+        per_device * num_devices, shape["data"] * shape["fsdp"], microbatches or cfg.train.get("microbatches", 1)
+    )
     require_libtpu()
     import jax
+
     if not os.environ.get("JAX_PLATFORMS"):
         jax.config.update("jax_platforms", "cpu")  # the host compiles; never probe for a local TPU
     devices = topology_devices(topo)
     per_device = args.per_chip_batch
     if per_device is None:
         if cfg.train.batch_size % len(devices):
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} is not divisible by {len(devices)} "
-                             f"devices of {topo.name}; pass --per-chip-batch")
+            raise ValueError(
+                f"train.batch_size={cfg.train.batch_size} is not divisible by {len(devices)} "
+                f"devices of {topo.name}; pass --per-chip-batch"
+            )
         per_device = cfg.train.batch_size // len(devices)
     return topo, cfg, devices, per_device
 
@@ -344,14 +409,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"emu-video aot: error: {one_line(e)}", file=sys.stderr)
         return 2
     input_kind = args.input if args.input != "auto" else ("latents" if cfg.data.name == "latents" else "video")
-    print(f"{topo.name} -> libtpu {topo.libtpu_name}: {topo.num_chips} chips, {len(devices)} devices "
-          f"({devices[0].device_kind}), {topo.hbm_bytes_per_chip / GiB:.0f} GiB HBM per chip", flush=True)
+    print(
+        f"{topo.name} -> libtpu {topo.libtpu_name}: {topo.num_chips} chips, {len(devices)} devices "
+        f"({devices[0].device_kind}), {topo.hbm_bytes_per_chip / GiB:.0f} GiB HBM per chip",
+        flush=True,
+    )
 
     def one(b: int) -> AotReport | None:
         print(f"compiling per-device batch {b} ...", flush=True)
         try:
-            report = compile_train_step(cfg, topo, devices, b, args.remat, input_kind,
-                                        getattr(args, "microbatches", None))
+            report = compile_train_step(
+                cfg, topo, devices, b, args.remat, input_kind, getattr(args, "microbatches", None)
+            )
         except Exception as e:  # the TPU compiler refuses programs that cannot fit
             if _out_of_memory(e):
                 why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
@@ -363,8 +432,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.find_max_batch:
         best, tried = find_max_batch(one, start=per_device)
-        print(f"largest per-chip batch that fits on {topo.name}: {best}"
-              + (f" (global {best * len(devices)})" if best else " (none: try --remat full or a bigger slice)"))
+        print(
+            f"largest per-chip batch that fits on {topo.name}: {best}"
+            + (f" (global {best * len(devices)})" if best else " (none: try --remat full or a bigger slice)")
+        )
         reports = [r for r in tried.values() if r is not None]
         ok = best > 0
     else:
@@ -372,8 +443,16 @@ def main(args: argparse.Namespace) -> int:
         best, reports, ok = None, [report] if report else [], bool(report and report.fits)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"topology": topo.name, "libtpu_topology": topo.libtpu_name, "max_per_chip_batch": best,
-                       "reports": [r.summary() for r in reports]}, f, indent=2)
+            json.dump(
+                {
+                    "topology": topo.name,
+                    "libtpu_topology": topo.libtpu_name,
+                    "max_per_chip_batch": best,
+                    "reports": [r.summary() for r in reports],
+                },
+                f,
+                indent=2,
+            )
     return 0 if ok else 1
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-GiB = 1024 ** 3
+GiB = 1024**3
 
 
 @dataclasses.dataclass
@@ -67,27 +67,45 @@ class AotReport:
         return self.model_flops / (t * self.peak_flops_per_s) if t else 0.0
 
     def summary(self) -> dict:
-        return dict(dataclasses.asdict(self), total_bytes=self.total_bytes, fits=self.fits,
-                    hbm_fraction=self.total_bytes / self.hbm_bytes, compiled_flops=self.compiled_flops,
-                    flops_ratio=self.flops_ratio, roofline_seconds=self.roofline_seconds,
-                    roofline_mfu=self.roofline_mfu)
+        return dict(
+            dataclasses.asdict(self),
+            total_bytes=self.total_bytes,
+            fits=self.fits,
+            hbm_fraction=self.total_bytes / self.hbm_bytes,
+            compiled_flops=self.compiled_flops,
+            flops_ratio=self.flops_ratio,
+            roofline_seconds=self.roofline_seconds,
+            roofline_mfu=self.roofline_mfu,
+        )
 
     def table(self) -> str:
         g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
-        rows = [("topology", f"{self.topology} ({self.devices} devices, mesh {self.mesh})"),
-                ("batch", f"{self.global_batch} global, {self.per_device_batch} per device, "
-                          f"{self.microbatches} microbatch(es)"),
-                ("remat", self.remat), ("lower + compile", f"{self.compile_seconds:.0f} s"),
-                ("arguments", g(self.argument_bytes)), ("outputs", g(self.output_bytes)),
-                ("temporaries", g(self.temp_bytes)), ("aliased (donated)", g(self.alias_bytes)),
-                ("total", f"{g(self.total_bytes)} of {g(self.hbm_bytes)} HBM "
-                          f"({100 * self.total_bytes / self.hbm_bytes:.0f}%, {'fits' if self.fits else 'DOES NOT FIT'})"),
-                ("host temporaries", f"{g(self.host_temp_bytes)} (offloaded, pinned host memory)"),
-                ("FLOPs per step", f"{self.flops:.3e} per device compiled (XLA), {self.flops * self.devices:.3e} total"),
-                ("kernel FLOPs", f"{self.kernel_flops:.3e} per device (Pallas attention, analytic)"),
-                ("model FLOPs", f"{self.model_flops:.3e} per device (analytic); compiled / model = "
-                                f"{self.flops_ratio:.2f}"),
-                ("roofline", f"{self.roofline_seconds:.2f} s per step (compute {self.compiled_flops:.2e} FLOP at "
-                             f"{self.peak_flops_per_s / 1e12:.0f} TFLOP/s, HBM {self.bytes_accessed / 1e9:.0f} GB at "
-                             f"{self.hbm_bytes_per_s / 1e9:.0f} GB/s); MFU <= {100 * self.roofline_mfu:.0f}%")]
+        rows = [
+            ("topology", f"{self.topology} ({self.devices} devices, mesh {self.mesh})"),
+            (
+                "batch",
+                f"{self.global_batch} global, {self.per_device_batch} per device, {self.microbatches} microbatch(es)",
+            ),
+            ("remat", self.remat),
+            ("lower + compile", f"{self.compile_seconds:.0f} s"),
+            ("arguments", g(self.argument_bytes)),
+            ("outputs", g(self.output_bytes)),
+            ("temporaries", g(self.temp_bytes)),
+            ("aliased (donated)", g(self.alias_bytes)),
+            (
+                "total",
+                f"{g(self.total_bytes)} of {g(self.hbm_bytes)} HBM "
+                f"({100 * self.total_bytes / self.hbm_bytes:.0f}%, {'fits' if self.fits else 'DOES NOT FIT'})",
+            ),
+            ("host temporaries", f"{g(self.host_temp_bytes)} (offloaded, pinned host memory)"),
+            ("FLOPs per step", f"{self.flops:.3e} per device compiled (XLA), {self.flops * self.devices:.3e} total"),
+            ("kernel FLOPs", f"{self.kernel_flops:.3e} per device (Pallas attention, analytic)"),
+            ("model FLOPs", f"{self.model_flops:.3e} per device (analytic); compiled / model = {self.flops_ratio:.2f}"),
+            (
+                "roofline",
+                f"{self.roofline_seconds:.2f} s per step (compute {self.compiled_flops:.2e} FLOP at "
+                f"{self.peak_flops_per_s / 1e12:.0f} TFLOP/s, HBM {self.bytes_accessed / 1e9:.0f} GB at "
+                f"{self.hbm_bytes_per_s / 1e9:.0f} GB/s); MFU <= {100 * self.roofline_mfu:.0f}%",
+            ),
+        ]
         return "\n".join(f"{k:>18}: {v}" for k, v in rows)

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 import jax
 import orbax.checkpoint as ocp
 
-from emu_jax.data.pipeline import iterator_checkpoint_args
 from emu_jax.checkpoint_io import CheckpointError
+from emu_jax.data.pipeline import iterator_checkpoint_args
 from emu_jax.errors import root_cause
 
 
@@ -29,8 +29,8 @@ class RunCheckpointer:
             raise ValueError(f"checkpoint keep must be >= 1, got {keep}")
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True,
-            enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -40,8 +40,15 @@ class RunCheckpointer:
         """True at JAX's preemption sync point (all hosts agree), when a save-and-exit is due."""
         return self.manager.reached_preemption(step)
 
-    def save(self, step: int, state: Any, *, data_iterator: Any = None,
-             config: Mapping[str, Any] | None = None, force: bool = False) -> bool:
+    def save(
+        self,
+        step: int,
+        state: Any,
+        *,
+        data_iterator: Any = None,
+        config: Mapping[str, Any] | None = None,
+        force: bool = False,
+    ) -> bool:
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = iterator_checkpoint_args(data_iterator)
@@ -71,10 +78,14 @@ class RunCheckpointer:
             yield
         except Exception as e:  # Orbax raises many types (asyncio groups, ValueError, OSError) for a bad step
             older = [s for s in self.manager.all_steps() if s < step]
-            way_out = (f"delete that folder to resume from step {max(older)}" if older
-                       else "delete that folder to start from step 0") + ", or train into a new --workdir"
-            raise CheckpointError(f"checkpoint step {step} ({self.directory / str(step)}) cannot be restored: "
-                                  f"{root_cause(e)}; {way_out}") from e
+            way_out = (
+                f"delete that folder to resume from step {max(older)}"
+                if older
+                else "delete that folder to start from step 0"
+            ) + ", or train into a new --workdir"
+            raise CheckpointError(
+                f"checkpoint step {step} ({self.directory / str(step)}) cannot be restored: {root_cause(e)}; {way_out}"
+            ) from e
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -86,4 +97,3 @@ class RunCheckpointer:
 def abstract_like(tree: Any, shardings: Any) -> Any:
     """ShapeDtypeStructs carrying target shardings: what `restore` needs."""
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-

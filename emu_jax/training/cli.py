@@ -12,13 +12,21 @@ from emu_jax.training import distributed
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--workdir", required=True,
-                        help="run folder: checkpoints, metrics.jsonl, tensorboard/; an existing run resumes")
-    parser.add_argument("--stop-after", type=int, default=None,
-                        help="checkpoint and stop after this many steps of this invocation (resume later)")
-    parser.add_argument("--rewrite-meta", action="store_true",
-                        help="rewrite an existing run's emu_jax.json from this config (its model and task "
-                             "must still match; e.g. to change the sampling defaults it records)")
+    parser.add_argument(
+        "--workdir", required=True, help="run folder: checkpoints, metrics.jsonl, tensorboard/; an existing run resumes"
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="checkpoint and stop after this many steps of this invocation (resume later)",
+    )
+    parser.add_argument(
+        "--rewrite-meta",
+        action="store_true",
+        help="rewrite an existing run's emu_jax.json from this config (its model and task "
+        "must still match; e.g. to change the sampling defaults it records)",
+    )
     distributed.add_arguments(parser)
 
 
@@ -33,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
         from emu_jax.training.vae_train import train_vae as train
     else:
         from emu_jax.training.loop import train
+
         try:  # the per-shard batch split, named before the model is built or anything compiles
             _check_microbatches(cfg)
         except ValueError as e:
@@ -48,5 +57,6 @@ def _check_microbatches(cfg) -> None:
 
     from emu_jax import sharding
     from emu_jax.training.step import check_microbatches
+
     shape = sharding.resolve_mesh_shape(dict(cfg.mesh.shape), jax.device_count())
     check_microbatches(cfg.train.batch_size, shape["data"] * shape["fsdp"], cfg.train.get("microbatches", 1))

@@ -9,9 +9,12 @@ import jax
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The multi-process flags every pod-scale command takes (`emu-video train`, `emu-video sample`)."""
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
-                             "else set --coordinator, --num-processes, --process-id)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() (auto-detected on TPU pods / SLURM; "
+        "else set --coordinator, --num-processes, --process-id)",
+    )
     parser.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-process runs)")
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
@@ -23,8 +26,7 @@ def initialize_from_args(args: argparse.Namespace) -> None:
         initialize(args.coordinator, args.num_processes, args.process_id)
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> None:
     """`jax.distributed.initialize`: auto-detected on TPU / SLURM when no argument is given.
 
     On CPU the collectives go through gloo, so several processes on one host

@@ -24,8 +24,11 @@ def overlay_params(fresh: Any, loaded: Any) -> tuple[dict, str]:
     """Fresh params with every loaded leaf copied in; returns (params, a one-line report)."""
     new = traverse_util.flatten_dict(dict(fresh))
     old = traverse_util.flatten_dict(dict(loaded))
-    mismatched = [f"{'/'.join(k)}: checkpoint {old[k].shape} vs model {new[k].shape}"
-                  for k in old if k in new and tuple(old[k].shape) != tuple(new[k].shape)]
+    mismatched = [
+        f"{'/'.join(k)}: checkpoint {old[k].shape} vs model {new[k].shape}"
+        for k in old
+        if k in new and tuple(old[k].shape) != tuple(new[k].shape)
+    ]
     if mismatched:
         raise ValueError("init_from checkpoint does not fit the model: " + "; ".join(mismatched[:10]))
     taken = [k for k in old if k in new]

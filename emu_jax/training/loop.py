@@ -13,17 +13,15 @@ import contextlib
 import dataclasses
 import logging
 import pathlib
-import time
 from typing import Any, Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from flax.core import meta
 
 from emu_jax import conditioning, sharding
-from emu_jax.errors import UserError, as_user_error
 from emu_jax.diffusion.schedules import make_schedule
+from emu_jax.errors import UserError, as_user_error
 from emu_jax.models.emu import EmuConfig, EmuModel
 from emu_jax.training import checkpoint as ckpt_lib
 from emu_jax.training import metrics as metrics_lib
@@ -41,16 +39,27 @@ def build(cfg: ml_collections.ConfigDict):
     """Model, schedule and loss spec from a config, validated (no compile, no memory)."""
     emu_cfg = EmuConfig.from_dict(cfg.model.to_dict())
     d = cfg.diffusion
-    schedule = make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end,
-                             zero_terminal_snr=d.zero_terminal_snr)
+    schedule = make_schedule(
+        d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end, zero_terminal_snr=d.zero_terminal_snr
+    )
     if d.zero_terminal_snr and d.prediction == "eps":
-        raise UserError("diffusion.zero_terminal_snr with prediction 'eps' is undefined at t = N "
-                         "(alphas_cumprod[-1] = 0); use diffusion.prediction='v'")
+        raise UserError(
+            "diffusion.zero_terminal_snr with prediction 'eps' is undefined at t = N "
+            "(alphas_cumprod[-1] = 0); use diffusion.prediction='v'"
+        )
     t = cfg.train
     layout = conditioning.SlotLayout(t.slots.num_given, t.slots.factor, t.slots.pad)
-    spec = LossSpec(task=t.task, prediction=d.prediction, weighting=t.loss_weighting,
-                    min_snr_gamma=t.min_snr_gamma, drop_text=t.drop_text, drop_image=t.drop_image,
-                    drop_both=t.drop_both, aug_max_level=t.aug_max_level, layout=layout)
+    spec = LossSpec(
+        task=t.task,
+        prediction=d.prediction,
+        weighting=t.loss_weighting,
+        min_snr_gamma=t.min_snr_gamma,
+        drop_text=t.drop_text,
+        drop_image=t.drop_image,
+        drop_both=t.drop_both,
+        aug_max_level=t.aug_max_level,
+        layout=layout,
+    )
     return emu_cfg, schedule, spec
 
 
@@ -68,13 +77,16 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
     t = cfg.train
     dp = sharding.data_parallel_size(mesh)
     if t.batch_size % dp:
-        raise UserError(f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} "
-                         f"(mesh {dict(mesh.shape)})")
+        raise UserError(
+            f"train.batch_size={t.batch_size} is not divisible by the data-parallel size {dp} (mesh {dict(mesh.shape)})"
+        )
     check_microbatches(t.batch_size, dp, t.get("microbatches", 1))
     platform = mesh.devices.flat[0].platform
     if emu_cfg.unet.remat == "offload" and platform not in ("tpu", "gpu", "cuda", "rocm"):
-        raise ValueError(f"model.unet.remat='offload' moves residuals to pinned host memory, which needs a TPU "
-                         f"or GPU; this mesh is on {platform!r}: use 'full' (or 'save_dots_no_batch')")
+        raise ValueError(
+            f"model.unet.remat='offload' moves residuals to pinned host memory, which needs a TPU "
+            f"or GPU; this mesh is on {platform!r}: use 'full' (or 'save_dots_no_batch')"
+        )
     if t.batch_size % jax.process_count():
         raise UserError(f"train.batch_size={t.batch_size} is not divisible by {jax.process_count()} processes")
     for name in ("steps", "save_every", "log_every"):
@@ -86,18 +98,24 @@ def validate(cfg: ml_collections.ConfigDict, emu_cfg: EmuConfig, spec: LossSpec,
         given = f"data.keep_frames={keep}" if keep else f"data.num_frames={cfg.data.num_frames}"
         raise UserError(f"{given} does not match the model: task {spec.task!r} needs {want} frames per clip")
     if cfg.data.text_max_length != emu_cfg.text[0].max_length:
-        raise UserError(f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
-                         f"max_length={emu_cfg.text[0].max_length}")
+        raise UserError(
+            f"data.text_max_length={cfg.data.text_max_length} differs from text encoder 0's "
+            f"max_length={emu_cfg.text[0].max_length}"
+        )
     if cfg.data.resolution != emu_cfg.resolution:
         raise UserError(f"data.resolution={cfg.data.resolution} differs from model.resolution={emu_cfg.resolution}")
     if spec.task == "t2i" and t.trainable == "temporal":
-        raise UserError("task 't2i' runs the U-Net in image mode, where the temporal layers are unused, so "
-                         "train.trainable='temporal' would train nothing; use 'spatial' or 'all'")
+        raise UserError(
+            "task 't2i' runs the U-Net in image mode, where the temporal layers are unused, so "
+            "train.trainable='temporal' would train nothing; use 'spatial' or 'all'"
+        )
     if spec.task in ("t2v", "interp") and not emu_cfg.unet.temporal:
         raise UserError(f"task {spec.task!r} needs temporal layers: set model.unet.temporal=True")
     if spec.task in ("t2v", "interp") and emu_cfg.unet.cond_channels != emu_cfg.unet.in_channels + 1:
-        raise UserError(f"task {spec.task!r} needs model.unet.cond_channels = in_channels + 1 = "
-                         f"{emu_cfg.unet.in_channels + 1}, got {emu_cfg.unet.cond_channels}")
+        raise UserError(
+            f"task {spec.task!r} needs model.unet.cond_channels = in_channels + 1 = "
+            f"{emu_cfg.unet.in_channels + 1}, got {emu_cfg.unet.cond_channels}"
+        )
 
 
 def _batches(loader: Iterator[dict], model: EmuModel, mesh) -> Iterator[dict]:
@@ -188,16 +206,25 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     if not jax.tree.leaves(boxed.trainable):
         raise UserError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
     state_sh = sharding.params_shardings(boxed, mesh, rules)
-    step_fn = jax.jit(make_train_step(model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay,
-                                      cfg.train.get("microbatches", 1)),
-                      in_shardings=(state_sh, None), out_shardings=(state_sh, None), donate_argnums=0)
-    return Run(cfg, model, mesh, rules, boxed, state_sh, step_fn,
-               lambda p: create_state(p, is_trainable, tx, use_ema))
+    step_fn = jax.jit(
+        make_train_step(
+            model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay, cfg.train.get("microbatches", 1)
+        ),
+        in_shardings=(state_sh, None),
+        out_shardings=(state_sh, None),
+        donate_argnums=0,
+    )
+    return Run(cfg, model, mesh, rules, boxed, state_sh, step_fn, lambda p: create_state(p, is_trainable, tx, use_ema))
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-          make_loader: Callable[..., Any] | None = None, stop_after: int | None = None,
-          rewrite_meta: bool = False) -> dict:
+def train(
+    cfg: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    make_loader: Callable[..., Any] | None = None,
+    stop_after: int | None = None,
+    rewrite_meta: bool = False,
+) -> dict:
     """Run (or resume) a training run; returns the last logged metrics.
 
     `stop_after`: stop (with a checkpoint) after this many steps of this call,
@@ -215,8 +242,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
     with _logs_held("absl"), as_user_error(f"data ({cfg.data.get('name', '')} in {cfg.data.get('data_dir', '')})"):
-        loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, tokenizer=run.model.tokenizers[0],
-                             batch_size=cfg.train.batch_size // jax.process_count())
+        loader = make_loader(
+            cfg.data,
+            split=cfg.data.split,
+            seed=cfg.seed,
+            tokenizer=run.model.tokenizers[0],
+            batch_size=cfg.train.batch_size // jax.process_count(),
+        )
 
     # ---- Init or resume ------------------------------------------------------------------------
     # A new run initialises (and reads train.init_from) before its folder exists: a bad init_from writes nothing.
@@ -227,8 +259,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     if jax.process_index() == 0 and (old_meta is None or (rewrite_meta and old_meta != identity)):
         run_meta.write(workdir, identity)  # first: a killed run is still a loadable checkpoint
     elif old_meta is not None and old_meta != identity:
-        log.warning("emu_jax.json kept as it was (%s); --rewrite-meta updates it",
-                    "; ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in run_meta.flat_diff(old_meta, identity)))
+        log.warning(
+            "emu_jax.json kept as it was (%s); --rewrite-meta updates it",
+            "; ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in run_meta.flat_diff(old_meta, identity)),
+        )
     latest = ckpt.latest_step()
     if latest is not None:
         run_meta.log_changes(ckpt.restore_config(latest), cfg.to_dict())

@@ -11,7 +11,7 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -30,14 +30,21 @@ def check_finite(window: Sequence[dict]) -> None:
             raise NonFiniteError(
                 f"non-finite loss ({float(m['loss'])}) or gradient norm ({float(m['grad_norm'])}) "
                 f"at step {int(m['step']) + 1}: stopping; the last checkpoint precedes this step and "
-                "this step's update was discarded")
+                "this step's update was discarded"
+            )
 
 
 class MetricsWriter:
     """Writes per-window means to `workdir/metrics.jsonl` and TensorBoard."""
 
-    def __init__(self, workdir: str | pathlib.Path, total_steps: int, global_batch: int,
-                 start_step: int = 0, progress: bool | None = None):
+    def __init__(
+        self,
+        workdir: str | pathlib.Path,
+        total_steps: int,
+        global_batch: int,
+        start_step: int = 0,
+        progress: bool | None = None,
+    ):
         self.is_main = jax.process_index() == 0
         self.path = pathlib.Path(workdir) / "metrics.jsonl"
         self.global_batch = global_batch
@@ -50,6 +57,7 @@ class MetricsWriter:
             truncate_jsonl(self.path, start_step)  # rows a killed run logged after its last checkpoint
             try:
                 from tensorboardX import SummaryWriter
+
                 # purge_step: TensorBoard hides a killed run's events after the step resumed from.
                 self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), purge_step=start_step + 1)
             except ImportError:  # TensorBoard is optional; JSON lines always work.
@@ -57,6 +65,7 @@ class MetricsWriter:
             show = sys.stderr.isatty() if progress is None else progress
             if show:
                 from tqdm import tqdm
+
                 self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
 
     def write(self, window: Sequence[dict]) -> dict:
@@ -84,8 +93,11 @@ class MetricsWriter:
                 self._bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
                 self._bar.refresh()
             else:
-                print(f"step {last}/{self.total} loss {row['loss']:.4f} grad_norm {row['grad_norm']:.3f} "
-                      f"lr {row['lr']:.2e} {steps_per_s:.2f} steps/s", flush=True)
+                print(
+                    f"step {last}/{self.total} loss {row['loss']:.4f} grad_norm {row['grad_norm']:.3f} "
+                    f"lr {row['lr']:.2e} {steps_per_s:.2f} steps/s",
+                    flush=True,
+                )
         return row
 
     def flush(self) -> None:

@@ -7,12 +7,12 @@ from typing import Any
 
 import optax
 
-
 DECAYS = ("constant", "cosine")
 
 
-def lr_schedule(peak_lr: float, warmup_steps: int, decay: str = "constant", total_steps: int = 0,
-                end_lr_ratio: float = 0.1) -> optax.Schedule:
+def lr_schedule(
+    peak_lr: float, warmup_steps: int, decay: str = "constant", total_steps: int = 0, end_lr_ratio: float = 0.1
+) -> optax.Schedule:
     """Linear warm-up from 0 to `peak_lr` over `warmup_steps`, then constant (SPEC) or, with
     decay='cosine', a cosine from `peak_lr` to `end_lr_ratio * peak_lr` at `total_steps`."""
     if decay == "cosine":
@@ -35,8 +35,10 @@ def make_optimizer(opt: Any, total_steps: int = 0) -> tuple[optax.GradientTransf
     if decay not in DECAYS:
         raise ValueError(f"train.optimizer.decay={decay!r} is not one of {DECAYS}")
     if decay == "cosine" and (total_steps <= opt.warmup_steps or not 0.0 <= end <= 1.0):
-        raise ValueError(f"cosine decay needs train.steps ({total_steps}) > warmup_steps ({opt.warmup_steps}) "
-                         f"and end_lr_ratio in [0, 1] (got {end})")
+        raise ValueError(
+            f"cosine decay needs train.steps ({total_steps}) > warmup_steps ({opt.warmup_steps}) "
+            f"and end_lr_ratio in [0, 1] (got {end})"
+        )
     schedule = lr_schedule(opt.lr, opt.warmup_steps, decay, total_steps, end)
     parts = []
     if opt.grad_clip and opt.grad_clip > 0:

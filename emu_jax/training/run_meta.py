@@ -28,10 +28,16 @@ IDENTITY_KEYS = ("task", "model", "diffusion", "slots")
 
 def model_meta(cfg: ml_collections.ConfigDict, emu_cfg) -> dict:
     """The `emu_jax.json` of a training run (JSON-normalised: tuples become lists)."""
-    meta = {"format": "emu_jax", "version": 1, "kind": "training_run", "task": cfg.train.task,
-            "model": emu_cfg.to_dict(), "diffusion": cfg.diffusion.to_dict(),
-            "sampling": cfg.sampling.to_dict() if "sampling" in cfg else {},
-            "slots": cfg.train.slots.to_dict()}
+    meta = {
+        "format": "emu_jax",
+        "version": 1,
+        "kind": "training_run",
+        "task": cfg.train.task,
+        "model": emu_cfg.to_dict(),
+        "diffusion": cfg.diffusion.to_dict(),
+        "sampling": cfg.sampling.to_dict() if "sampling" in cfg else {},
+        "slots": cfg.train.slots.to_dict(),
+    }
     return json.loads(json.dumps(meta, default=str))
 
 
@@ -79,12 +85,17 @@ def check_resume(workdir: pathlib.Path, meta: Mapping[str, Any]) -> dict | None:
     diffs = [d for key in IDENTITY_KEYS for d in flat_diff(old.get(key, ABSENT), meta.get(key, ABSENT), key)]
     added = [d for d in diffs if d[1] is ABSENT]
     if added:  # fields newer than the run: its model had them at their defaults
-        log.warning("run %s predates config field(s) %s; resuming with them as given", workdir,
-                    ", ".join(f"{k}={n!r}" for k, _, n in added))
+        log.warning(
+            "run %s predates config field(s) %s; resuming with them as given",
+            workdir,
+            ", ".join(f"{k}={n!r}" for k, _, n in added),
+        )
     diffs = [d for d in diffs if d[1] is not ABSENT]
     if diffs:
-        raise UserError(f"--workdir {workdir} is a run of another model ({_describe(diffs)}); resume it with "
-                        "its own config or train into a new --workdir (use train.init_from to start from it)")
+        raise UserError(
+            f"--workdir {workdir} is a run of another model ({_describe(diffs)}); resume it with "
+            "its own config or train into a new --workdir (use train.init_from to start from it)"
+        )
     return old
 
 

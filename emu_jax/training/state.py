@@ -40,8 +40,7 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-def abstract_state(boxed_params: Any, is_trainable, tx: optax.GradientTransformation,
-                   use_ema: bool) -> TrainState:
+def abstract_state(boxed_params: Any, is_trainable, tx: optax.GradientTransformation, use_ema: bool) -> TrainState:
     """The state as a boxed abstract tree (no memory): the input of `sharding.params_shardings`.
 
     Optimiser slots mirror the trainable params' boxes, so they inherit the
@@ -50,17 +49,23 @@ def abstract_state(boxed_params: Any, is_trainable, tx: optax.GradientTransforma
     trainable, frozen = split_params(boxed_params, is_trainable)
     return TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32),
-        trainable=trainable, frozen=frozen,
+        trainable=trainable,
+        frozen=frozen,
         opt_state=jax.eval_shape(tx.init, trainable),
-        ema=trainable if use_ema else {})
+        ema=trainable if use_ema else {},
+    )
 
 
-def create_state(params: Any, is_trainable, tx: optax.GradientTransformation,
-                 use_ema: bool, step: int = 0) -> TrainState:
+def create_state(
+    params: Any, is_trainable, tx: optax.GradientTransformation, use_ema: bool, step: int = 0
+) -> TrainState:
     """A concrete state from unboxed params (call under jit with out_shardings to place it)."""
     params = nn.meta.unbox(params)
     trainable, frozen = split_params(params, is_trainable)
     return TrainState(
-        step=jnp.asarray(step, jnp.int32), trainable=trainable, frozen=frozen,
+        step=jnp.asarray(step, jnp.int32),
+        trainable=trainable,
+        frozen=frozen,
         opt_state=tx.init(trainable),
-        ema=jax.tree.map(jnp.copy, trainable) if use_ema else {})
+        ema=jax.tree.map(jnp.copy, trainable) if use_ema else {},
+    )

@@ -57,8 +57,9 @@ class LossSpec:
             raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma}")
         rates = (self.drop_text, self.drop_image, self.drop_both)
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
-            raise ValueError(f"condition dropout rates (text, image, both) = {rates} must be in [0, 1] "
-                             "and sum to at most 1")
+            raise ValueError(
+                f"condition dropout rates (text, image, both) = {rates} must be in [0, 1] and sum to at most 1"
+            )
 
 
 def _per_example(draw: Callable, keys: jax.Array) -> jax.Array:
@@ -75,8 +76,15 @@ def _dropout_masks(keys: jax.Array, spec: LossSpec) -> tuple[jax.Array, jax.Arra
     return ~(drop_text_only | drop_both), ~(drop_image_only | drop_both)
 
 
-def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: dict,
-            rng: jax.Array, example_ids: jax.Array | None = None) -> tuple[jax.Array, dict]:
+def loss_fn(
+    model: Any,
+    schedule: Schedule,
+    spec: LossSpec,
+    params: Any,
+    batch: dict,
+    rng: jax.Array,
+    example_ids: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
     """Mean diffusion loss over the batch; `model` is an `EmuModel`.
 
     `example_ids` `(B,)`: each example's index in the global batch (default 0..B-1); example i
@@ -97,8 +105,7 @@ def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: 
         latents = latents[jnp.arange(b), idx][:, None]
         image_mode = True
     elif spec.task == "t2v":
-        cond = conditioning.drop_condition(
-            conditioning.image_condition(latents[:, 0], latents.shape[1]), keep_image)
+        cond = conditioning.drop_condition(conditioning.image_condition(latents[:, 0], latents.shape[1]), keep_image)
     else:
         given = conditioning.given_frames(latents, spec.layout)
         cond_level = _per_example(lambda k: jax.random.randint(k, (), 0, spec.aug_max_level + 1), r_aug)
@@ -112,10 +119,12 @@ def loss_fn(model: Any, schedule: Schedule, spec: LossSpec, params: Any, batch: 
     t = _per_example(lambda k: jax.random.randint(k, (), 0, schedule.num_train_steps), r_t)
     noise = _per_example(lambda k: jax.random.normal(k, latents.shape[1:], latents.dtype), r_noise)
     x_t = objectives.q_sample(schedule, latents, t, noise)
-    out = model.denoise(params, x_t, t, contexts, cond=cond, image_mode=image_mode,
-                        cond_level=cond_level, context_masks=context_masks)
-    per_example = objectives.diffusion_loss(schedule, out, latents, noise, t, spec.prediction,
-                                            spec.weighting, spec.min_snr_gamma)
+    out = model.denoise(
+        params, x_t, t, contexts, cond=cond, image_mode=image_mode, cond_level=cond_level, context_masks=context_masks
+    )
+    per_example = objectives.diffusion_loss(
+        schedule, out, latents, noise, t, spec.prediction, spec.weighting, spec.min_snr_gamma
+    )
     return per_example.mean(), {"t_mean": t.astype(jnp.float32).mean()}
 
 
@@ -133,6 +142,7 @@ def split_microbatches(batch: dict, microbatches: int) -> tuple[dict, jax.Array]
     def split(x):
         y = jnp.swapaxes(x.reshape((b // microbatches, microbatches) + x.shape[1:]), 0, 1)
         return constrain(y, (None, "activation_batch") + (None,) * (x.ndim - 1))
+
     return jax.tree.map(split, batch), split(jnp.arange(b))
 
 
@@ -142,12 +152,22 @@ def check_microbatches(batch_size: int, data_shards: int, microbatches: int) -> 
         raise ValueError(f"train.microbatches must be >= 1, got {microbatches}")
     per_shard = batch_size // data_shards
     if batch_size % data_shards or per_shard % microbatches:
-        raise ValueError(f"train.microbatches={microbatches} does not divide the per-data-shard batch "
-                         f"{batch_size}/{data_shards} = {batch_size / data_shards:g}; allowed: divisors of it")
+        raise ValueError(
+            f"train.microbatches={microbatches} does not divide the per-data-shard batch "
+            f"{batch_size}/{data_shards} = {batch_size / data_shards:g}; allowed: divisors of it"
+        )
 
 
-def make_train_step(model: Any, schedule: Schedule, spec: LossSpec, tx: optax.GradientTransformation,
-                    lr_fn: Callable, seed: int, ema_decay: float = 0.0, microbatches: int = 1) -> Callable:
+def make_train_step(
+    model: Any,
+    schedule: Schedule,
+    spec: LossSpec,
+    tx: optax.GradientTransformation,
+    lr_fn: Callable,
+    seed: int,
+    ema_decay: float = 0.0,
+    microbatches: int = 1,
+) -> Callable:
     """`step(state, batch) -> (state, metrics)`; jit it with shardings and `donate_argnums=0`.
 
     `microbatches` N > 1 accumulates the gradient over N slices of the batch (same result as N = 1
@@ -186,8 +206,14 @@ def make_train_step(model: Any, schedule: Schedule, spec: LossSpec, tx: optax.Gr
         new = state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state, ema=ema)
         # A non-finite update is discarded (state kept) and flagged; the host aborts on it.
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_fn(state.step),
-                   "finite": finite, "step": state.step, **aux}
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": lr_fn(state.step),
+            "finite": finite,
+            "step": state.step,
+            **aux,
+        }
         return new, metrics
 
     return step

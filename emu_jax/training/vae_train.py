@@ -65,8 +65,9 @@ def validate(cfg: ml_collections.ConfigDict, mesh) -> vae_lib.VAEConfig:
     return vcfg
 
 
-def vae_loss(vcfg: vae_lib.VAEConfig, params: dict, x_NHWC: jax.Array, rng: jax.Array, *,
-             kl_weight: float, kind: str = "l1+l2") -> tuple[jax.Array, dict]:
+def vae_loss(
+    vcfg: vae_lib.VAEConfig, params: dict, x_NHWC: jax.Array, rng: jax.Array, *, kl_weight: float, kind: str = "l1+l2"
+) -> tuple[jax.Array, dict]:
     """Reconstruction (L1 / L2 / both, pixels in [-1, 1]) of a posterior sample + kl_weight * KL."""
     module = vae_lib.AutoencoderKL(vcfg)
     post = module.apply({"params": params["vae"]}, x_NHWC, method=module.encode)
@@ -86,36 +87,55 @@ def make_step(vcfg, tx, lr_fn, seed: int, kl_weight: float, kind: str) -> Callab
         x = video.reshape((-1,) + video.shape[2:])  # (B*T, H, W, 3): frames are independent examples
         rng = jax.random.fold_in(base, state.step)
         (loss, aux), grads = jax.value_and_grad(
-            lambda p: vae_loss(vcfg, p, x, rng, kl_weight=kl_weight, kind=kind), has_aux=True)(state.trainable)
+            lambda p: vae_loss(vcfg, p, x, rng, kl_weight=kl_weight, kind=kind), has_aux=True
+        )(state.trainable)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
-        new = state.replace(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates),
-                            opt_state=opt_state)
+        new = state.replace(
+            step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates), opt_state=opt_state
+        )
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)  # a bad update is discarded
-        return new, {"loss": loss, "grad_norm": grad_norm, "lr": lr_fn(state.step), "finite": finite,
-                     "step": state.step, **aux}
+        return new, {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "lr": lr_fn(state.step),
+            "finite": finite,
+            "step": state.step,
+            **aux,
+        }
 
     return step
 
 
 def _boxed_params(vcfg: vae_lib.VAEConfig) -> dict:
     s = 2 * vcfg.downsample_factor
-    tree = jax.eval_shape(lambda k: vae_lib.AutoencoderKL(vcfg).init(k, jnp.zeros((1, s, s, vcfg.in_channels))),
-                          jax.random.key(0))
+    tree = jax.eval_shape(
+        lambda k: vae_lib.AutoencoderKL(vcfg).init(k, jnp.zeros((1, s, s, vcfg.in_channels))), jax.random.key(0)
+    )
     return {"vae": tree["params"]}
 
 
 def write_meta(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
     """`emu_jax.json` (task 'vae'): makes the workdir loadable by `checkpoint_io` / `train.init_from`."""
     if jax.process_index() == 0:
-        meta_ = {"format": checkpoint_io.FORMAT, "version": checkpoint_io.VERSION, "kind": "training_run",
-                 "task": "vae", "model": cfg.model.to_dict()}
+        meta_ = {
+            "format": checkpoint_io.FORMAT,
+            "version": checkpoint_io.VERSION,
+            "kind": "training_run",
+            "task": "vae",
+            "model": cfg.model.to_dict(),
+        }
         (workdir / checkpoint_io.META_FILE).write_text(json.dumps(meta_, indent=2))
 
 
-def train_vae(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-              make_loader: Callable[..., Any] | None = None, stop_after: int | None = None) -> dict:
+def train_vae(
+    cfg: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    make_loader: Callable[..., Any] | None = None,
+    stop_after: int | None = None,
+) -> dict:
     """Train (or resume) the autoencoder run in `workdir`; returns the last logged metrics."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -125,14 +145,22 @@ def train_vae(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     tx, lr_fn = make_optimizer(cfg.train.optimizer, cfg.train.steps)
     boxed = abstract_state(_boxed_params(vcfg), _all, tx, use_ema=False)
     state_sh = sharding.params_shardings(boxed, mesh, rules)
-    step_fn = jax.jit(make_step(vcfg, tx, lr_fn, cfg.seed, float(cfg.train.get("kl_weight", 1e-6)),
-                                cfg.train.get("loss", "l1+l2")),
-                      in_shardings=(state_sh, None), out_shardings=(state_sh, None), donate_argnums=0)
+    step_fn = jax.jit(
+        make_step(vcfg, tx, lr_fn, cfg.seed, float(cfg.train.get("kl_weight", 1e-6)), cfg.train.get("loss", "l1+l2")),
+        in_shardings=(state_sh, None),
+        out_shardings=(state_sh, None),
+        donate_argnums=0,
+    )
 
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
-    loader = make_loader(cfg.data, split=cfg.data.split, seed=cfg.seed, text=False,
-                         batch_size=cfg.train.batch_size // jax.process_count())
+    loader = make_loader(
+        cfg.data,
+        split=cfg.data.split,
+        seed=cfg.seed,
+        text=False,
+        batch_size=cfg.train.batch_size // jax.process_count(),
+    )
     ckpt = ckpt_lib.RunCheckpointer(workdir, keep=cfg.train.keep, async_save=cfg.train.async_save)
     write_meta(workdir, cfg)
     latest = ckpt.latest_step()
@@ -178,8 +206,13 @@ def is_finished(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     return bool(steps) and max(steps) >= cfg.train.steps
 
 
-def latent_scale(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, num_batches: int = 4,
-                 make_loader: Callable[..., Any] | None = None) -> dict:
+def latent_scale(
+    cfg: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    *,
+    num_batches: int = 4,
+    make_loader: Callable[..., Any] | None = None,
+) -> dict:
     """Mean / std of posterior-sample latents and reconstruction PSNR on the test split, written to
     `workdir/latent_scale.json`; `shift_factor = mean` and `scaling_factor = 1 / std` then give
     zero-mean, unit-variance diffusion latents."""
@@ -192,8 +225,17 @@ def latent_scale(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
     split = "test" if cfg.get("dataset", {}).get("num_test", 0) else cfg.data.split
-    loader = make_loader(cfg.data, split=split, seed=0, batch_size=cfg.train.batch_size, shuffle=False,
-                         num_epochs=None, shard_index=0, shard_count=1, text=False)
+    loader = make_loader(
+        cfg.data,
+        split=split,
+        seed=0,
+        batch_size=cfg.train.batch_size,
+        shuffle=False,
+        num_epochs=None,
+        shard_index=0,
+        shard_count=1,
+        text=False,
+    )
     module = vae_lib.AutoencoderKL(vcfg)
     # Posterior samples, as the diffusion stages draw them (`EmuModel.batch_latents`).
     enc = jax.jit(lambda x, k: module.apply({"params": params["vae"]}, x, method=module.encode).sample(k))
@@ -207,9 +249,13 @@ def latent_scale(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         zs.append(np.asarray(z))
         mses.append(float(jnp.mean(jnp.square((jnp.clip(dec(z), -1, 1) - x) / 2.0))))  # on [0, 1] pixels
     z = np.concatenate(zs)
-    out = {"latent_std": float(z.std()), "latent_mean": float(z.mean()),
-           "scaling_factor": float(1.0 / max(z.std(), 1e-6)), "shift_factor": float(z.mean()),
-           "test_psnr_db": float(10 * np.log10(1.0 / max(np.mean(mses), 1e-12)))}
+    out = {
+        "latent_std": float(z.std()),
+        "latent_mean": float(z.mean()),
+        "scaling_factor": float(1.0 / max(z.std(), 1e-6)),
+        "shift_factor": float(z.mean()),
+        "test_psnr_db": float(10 * np.log10(1.0 / max(np.mean(mses), 1e-12))),
+    }
     if jax.process_index() == 0:
         path.write_text(json.dumps(out, indent=2))
     return out

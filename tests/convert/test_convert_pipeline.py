@@ -35,19 +35,49 @@ def pipeline_dir(tmp_path_factory):
     tokenizer = transformers.CLIPTokenizer.from_pretrained(str(root / "vocab"), model_max_length=16)
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=8)
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=8,
+    )
     vae = diffusers.AutoencoderKL(
-        block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=16,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-    text = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=16, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=1))
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    text = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=1,
+        )
+    )
     pipe = diffusers.StableDiffusionPipeline(
-        unet=unet.eval(), vae=vae.eval(), text_encoder=text.eval(), tokenizer=tokenizer,
-        scheduler=diffusers.DDIMScheduler(), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False)
+        unet=unet.eval(),
+        vae=vae.eval(),
+        text_encoder=text.eval(),
+        tokenizer=tokenizer,
+        scheduler=diffusers.DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     src = root / "pipeline"
     pipe.save_pretrained(str(src), safe_serialization=True)
     return pipe, str(src), root
@@ -80,18 +110,25 @@ def test_converted_checkpoint_reproduces_pytorch(pipeline_dir, converted):
 
     # Text encoder.
     with torch.no_grad():
-        ctx_ref = pipe.text_encoder(torch.tensor(batch.ids, dtype=torch.long),
-                                    attention_mask=torch.tensor(batch.mask, dtype=torch.long))[0]
-    ctx = text_lib.encode_text(cfg.text[0].config, {"params": params["text"]["0"]}, jnp.asarray(batch.ids),
-                               jnp.asarray(batch.mask))
+        ctx_ref = pipe.text_encoder(
+            torch.tensor(batch.ids, dtype=torch.long), attention_mask=torch.tensor(batch.mask, dtype=torch.long)
+        )[0]
+    ctx = text_lib.encode_text(
+        cfg.text[0].config, {"params": params["text"]["0"]}, jnp.asarray(batch.ids), jnp.asarray(batch.mask)
+    )
     e_text = rel_err(ctx, ctx_ref.numpy())
 
     # U-Net in image mode (temporal layers off, no conditioning) == the diffusers U-Net.
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
         eps_ref = pipe.unet(x, torch.tensor([10, 500]), encoder_hidden_states=ctx_ref).sample
-    eps = UNet(cfg.unet).apply({"params": params["unet"]}, jnp.asarray(x.numpy().transpose(0, 2, 3, 1))[:, None],
-                               jnp.array([10, 500]), (jnp.asarray(ctx_ref.numpy()),), image_mode=True)
+    eps = UNet(cfg.unet).apply(
+        {"params": params["unet"]},
+        jnp.asarray(x.numpy().transpose(0, 2, 3, 1))[:, None],
+        jnp.array([10, 500]),
+        (jnp.asarray(ctx_ref.numpy()),),
+        image_mode=True,
+    )
     e_unet = rel_err(np.asarray(eps)[:, 0].transpose(0, 3, 1, 2), eps_ref.numpy())
 
     # VAE decode of scaled latents, as the pipeline does.
@@ -133,8 +170,9 @@ def test_pipeline_missing_weights_and_foreign_tokenizer(pipeline_dir, tmp_path):
     shutil.rmtree(foreign / "tokenizer")
     vocab = {chr(0x4E00 + i): i for i in range(300)}  # a 300-token vocabulary for a 60-token model
     os.makedirs(foreign / "tokenizer")
-    (foreign / "tokenizer" / "vocab.json").write_text(json.dumps({**vocab, "<|startoftext|>": 300,
-                                                                   "<|endoftext|>": 301}))
+    (foreign / "tokenizer" / "vocab.json").write_text(
+        json.dumps({**vocab, "<|startoftext|>": 300, "<|endoftext|>": 301})
+    )
     (foreign / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
     with pytest.raises(ValueError, match=r"vocabulary size 302 exceeds the text encoder's vocab_size 60"):
         convert_diffusers_pipeline(str(foreign), str(tmp_path / "out2"), log=lambda *_: None)

@@ -19,21 +19,30 @@ from emu_jax.models.unet import abstract_params  # noqa: E402
 
 VARIANTS = {
     # SD 1.x style: conv1x1 proj_in/out, one head count everywhere, one transformer layer.
-    "sd1": dict(layers_per_block=1, attention_head_dim=4, use_linear_projection=False,
-                transformer_layers_per_block=1),
+    "sd1": dict(layers_per_block=1, attention_head_dim=4, use_linear_projection=False, transformer_layers_per_block=1),
     # SD 2.x style: linear proj_in/out, per-block head counts, per-level res blocks, 2 transformer layers.
-    "sd2": dict(layers_per_block=(1, 2, 1), attention_head_dim=[2, 4, 4], use_linear_projection=True,
-                transformer_layers_per_block=2),
+    "sd2": dict(
+        layers_per_block=(1, 2, 1),
+        attention_head_dim=[2, 4, 4],
+        use_linear_projection=True,
+        transformer_layers_per_block=2,
+    ),
 }
 
 
 def build_diffusers_unet(variant: str):
     torch.manual_seed(0)
     model = diffusers.UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64),
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 64),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=24, norm_num_groups=8, **VARIANTS[variant]).eval()
+        cross_attention_dim=24,
+        norm_num_groups=8,
+        **VARIANTS[variant],
+    ).eval()
     with torch.no_grad():  # norms start at 1/0: perturb them so a scale/bias mix-up would show
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -69,9 +78,11 @@ def test_parity_with_diffusers_and_identity_init(fixture, request):
     t = np.array([3, 700])
     ctx = rng.normal(size=(b, 7, 24)).astype(np.float32)
     with torch.no_grad():  # diffusers on all B*T frames as one image batch
-        ref = model(torch.from_numpy(x.reshape(b * t_frames, 16, 16, 4).transpose(0, 3, 1, 2)),
-                    torch.from_numpy(np.repeat(t, t_frames)),
-                    torch.from_numpy(np.repeat(ctx, t_frames, axis=0))).sample.numpy()
+        ref = model(
+            torch.from_numpy(x.reshape(b * t_frames, 16, 16, 4).transpose(0, 3, 1, 2)),
+            torch.from_numpy(np.repeat(t, t_frames)),
+            torch.from_numpy(np.repeat(ctx, t_frames, axis=0)),
+        ).sample.numpy()
     ref = ref.transpose(0, 2, 3, 1).reshape(b, t_frames, 16, 16, 4)
 
     fwd = jax.jit(lambda p, *a, **k: UNet(config).apply({"params": p}, *a, **k), static_argnames=("image_mode",))
@@ -82,8 +93,9 @@ def test_parity_with_diffusers_and_identity_init(fixture, request):
 
     if variant != "sd1":
         return  # identity init is a property of our temporal layers: one variant shows it after conversion
-    video = np.asarray(fwd(params, jnp.asarray(x), jnp.asarray(t), (jnp.asarray(ctx),),
-                           cond=jnp.zeros((b, t_frames, 16, 16, 5))))
+    video = np.asarray(
+        fwd(params, jnp.asarray(x), jnp.asarray(t), (jnp.asarray(ctx),), cond=jnp.zeros((b, t_frames, 16, 16, 5)))
+    )
     rel_v = np.linalg.norm(video - image) / np.linalg.norm(image)
     print(f"[{variant}] video mode (identity temporal init) vs image mode: relative L2 error {rel_v:.2e}")
     assert rel_v <= 1e-5
@@ -124,8 +136,11 @@ def test_unsupported_diffusers_configs_are_named(converted):
     _, _, path, _, _ = converted
     with open(os.path.join(path, "config.json")) as f:
         d = json.load(f)
-    for field, value in (("class_embed_type", "timestep"), ("resnet_time_scale_shift", "scale_shift"),
-                         ("mid_block_type", "UNetMidBlock2DSimpleCrossAttn")):
+    for field, value in (
+        ("class_embed_type", "timestep"),
+        ("resnet_time_scale_shift", "scale_shift"),
+        ("mid_block_type", "UNetMidBlock2DSimpleCrossAttn"),
+    ):
         with pytest.raises(ValueError, match=field):
             config_from_diffusers(dict(d, **{field: value}))
     with pytest.raises(ValueError, match="block types"):
@@ -137,8 +152,10 @@ def test_unsupported_diffusers_configs_are_named(converted):
 def test_load_safetensors_upcasts_half_precision_and_names_bad_paths(tmp_path):
     from safetensors.torch import save_file
 
-    save_file({"w": torch.randn(3, 2).to(torch.bfloat16), "h": torch.randn(2).half(), "i": torch.arange(3)},
-              str(tmp_path / "model.safetensors"))
+    save_file(
+        {"w": torch.randn(3, 2).to(torch.bfloat16), "h": torch.randn(2).half(), "i": torch.arange(3)},
+        str(tmp_path / "model.safetensors"),
+    )
     state = load_safetensors_dir(str(tmp_path))
     assert state["w"].dtype == np.float32 and state["h"].dtype == np.float32 and state["i"].dtype == np.int64
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))

@@ -27,9 +27,18 @@ def rel_err(ours, ref) -> float:
 def vae_dir(tmp_path_factory):
     torch.manual_seed(0)
     m = diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=8, norm_num_groups=4, sample_size=16, scaling_factor=0.3, shift_factor=0.05).eval()
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=8,
+        norm_num_groups=4,
+        sample_size=16,
+        scaling_factor=0.3,
+        shift_factor=0.05,
+    ).eval()
     path = tmp_path_factory.mktemp("vae")
     m.save_pretrained(str(path))
     return m, str(path)
@@ -78,9 +87,19 @@ MASK = np.array([[1] * 6 + [0] * 2, [1] * 5 + [0] * 3])
 @pytest.mark.parametrize("eos,act,proj", [(2, "quick_gelu", False), (99, "gelu", True)])
 def test_clip_parity(tmp_path, eos, act, proj):
     torch.manual_seed(1)
-    c = transformers.CLIPTextConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=4, max_position_embeddings=16, eos_token_id=eos,
-                                    bos_token_id=49, pad_token_id=0, hidden_act=act, projection_dim=8)
+    c = transformers.CLIPTextConfig(
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=16,
+        eos_token_id=eos,
+        bos_token_id=49,
+        pad_token_id=0,
+        hidden_act=act,
+        projection_dim=8,
+    )
     cls = transformers.CLIPTextModelWithProjection if proj else transformers.CLIPTextModel
     m = cls(c).eval()
     m.save_pretrained(str(tmp_path))
@@ -99,9 +118,17 @@ def test_clip_parity(tmp_path, eos, act, proj):
 @pytest.mark.parametrize("ff", ["gated-gelu", "relu"])
 def test_t5_parity_with_padding(tmp_path, ff):
     torch.manual_seed(2)
-    c = transformers.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                              feed_forward_proj=ff, relative_attention_num_buckets=8,
-                              relative_attention_max_distance=16)
+    c = transformers.T5Config(
+        vocab_size=100,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj=ff,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+    )
     m = transformers.T5EncoderModel(c).eval()
     m.save_pretrained(str(tmp_path))
     cfg, params = from_transformers_t5(str(tmp_path))

@@ -18,8 +18,9 @@ def data_dir(tmp_path_factory):
 def test_cached_latents_equal_encoding_of_centred_clips(data_dir):
     import jax.numpy as jnp
 
-    src_cfg = ml_collections.ConfigDict(dict(name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4,
-                                             fps=8.0, text_max_length=64))
+    src_cfg = ml_collections.ConfigDict(
+        dict(name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4, fps=8.0, text_max_length=64)
+    )
     calls = []
 
     def encode_fn(video_BTHWC):  # a jnp function, like a bound VAE encode
@@ -31,10 +32,14 @@ def test_cached_latents_equal_encoding_of_centred_clips(data_dir):
 
     lat_cfg = ml_collections.ConfigDict(src_cfg.to_dict())
     lat_cfg.name = "latents"
-    batch = next(pipeline.make_loader(lat_cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5,
-                                      shuffle=False))
-    pixels = next(pipeline.make_loader(src_cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5,
-                                       shuffle=False, random_clip=False))
+    batch = next(
+        pipeline.make_loader(lat_cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5, shuffle=False)
+    )
+    pixels = next(
+        pipeline.make_loader(
+            src_cfg, split="train", seed=0, shard_index=0, shard_count=1, batch_size=5, shuffle=False, random_clip=False
+        )
+    )
     assert batch["latents"].shape == (5, 4, 4, 4, 3) and "video" not in batch
     row = {k: i for i, k in enumerate(pixels["key"])}  # TFDS orders records by key hash: match by key
     order = [row[k.removesuffix("#0")] for k in batch["key"]]
@@ -46,17 +51,31 @@ def test_cached_latents_equal_encoding_of_centred_clips(data_dir):
     np.testing.assert_array_equal(batch["text_ids"], pixels["text_ids"][order])
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--batch-size", "3", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"],
-     "--batch-size 3 must be a multiple of --num-processes 2"),
-    (["--shard-batches", "0"], "--shard-batches and --clips-per-video must be >= 1"),
-    (["--encoder", "pool:x"], "expected 'pool:F'")])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (
+            ["--batch-size", "3", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"],
+            "--batch-size 3 must be a multiple of --num-processes 2",
+        ),
+        (["--shard-batches", "0"], "--shard-batches and --clips-per-video must be >= 1"),
+        (["--encoder", "pool:x"], "expected 'pool:F'"),
+    ],
+)
 def test_cache_latents_flags_checked_before_any_work(tmp_path, capsys, extra, match):
     from emu_jax import cli as emu_cli
     from emu_test_utils import REPO
 
-    args = ["data", "cache-latents", "--config", str(REPO / "configs/data/moving_shapes_tiny.py"), "--data-dir",
-            str(tmp_path / "out"), *(["--encoder", "pool:4"] if "--encoder" not in extra else []), *extra]
+    args = [
+        "data",
+        "cache-latents",
+        "--config",
+        str(REPO / "configs/data/moving_shapes_tiny.py"),
+        "--data-dir",
+        str(tmp_path / "out"),
+        *(["--encoder", "pool:4"] if "--encoder" not in extra else []),
+        *extra,
+    ]
     assert emu_cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1, err

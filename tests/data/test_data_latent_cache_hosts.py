@@ -37,18 +37,38 @@ def vae_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     vae = diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=8, norm_num_groups=4, sample_size=16).eval()
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=8,
+        norm_num_groups=4,
+        sample_size=16,
+    ).eval()
     path = tmp_path_factory.mktemp("vae")
     vae.save_pretrained(str(path))
     return str(path)
 
 
 def _args(source_dir, out_dir, encoder=("--encoder", "pool:4")):
-    return ["data", "cache-latents", "--config", CONFIG, "--data-dir", str(out_dir), *encoder,
-            "--batch-size", "4", "--shard-batches", "1", f"--config.data_dir={source_dir}", "--config.resolution=16",
-            "--config.num_frames=4"]
+    return [
+        "data",
+        "cache-latents",
+        "--config",
+        CONFIG,
+        "--data-dir",
+        str(out_dir),
+        *encoder,
+        "--batch-size",
+        "4",
+        "--shard-batches",
+        "1",
+        f"--config.data_dir={source_dir}",
+        "--config.resolution=16",
+        "--config.num_frames=4",
+    ]
 
 
 def _latents(data_dir):
@@ -71,12 +91,31 @@ def test_two_processes_write_the_one_process_latents(source_dir, vae_dir, tmp_pa
     assert emu_cli.main(_args(source_dir, tmp_path / "one", vae)) == 0
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2), PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen([sys.executable, "-m", "emu_jax.cli", *_args(source_dir, tmp_path / "two", vae),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "emu_jax.cli",
+                *_args(source_dir, tmp_path / "two", vae),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(f"process {i}: {err[-2500:]}"
-                                                              for i, (_, err) in enumerate(outs))
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(
+        f"process {i}: {err[-2500:]}" for i, (_, err) in enumerate(outs)
+    )
     assert "train=10" in outs[0][0] and "train=10" in outs[1][0]
     one, two = _latents(tmp_path / "one"), _latents(tmp_path / "two")
     assert len(one) == 10 and sorted(one) == sorted(two) and one["train_0000000#0"].shape == (4, 8, 8, 8)
@@ -84,8 +123,9 @@ def test_two_processes_write_the_one_process_latents(source_dir, vae_dir, tmp_pa
         np.testing.assert_allclose(two[key], one[key], rtol=1e-5, atol=1e-5)
     # 3 shards of one 4-clip batch; each process writes its half of each; the last shard's second half is padding.
     files = sorted(os.listdir(tmp_path / "two" / "latents" / "1.0.0"))
-    assert [f for f in files if "array_record" in f] == [f"latents-train.array_record-{i:05d}-of-00005"
-                                                        for i in range(5)]
+    assert [f for f in files if "array_record" in f] == [
+        f"latents-train.array_record-{i:05d}-of-00005" for i in range(5)
+    ]
 
 
 SLOW_RUN = textwrap.dedent("""

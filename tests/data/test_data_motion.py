@@ -48,8 +48,7 @@ def test_select_applies_only_supplied_thresholds(videos, tmp_path):
     keys = [s["key"] for s in out["selected"]]
     assert "static" not in keys and "fast" in keys and out["rejected"]["motion"] >= 1
     clip_file = tmp_path / "clip.jsonl"
-    clip_file.write_text("".join(json.dumps({"path": k, "score": 0.3 if k == "fast" else 0.1}) + "\n"
-                                 for k in videos))
+    clip_file.write_text("".join(json.dumps({"path": k, "score": 0.3 if k == "fast" else 0.1}) + "\n" for k in videos))
     out = motion.select(items, motion_threshold=0.5, clip_scores=motion.read_scores(clip_file))
     assert [s["key"] for s in out["selected"]] == ["fast"] and out["rejected"]["clip"] >= 1
     assert out["thresholds"]["aesthetic"] is None

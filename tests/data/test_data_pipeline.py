@@ -16,12 +16,25 @@ NUM_TRAIN = 26
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
-    builders.prepare(MovingShapes(resolution=16, num_frames=8, fps=8, num_train=NUM_TRAIN, num_test=4,
-                                           data_dir=data_dir))
-    return ml_collections.ConfigDict(dict(
-        name="moving_shapes", data_dir=data_dir, resolution=16, num_frames=4, fps=4.0, clip_seconds=None,
-        resize_method="bicubic", worker_count=0, read_threads=1, prefetch_batches=2, text_max_length=80,
-        subset_file=""))
+    builders.prepare(
+        MovingShapes(resolution=16, num_frames=8, fps=8, num_train=NUM_TRAIN, num_test=4, data_dir=data_dir)
+    )
+    return ml_collections.ConfigDict(
+        dict(
+            name="moving_shapes",
+            data_dir=data_dir,
+            resolution=16,
+            num_frames=4,
+            fps=4.0,
+            clip_seconds=None,
+            resize_method="bicubic",
+            worker_count=0,
+            read_threads=1,
+            prefetch_batches=2,
+            text_max_length=80,
+            subset_file="",
+        )
+    )
 
 
 def keys(loader, n):
@@ -81,8 +94,9 @@ def test_clip_placement_changes_with_epoch_not_with_rebuild(cfg):
 def test_shards_disjoint_and_complete(cfg, count):
     seen = []
     for index in range(count):
-        loader = pipeline.make_loader(cfg, split="train", seed=5, shard_index=index, shard_count=count,
-                                      batch_size=1, num_epochs=1)
+        loader = pipeline.make_loader(
+            cfg, split="train", seed=5, shard_index=index, shard_count=count, batch_size=1, num_epochs=1
+        )
         seen.append([k for batch in loader for k in batch["key"]])
     flat = sum(seen, [])
     assert len(flat) == len(set(flat)) == NUM_TRAIN - NUM_TRAIN % count
@@ -90,8 +104,7 @@ def test_shards_disjoint_and_complete(cfg, count):
 
 
 def test_finite_epochs_stop(cfg):
-    loader = pipeline.make_loader(cfg, split="test", seed=0, shard_index=0, shard_count=1, batch_size=2,
-                                  num_epochs=2)
+    loader = pipeline.make_loader(cfg, split="test", seed=0, shard_index=0, shard_count=1, batch_size=2, num_epochs=2)
     assert len(list(loader)) == 4 and loader.epoch == 2
 
 

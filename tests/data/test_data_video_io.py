@@ -15,7 +15,7 @@ def index_video(num_frames: int, size: int = 32) -> np.ndarray:
     for i in range(num_frames):
         for b in range(BITS):
             if (i >> b) & 1:
-                frames[i, :, b * width:(b + 1) * width] = 255
+                frames[i, :, b * width : (b + 1) * width] = 255
     return frames
 
 
@@ -93,6 +93,7 @@ def test_odd_sizes_are_padded_and_gif_written(tmp_path):
     assert (info.height, info.width, info.num_frames) == (10, 12, 3)
     video_io.write_gif(tmp_path / "a.gif", frames, fps=10)
     from PIL import Image
+
     with Image.open(tmp_path / "a.gif") as im:
         assert im.n_frames == 3 and im.size == (11, 9)
 

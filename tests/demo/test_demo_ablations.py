@@ -17,8 +17,9 @@ def test_in_memory_loader_serves_ordered_clips_of_the_train_split():
 
     tok = load_tokenizer(shapes.tokenizer_dir())
     cfg = ml_collections.ConfigDict(dict(num_frames=8, fps=4.0, text_max_length=16))
-    it = ablations.in_memory_loader(frames, captions, src_fps=16.0)(cfg, split="train", seed=3, tokenizer=tok,
-                                                                   batch_size=4)
+    it = ablations.in_memory_loader(frames, captions, src_fps=16.0)(
+        cfg, split="train", seed=3, tokenizer=tok, batch_size=4
+    )
     batch = next(it)
     assert batch["video"].shape == (4, 8, 32, 32, 3) and batch["video"].dtype == np.float32
     assert batch["video"].min() >= -1.0 and batch["video"].max() <= 1.0

@@ -30,10 +30,12 @@ def test_h264_dataset_clips_read_back():
     rng = np.random.default_rng(7)
     videos, attrs = [], []
     for i in range(30):
-        ex = make_shapes_example(np.random.default_rng([7, 2, i]), key=str(i), resolution=32,
-                                          num_frames=40, fps=16.0)
-        videos.append(clips.from_unit_range(clips.load_clip(ex["video"], src_fps=16.0, src_num_frames=40,
-                                                            num_frames=8, fps=4.0, resolution=32)))
+        ex = make_shapes_example(np.random.default_rng([7, 2, i]), key=str(i), resolution=32, num_frames=40, fps=16.0)
+        videos.append(
+            clips.from_unit_range(
+                clips.load_clip(ex["video"], src_fps=16.0, src_num_frames=40, num_frames=8, fps=4.0, resolution=32)
+            )
+        )
         attrs.append(shapes.ShapeAttrs.from_dict(ex))
     del rng
     s = _accuracy(videos, attrs)
@@ -181,12 +183,18 @@ def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
     cfg = load_config("demo/shapes.py:t2v,tiny")
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
     d = cfg.diffusion
-    loaded = types.SimpleNamespace(model=model, params=model.init(jax.random.key(0)), task="t2v",
-                                   prediction=d.prediction,
-                                   schedule=make_schedule(d.beta_schedule, d.num_train_steps, d.beta_start,
-                                                          d.beta_end, zero_terminal_snr=d.zero_terminal_snr))
-    videos, attrs = evaluate.real_clips(4, seed=0, resolution=cfg.model.resolution,
-                                        num_frames=cfg.model.num_frames, fps=float(cfg.model.fps))
+    loaded = types.SimpleNamespace(
+        model=model,
+        params=model.init(jax.random.key(0)),
+        task="t2v",
+        prediction=d.prediction,
+        schedule=make_schedule(
+            d.beta_schedule, d.num_train_steps, d.beta_start, d.beta_end, zero_terminal_snr=d.zero_terminal_snr
+        ),
+    )
+    videos, attrs = evaluate.real_clips(
+        4, seed=0, resolution=cfg.model.resolution, num_frames=cfg.model.num_frames, fps=float(cfg.model.fps)
+    )
     assert videos.shape == (4, cfg.model.num_frames, 16, 16, 3) and -1 <= videos.min() <= videos.max() <= 1
     loss = evaluate.model_loss(loaded)
     prompts = [shapes.caption(a) for a in attrs]
@@ -254,8 +262,9 @@ def test_given_first_frame_on_free_start_clips():
     s = evaluate.given_first_frame(good, 8, seed=5, start="free")
     assert s["given_first_frame_direction_accuracy"] == 1.0
     assert good.calls[0][0] == [shapes.caption(a) for a in attrs]
-    _, one_look = evaluate.real_clips(3, 5, resolution=32, num_frames=8, fps=4.0, start="free",
-                                      look=("red", "circle", "black"))
+    _, one_look = evaluate.real_clips(
+        3, 5, resolution=32, num_frames=8, fps=4.0, start="free", look=("red", "circle", "black")
+    )
     assert {(a.color, a.shape, a.background) for a in one_look} == {("red", "circle", "black")}
     with pytest.raises(ValueError, match="start='edge'"):
         evaluate.run(num_prompts=1, clips_start="edge")

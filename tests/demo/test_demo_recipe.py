@@ -63,24 +63,46 @@ def test_demo_eval_runs_on_the_exported_model(tiny_recipe, tmp_path, capsys):
 
     workdir, _, _ = tiny_recipe
     out = tmp_path / "report.json"
-    assert cli.main(["demo", "eval", "--checkpoint", str(workdir / recipe.EXPORT), "--num-prompts", "2",
-                     "--batch-size", "2", "--ceiling-clips", "2", "--word-use-clips", "2",
-                     "--first-frame-clips", "3", "--output", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "demo",
+                "eval",
+                "--checkpoint",
+                str(workdir / recipe.EXPORT),
+                "--num-prompts",
+                "2",
+                "--batch-size",
+                "2",
+                "--ceiling-clips",
+                "2",
+                "--word-use-clips",
+                "2",
+                "--first-frame-clips",
+                "3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     m = report["model"]
     assert report["num_prompts"] == len(report["per_prompt"]) == 2 and report["ceiling"]
     for row in report["per_prompt"]:  # the parts recorded are the ones the consistency test reads
-        assert row["consistent"] == analyse.is_consistent(row["present"], row["area_cv"],
-                                                          row["color_agreement"]), row
-    for key in ("direction_accuracy", "given_first_frame_direction_accuracy",
-                "given_first_frame_consistent_fraction"):
+        assert row["consistent"] == analyse.is_consistent(row["present"], row["area_cv"], row["color_agreement"]), row
+    for key in ("direction_accuracy", "given_first_frame_direction_accuracy", "given_first_frame_consistent_fraction"):
         assert 0.0 <= m[key] <= 1.0, key
     assert set(m["word_use"]) == {"color", "shape", "direction", "background"}
     captured = capsys.readouterr()
     assert "given_first_frame_direction_accuracy" in captured.out
     # Progress on stderr by default: each phase, and the sampler's steps per batch and stage.
-    for line in ("eval: sampling 2 held-out prompts", "batch 1 video: step", "eval: word use on 2 real clips",
-                 "eval: the video stage given 3 real first frames"):
+    for line in (
+        "eval: sampling 2 held-out prompts",
+        "batch 1 video: step",
+        "eval: word use on 2 real clips",
+        "eval: the video stage given 3 real first frames",
+    ):
         assert line in captured.err, line
     assert cli.main(["demo", "eval", "--first-frame-clips", "-1"]) == 2
     assert "--first-frame-clips -1" in capsys.readouterr().err

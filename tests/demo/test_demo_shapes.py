@@ -80,8 +80,9 @@ def test_free_starts_say_nothing_about_the_direction():
 
 def test_centre_and_fixed_size_starts():
     rng = np.random.default_rng(1)
-    draws = [shapes.sample_attributes(rng, speed_range=(0.4, 0.4), size_range=(0.3, 0.3), start="centre")
-             for _ in range(50)]
+    draws = [
+        shapes.sample_attributes(rng, speed_range=(0.4, 0.4), size_range=(0.3, 0.3), start="centre") for _ in range(50)
+    ]
     assert {(a.start_x, a.start_y, a.size, a.speed) for a in draws} == {(0.5, 0.5, 0.3, 0.4)}
     assert len({a.direction for a in draws}) == 8
 
@@ -106,8 +107,9 @@ def test_a_look_field_given_as_any_is_drawn():
     assert {(a.shape, a.background) for a in draws} == {("circle", "black")}
     assert {a.color for a in draws} == set(shapes.COLORS)  # every colour, still at random
     # All three `any` draws as no look does, so the default datasets are unchanged.
-    assert shapes.sample_attributes(np.random.default_rng(9), look=("any",) * 3) == \
-        shapes.sample_attributes(np.random.default_rng(9))
+    assert shapes.sample_attributes(np.random.default_rng(9), look=("any",) * 3) == shapes.sample_attributes(
+        np.random.default_rng(9)
+    )
     with pytest.raises(ValueError, match="look colour='purple' is not 'any' or one of"):
         shapes.sample_attributes(rng, look=("purple", "any", "any"))
 

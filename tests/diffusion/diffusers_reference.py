@@ -42,16 +42,21 @@ def _to_prediction(x0, x, alpha, sigma, prediction):
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
 
-def make_diffusers_scheduler(method, *, prediction, spacing, zero_snr, steps_offset=0, beta_schedule="scaled_linear",
-                             set_alpha_to_one=True):
+def make_diffusers_scheduler(
+    method, *, prediction, spacing, zero_snr, steps_offset=0, beta_schedule="scaled_linear", set_alpha_to_one=True
+):
     """The diffusers scheduler our `method` claims to equal, with its own (float32) schedule."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
     common = dict(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
         beta_schedule="squaredcos_cap_v2" if beta_schedule == "cosine" else beta_schedule,
-        rescale_betas_zero_snr=zero_snr, prediction_type=DIFFUSERS_PREDICTION[prediction],
-        timestep_spacing=spacing, steps_offset=steps_offset,
+        rescale_betas_zero_snr=zero_snr,
+        prediction_type=DIFFUSERS_PREDICTION[prediction],
+        timestep_spacing=spacing,
+        steps_offset=steps_offset,
     )
     if method == "ddim":
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=set_alpha_to_one)
@@ -62,15 +67,35 @@ def make_diffusers_scheduler(method, *, prediction, spacing, zero_snr, steps_off
     return DPMSolverMultistepScheduler(**common, solver_order=2, algorithm_type="dpmsolver++")
 
 
-def run_diffusers(method, x_T, model_alphas_cumprod, *, num_steps, prediction, spacing, zero_snr, noise=None, eta=0.0,
-                  steps_offset=0, beta_schedule="scaled_linear", set_alpha_to_one=True, timesteps=None):
+def run_diffusers(
+    method,
+    x_T,
+    model_alphas_cumprod,
+    *,
+    num_steps,
+    prediction,
+    spacing,
+    zero_snr,
+    noise=None,
+    eta=0.0,
+    steps_offset=0,
+    beta_schedule="scaled_linear",
+    set_alpha_to_one=True,
+    timesteps=None,
+):
     """Sample with diffusers the way its pipelines do; returns (timesteps, final x, VP-space trajectory (S, ...))."""
     import torch
     from diffusers.schedulers import scheduling_ddpm
 
-    sched = make_diffusers_scheduler(method, prediction=prediction, spacing=spacing, zero_snr=zero_snr,
-                                     steps_offset=steps_offset, beta_schedule=beta_schedule,
-                                     set_alpha_to_one=set_alpha_to_one)
+    sched = make_diffusers_scheduler(
+        method,
+        prediction=prediction,
+        spacing=spacing,
+        zero_snr=zero_snr,
+        steps_offset=steps_offset,
+        beta_schedule=beta_schedule,
+        set_alpha_to_one=set_alpha_to_one,
+    )
     if timesteps is not None:
         sched.set_timesteps(timesteps=[int(t) for t in timesteps])
     else:

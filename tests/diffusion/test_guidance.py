@@ -61,14 +61,17 @@ def _toy_model(calls):
     return model_fn
 
 
-@pytest.mark.parametrize("mode,scales", [("text", {"text": 7.5}), ("two_condition", {"image": 2.0, "text": 7.5}),
-                                         ("none", {})])
+@pytest.mark.parametrize(
+    "mode,scales", [("text", {"text": 7.5}), ("two_condition", {"image": 2.0, "text": 7.5}), ("none", {})]
+)
 def test_guided_denoise_runs_one_batched_forward(mode, scales, outs):
     x = outs[0]  # (B=2, T, H, W, C=2)
     rs = np.random.RandomState(1)
     names = guidance.MODE_CONDITIONS[mode]
-    conds = [{"txt": jnp.asarray(rs.randn(2, 2), jnp.float32), "img": jnp.asarray(rs.randn(2, 2), jnp.float32)}
-             for _ in names]
+    conds = [
+        {"txt": jnp.asarray(rs.randn(2, 2), jnp.float32), "img": jnp.asarray(rs.randn(2, 2), jnp.float32)}
+        for _ in names
+    ]
     calls = []
     model_fn = _toy_model(calls)
     denoise = guidance.guided_denoise_fn(model_fn, guidance.batch_conditions(*conds), mode=mode, scales=scales)
@@ -101,16 +104,19 @@ def test_guided_denoise_accepts_condition_builder_and_scalar_t(outs):
     np.testing.assert_allclose(out, jnp.tanh(x) + 3.0 + 0.01, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode,scales,phi,match", [
-    ("text", {"text": -1.0}, 0.0, "-1.0"),
-    ("text", {"text": float("nan")}, 0.0, "nan"),
-    ("text", {"text": float("inf")}, 0.0, "inf"),
-    ("text", {}, 0.0, "needs scale 'text'"),
-    ("two_condition", {"text": 7.5}, 0.0, "needs scale 'image'"),
-    ("two_condition", {"image": 2.0, "text": 7.5}, 1.5, "rescale_phi"),
-    ("image_text", {"text": 7.5}, 0.0, "image_text"),
-    ("text", {"text": "7.5"}, 0.0, "7.5"),
-])
+@pytest.mark.parametrize(
+    "mode,scales,phi,match",
+    [
+        ("text", {"text": -1.0}, 0.0, "-1.0"),
+        ("text", {"text": float("nan")}, 0.0, "nan"),
+        ("text", {"text": float("inf")}, 0.0, "inf"),
+        ("text", {}, 0.0, "needs scale 'text'"),
+        ("two_condition", {"text": 7.5}, 0.0, "needs scale 'image'"),
+        ("two_condition", {"image": 2.0, "text": 7.5}, 1.5, "rescale_phi"),
+        ("image_text", {"text": 7.5}, 0.0, "image_text"),
+        ("text", {"text": "7.5"}, 0.0, "7.5"),
+    ],
+)
 def test_bad_guidance_raises(mode, scales, phi, match):
     with pytest.raises(ValueError, match=match):
         guidance.guided_denoise_fn(_toy_model([]), {}, mode=mode, scales=scales, rescale_phi=phi)

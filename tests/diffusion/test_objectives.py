@@ -25,12 +25,14 @@ def test_q_sample_and_v_target_match_diffusers(zero_snr, data):
 
     x0, noise, t = data
     sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=zero_snr)
-    ref = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                        rescale_betas_zero_snr=zero_snr)
+    ref = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, rescale_betas_zero_snr=zero_snr
+    )
     tx, tn, tt = torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t.astype(np.int64))
     np.testing.assert_allclose(objectives.q_sample(sched, x0, t, noise), ref.add_noise(tx, tn, tt).numpy(), atol=2e-5)
-    np.testing.assert_allclose(objectives.training_target(sched, x0, noise, t, "v"),
-                               ref.get_velocity(tx, tn, tt).numpy(), atol=2e-5)
+    np.testing.assert_allclose(
+        objectives.training_target(sched, x0, noise, t, "v"), ref.get_velocity(tx, tn, tt).numpy(), atol=2e-5
+    )
     np.testing.assert_array_equal(objectives.training_target(sched, x0, noise, t, "eps"), noise)
     np.testing.assert_array_equal(objectives.training_target(sched, x0, noise, t, "x0"), x0)
 
@@ -95,7 +97,8 @@ def test_eps_mse_weighting_is_the_implied_noise_error(data, prediction):
     x0, noise = x0[:3], noise[:3]
     sched = schedules.make_schedule("scaled_linear", zero_terminal_snr=True)
     out = objectives.training_target(sched, x0, noise, t, prediction) + 0.3 * np.random.RandomState(1).randn(
-        *x0.shape).astype(np.float32)
+        *x0.shape
+    ).astype(np.float32)
     x_t = objectives.q_sample(sched, x0, t, noise)
     _, eps_hat = objectives.predict_x0_eps(sched, out, x_t, t, prediction)
     want = np.mean(np.square(np.asarray(eps_hat, np.float64) - noise).reshape(3, -1), axis=1)
@@ -120,11 +123,14 @@ def test_diffusion_loss_is_weighted_per_example_mse(data):
     assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 0
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda s, t: objectives.training_target(s, t, t, t, "epsilon"), "epsilon"),
-    (lambda s, t: objectives.loss_weight(s, t, "v", "p2"), "p2"),
-    (lambda s, t: objectives.loss_weight(s, t, "v", "min_snr", 0.0), "min_snr_gamma"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda s, t: objectives.training_target(s, t, t, t, "epsilon"), "epsilon"),
+        (lambda s, t: objectives.loss_weight(s, t, "v", "p2"), "p2"),
+        (lambda s, t: objectives.loss_weight(s, t, "v", "min_snr", 0.0), "min_snr_gamma"),
+    ],
+)
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call(schedules.make_schedule("linear"), jnp.zeros((2,), jnp.int32))

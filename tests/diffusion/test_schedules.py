@@ -13,8 +13,12 @@ torch = pytest.importorskip("torch")
 def _diffusers_betas(name, zero_snr):
     from diffusers import DDIMScheduler
 
-    ref = DDIMScheduler(beta_schedule="squaredcos_cap_v2" if name == "cosine" else name, beta_start=0.00085,
-                        beta_end=0.012, rescale_betas_zero_snr=zero_snr)
+    ref = DDIMScheduler(
+        beta_schedule="squaredcos_cap_v2" if name == "cosine" else name,
+        beta_start=0.00085,
+        beta_end=0.012,
+        rescale_betas_zero_snr=zero_snr,
+    )
     return ref.betas.numpy(), ref.alphas_cumprod.numpy()
 
 
@@ -35,8 +39,9 @@ def test_scaled_linear_is_the_papers_quad_schedule():
     sched = schedules.make_schedule("quad")
     assert sched.beta_schedule == "scaled_linear"
     np.testing.assert_allclose(sched.betas[[0, -1]], [0.00085, 0.012], rtol=1e-6)
-    np.testing.assert_allclose(np.sqrt(sched.betas[1:]) - np.sqrt(sched.betas[:-1]),
-                               (0.012**0.5 - 0.00085**0.5) / 999, rtol=1e-4)
+    np.testing.assert_allclose(
+        np.sqrt(sched.betas[1:]) - np.sqrt(sched.betas[:-1]), (0.012**0.5 - 0.00085**0.5) / 999, rtol=1e-4
+    )
 
 
 def test_zero_terminal_snr_rescale():
@@ -90,15 +95,18 @@ def test_dpm_solver_timestep_layout(spacing):
         np.testing.assert_array_equal(ours, ref.timesteps.numpy())
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: schedules.make_schedule("sigmoid"), "sigmoid"),
-    (lambda: schedules.make_schedule("linear", num_train_steps=1), "num_train_steps"),
-    (lambda: schedules.make_schedule("linear", beta_start=0.1, beta_end=0.01), "beta_start"),
-    (lambda: schedules.inference_timesteps(1000, 10, "uniform"), "uniform"),
-    (lambda: schedules.inference_timesteps(1000, 0, "trailing"), "num_steps"),
-    (lambda: schedules.inference_timesteps(1000, 1001, "trailing"), "1001"),
-    (lambda: schedules.inference_timesteps(1000, 1000, "linspace", extra_point=True), "strictly decreasing"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: schedules.make_schedule("sigmoid"), "sigmoid"),
+        (lambda: schedules.make_schedule("linear", num_train_steps=1), "num_train_steps"),
+        (lambda: schedules.make_schedule("linear", beta_start=0.1, beta_end=0.01), "beta_start"),
+        (lambda: schedules.inference_timesteps(1000, 10, "uniform"), "uniform"),
+        (lambda: schedules.inference_timesteps(1000, 0, "trailing"), "num_steps"),
+        (lambda: schedules.inference_timesteps(1000, 1001, "trailing"), "1001"),
+        (lambda: schedules.inference_timesteps(1000, 1000, "linspace", extra_point=True), "strictly decreasing"),
+    ],
+)
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()

@@ -6,7 +6,7 @@ import pytest
 from emu_jax import cli
 from emu_jax import config as config_lib
 
-CONFIG_TEXT = '''
+CONFIG_TEXT = """
 import ml_collections
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
@@ -14,7 +14,7 @@ def get_config(arg=None):
     c.model = ml_collections.ConfigDict(dict(channels=32, mult=(1, 2), dropout=0.0, temporal=True))
     c.train = ml_collections.ConfigDict(dict(lr=1e-4, steps=10, init_from=None))
     return c
-'''
+"""
 
 
 @pytest.fixture
@@ -27,8 +27,14 @@ def cfg_file(tmp_path):
 def test_load_with_arg_and_overrides(cfg_file):
     cfg = config_lib.config_from_args(
         cfg_file + ":big",
-        [("model.channels", "64"), ("model.mult", "(1,2,4)"), ("model.temporal", "false"),
-         ("train.lr", "3"), ("train.init_from", "/ckpt")])
+        [
+            ("model.channels", "64"),
+            ("model.mult", "(1,2,4)"),
+            ("model.temporal", "false"),
+            ("train.lr", "3"),
+            ("train.init_from", "/ckpt"),
+        ],
+    )
     assert cfg.name == "big"
     assert cfg.model.channels == 64 and cfg.model.mult == (1, 2, 4)
     assert cfg.model.temporal is False
@@ -43,12 +49,15 @@ def test_unknown_key_is_named(cfg_file):
         config_lib.config_from_args(cfg_file, [("nosuch.x", "3")])
 
 
-@pytest.mark.parametrize("key,val,expected", [
-    ("model.channels", "abc", "expected int"),
-    ("model.channels", "1.5", "expected int, got float"),
-    ("model.temporal", "maybe", "expected a bool"),
-    ("model", "3", "whole section"),
-])
+@pytest.mark.parametrize(
+    "key,val,expected",
+    [
+        ("model.channels", "abc", "expected int"),
+        ("model.channels", "1.5", "expected int, got float"),
+        ("model.temporal", "maybe", "expected a bool"),
+        ("model", "3", "whole section"),
+    ],
+)
 def test_wrong_type_is_named(cfg_file, key, val, expected):
     with pytest.raises(ValueError, match=expected):
         config_lib.config_from_args(cfg_file, [(key, val)])

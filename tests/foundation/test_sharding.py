@@ -13,8 +13,12 @@ from emu_jax import sharding
 class _Mlp(nn.Module):
     @nn.compact
     def __call__(self, x):
-        w1 = self.param("w1", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("embed", "mlp")), (x.shape[-1], 16))
-        w2 = self.param("w2", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("mlp", "embed")), (16, x.shape[-1]))
+        w1 = self.param(
+            "w1", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("embed", "mlp")), (x.shape[-1], 16)
+        )
+        w2 = self.param(
+            "w2", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("mlp", "embed")), (16, x.shape[-1])
+        )
         b = self.param("b", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (3,))  # 3: not divisible
         h = nn.with_logical_constraint(jnp.tanh(x @ w1), ("activation_batch", "activation_mlp"))
         return h @ w2 + b.sum()
@@ -24,21 +28,27 @@ def test_eight_devices_available():
     assert jax.device_count() == 8
 
 
-@pytest.mark.parametrize("shape,expected", [
-    ({"data": -1}, {"data": 8, "fsdp": 1, "tensor": 1}),
-    ({"data": 2, "fsdp": -1}, {"data": 2, "fsdp": 4, "tensor": 1}),
-    ({"data": 2, "fsdp": 2, "tensor": 2}, {"data": 2, "fsdp": 2, "tensor": 2}),
-])
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ({"data": -1}, {"data": 8, "fsdp": 1, "tensor": 1}),
+        ({"data": 2, "fsdp": -1}, {"data": 2, "fsdp": 4, "tensor": 1}),
+        ({"data": 2, "fsdp": 2, "tensor": 2}, {"data": 2, "fsdp": 2, "tensor": 2}),
+    ],
+)
 def test_mesh_shapes(shape, expected):
     assert dict(sharding.make_mesh(shape).shape) == expected
 
 
-@pytest.mark.parametrize("shape,msg", [
-    ({"data": 3, "fsdp": -1}, "not divisible"),
-    ({"data": -1, "fsdp": -1}, "at most one"),
-    ({"data": 4, "fsdp": 4}, "uses 16 devices"),
-    ({"model": 2}, "unknown"),
-])
+@pytest.mark.parametrize(
+    "shape,msg",
+    [
+        ({"data": 3, "fsdp": -1}, "not divisible"),
+        ({"data": -1, "fsdp": -1}, "at most one"),
+        ({"data": 4, "fsdp": 4}, "uses 16 devices"),
+        ({"model": 2}, "unknown"),
+    ],
+)
 def test_bad_mesh(shape, msg):
     with pytest.raises(ValueError, match=msg):
         sharding.make_mesh(shape)

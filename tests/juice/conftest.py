@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from juice_helpers import PROMPTS, write_samples
+
 
 @pytest.fixture(scope="session")
 def sample_dirs(tmp_path_factory):
@@ -27,4 +29,5 @@ def make_study(tmp_path, sample_dirs):
         kw.setdefault("raters_per_pair", 3)
         kw.setdefault("names", ("Emu", "Base"))
         return path, create_study(path, *sample_dirs, **kw)
+
     return make

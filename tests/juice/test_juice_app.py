@@ -6,14 +6,18 @@ import sqlite3
 import threading
 
 import pytest
-from juice_helpers import PROMPTS, form_fields, write_samples
 
 from emu_jax.juice import db
 from emu_jax.juice.app import create_app, form_nonce
 from emu_jax.juice.study import create_study
+from juice_helpers import PROMPTS, form_fields, write_samples
 
-GOOD = {"quality": "left", "quality_reasons": ["pixel_sharpness", "frame_consistency"],
-        "faithfulness": "right", "faithfulness_reasons": ["temporal_alignment"]}
+GOOD = {
+    "quality": "left",
+    "quality_reasons": ["pixel_sharpness", "frame_consistency"],
+    "faithfulness": "right",
+    "faithfulness_reasons": ["temporal_alignment"],
+}
 
 
 def _n_votes(path):
@@ -79,19 +83,22 @@ def test_prompt_text_is_escaped(study):
     assert any("a cat &lt;script&gt;alert(1)&lt;/script&gt; &amp; dog" in h for h in seen)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"quality_reasons": []}, "at least one reason"),
-    ({"faithfulness_reasons": []}, "at least one reason"),
-    ({"quality_reasons": ["pixel_sharpness", "bogus"]}, "reasons must be"),
-    ({"quality_reasons": ["spatial_alignment"]}, "reasons must be"),  # a faithfulness reason under quality
-    ({"faithfulness_reasons": ["temporal_alignment", "temporal_alignment"]}, "reasons must be"),
-    ({"quality": "middle"}, "pick one of"),
-    ({"faithfulness": ""}, "pick one of"),
-    ({"pair_id": "1; DROP TABLE votes"}, "integer"),
-    ({"pair_id": "999"}, "not one of your pairs"),
-    ({"nonce": "0" * 32}, "nonce"),
-    ({"token": "someone-else"}, "rater token"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"quality_reasons": []}, "at least one reason"),
+        ({"faithfulness_reasons": []}, "at least one reason"),
+        ({"quality_reasons": ["pixel_sharpness", "bogus"]}, "reasons must be"),
+        ({"quality_reasons": ["spatial_alignment"]}, "reasons must be"),  # a faithfulness reason under quality
+        ({"faithfulness_reasons": ["temporal_alignment", "temporal_alignment"]}, "reasons must be"),
+        ({"quality": "middle"}, "pick one of"),
+        ({"faithfulness": ""}, "pick one of"),
+        ({"pair_id": "1; DROP TABLE votes"}, "integer"),
+        ({"pair_id": "999"}, "not one of your pairs"),
+        ({"nonce": "0" * 32}, "nonce"),
+        ({"token": "someone-else"}, "rater token"),
+    ],
+)
 def test_malformed_posts_are_refused(study, bad, message):
     path, tokens, client = study
     r, _ = _vote(client, tokens[0], overrides=bad)
@@ -146,14 +153,27 @@ def test_media_served_by_pair_and_side(study, sample_dirs):
     assert page.count("data-gif=") == 1
 
 
-@pytest.mark.parametrize("url", [
-    "/r/{t}/media/{p}/../../../../etc/passwd", "/r/{t}/media/{p}/..%2f..%2f..%2fetc%2fpasswd",
-    "/r/{t}/media/%2e%2e%2f%2e%2e/left.mp4", "/r/{t}/media/{p}/%2e%2e%2fleft.mp4", "/r/{t}/media/{p}/up.mp4",
-    "/r/{t}/media/{p}/left.json", "/r/{t}/media/{p}/left.mp4%00.json", "/r/{t}/media/-1/left.mp4",
-    "/r/{t}/media/999/left.mp4", "/r/{t}/media//etc/passwd/left.mp4", "//etc/passwd",
-    "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static//etc/passwd",
-    "/r/../../etc/passwd",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/r/{t}/media/{p}/../../../../etc/passwd",
+        "/r/{t}/media/{p}/..%2f..%2f..%2fetc%2fpasswd",
+        "/r/{t}/media/%2e%2e%2f%2e%2e/left.mp4",
+        "/r/{t}/media/{p}/%2e%2e%2fleft.mp4",
+        "/r/{t}/media/{p}/up.mp4",
+        "/r/{t}/media/{p}/left.json",
+        "/r/{t}/media/{p}/left.mp4%00.json",
+        "/r/{t}/media/-1/left.mp4",
+        "/r/{t}/media/999/left.mp4",
+        "/r/{t}/media//etc/passwd/left.mp4",
+        "//etc/passwd",
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/static//etc/passwd",
+        "/r/../../etc/passwd",
+    ],
+)
 def test_traversal_urls_refused(study, url):
     path, tokens, client = study
     pid = db.next_assignment(db.connect(path), 1)["pair_id"]
@@ -203,8 +223,9 @@ def test_concurrent_raters_on_the_same_pair(make_study):
     conn = db.connect(path)
     secret = db.get_study(conn)["secret"]
     # Every rater sees every pair: all five vote on pair 1 at the same moment.
-    forms = {tok: {"token": tok, "pair_id": "1", "nonce": form_nonce(secret, i + 1, 1)}
-             for i, tok in enumerate(s.tokens)}
+    forms = {
+        tok: {"token": tok, "pair_id": "1", "nonce": form_nonce(secret, i + 1, 1)} for i, tok in enumerate(s.tokens)
+    }
     barrier = threading.Barrier(len(s.tokens))
     codes = []
 
@@ -221,4 +242,3 @@ def test_concurrent_raters_on_the_same_pair(make_study):
     assert codes == [303] * 5
     rows = conn.execute("SELECT rater_id FROM votes WHERE pair_id = 1 ORDER BY rater_id").fetchall()
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
-

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import stat
-
-from juice_helpers import PROMPTS, form_fields, write_samples
 
 from emu_jax.juice import db
 from emu_jax.juice.app import create_app
 from emu_jax.juice.report import write_report
 from emu_jax.juice.study import create_study, rater_links
+from juice_helpers import PROMPTS, form_fields, write_samples
 
-GOOD = {"quality": "left", "quality_reasons": ["pixel_sharpness"], "faithfulness": "right",
-        "faithfulness_reasons": ["temporal_alignment"]}
+GOOD = {
+    "quality": "left",
+    "quality_reasons": ["pixel_sharpness"],
+    "faithfulness": "right",
+    "faithfulness_reasons": ["temporal_alignment"],
+}
 
 
 def _rename_all(folder: str, suffix: str, mtime: float) -> None:
     """Rename every sample (json, mp4) to `<stem><suffix>` and stamp it `mtime`, as another system might."""
     import json
+
     for name in sorted(os.listdir(folder)):
         if name.endswith(".json"):
             stem = name[:-5]
@@ -43,8 +46,9 @@ def _media(path: str):
     try:
         out = []
         for rater in db.raters(conn):
-            for row in conn.execute("SELECT pair_id FROM assignments WHERE rater_id = ? ORDER BY position",
-                                    (rater["id"],)):
+            for row in conn.execute(
+                "SELECT pair_id FROM assignments WHERE rater_id = ? ORDER BY position", (rater["id"],)
+            ):
                 for side in ("left", "right"):
                     r = client.get(f"/r/{rater['token']}/media/{row['pair_id']}/{side}.mp4")
                     out.append((r.status_code, dict(r.headers), r.data))
@@ -84,7 +88,7 @@ def test_study_db_is_private(make_study):
 
 
 def test_csv_cells_cannot_be_formulas(tmp_path, sample_dirs):
-    prompts = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)"]
+    prompts = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)"]
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     write_samples(a, prompts, (200, 30, 30))
     write_samples(b, prompts, (30, 30, 200))
@@ -119,5 +123,6 @@ def test_links_for_a_listen_on_all_host(capsys):
     assert rater_links(["tok"], "0.0.0.0", 8000, "https://eval.example.org/")[0] == "https://eval.example.org/r/tok"
     assert rater_links(["tok"], "::1", 80)[0] == "http://[::1]:80/r/tok"
     from emu_jax import cli
+
     assert cli.main(["juice", "serve", "--db", "x.db", "--public-url", "eval.example.org"]) == 2
     assert "--public-url 'eval.example.org'" in capsys.readouterr().err

@@ -11,11 +11,11 @@ import pytest
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install -y chromium chromium-driver)", allow_module_level=True
+    )
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs `pip install selenium`")
-from selenium.common.exceptions import (  # noqa: E402
-    NoSuchElementException, StaleElementReferenceException, WebDriverException)
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -31,10 +31,19 @@ def browser():
     profile = tempfile.mkdtemp(prefix="juice_chromium_")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-                 "--window-size=1200,900"]:
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,900",
+    ]:
         opts.add_argument(flag)
     # An explicit driver path: selenium must never try to download one.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -71,7 +80,8 @@ def _find(driver, by, value, tries=3):
 def _wait_text(driver, element_id, text):
     """Wait for the next page: the old page's elements go stale while it navigates."""
     WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-        lambda d: text in _find(d, By.ID, element_id).text)
+        lambda d: text in _find(d, By.ID, element_id).text
+    )
 
 
 def _pair_id(driver):
@@ -153,7 +163,10 @@ def test_videos_are_served_to_the_browser(browser, live):
             .then(r => r.ok ? r.arrayBuffer().then(b => b.byteLength) : -r.status))).then(done);""")
     assert len(sizes) == 2 and all(s > 100 for s in sizes)
     # Debian's Chromium decodes H.264: the looping <video> elements load metadata and have a size.
-    WebDriverWait(browser, 15).until(lambda d: d.execute_script(
-        "return ['left', 'right'].every(s => document.getElementById('video-' + s).readyState >= 1)"))
+    WebDriverWait(browser, 15).until(
+        lambda d: d.execute_script(
+            "return ['left', 'right'].every(s => document.getElementById('video-' + s).readyState >= 1)"
+        )
+    )
     assert browser.execute_script("return document.getElementById('video-left').videoWidth") == 16
     assert browser.execute_script("return document.getElementById('video-left').loop") is True

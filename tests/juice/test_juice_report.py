@@ -12,7 +12,12 @@ from emu_jax.juice import db
 from emu_jax.juice.report import write_report
 
 # pair -> five raters' (quality winner, faithfulness winner); reasons follow the quality winner.
-VOTES = {1: ["a", "a", "a", "b", "b"], 2: ["b"] * 5, 3: ["a", "a", "tie", "tie", "b"], 4: ["tie", "tie", "tie", "a", "b"]}
+VOTES = {
+    1: ["a", "a", "a", "b", "b"],
+    2: ["b"] * 5,
+    3: ["a", "a", "tie", "tie", "b"],
+    4: ["tie", "tie", "tie", "a", "b"],
+}
 REASON_FOR = {"a": ["pixel_sharpness"], "b": ["motion_smoothness", "amount_of_motion"], "tie": ["frame_consistency"]}
 
 
@@ -26,8 +31,13 @@ def voted_study(make_study):
             choice = "tie" if w == "tie" else ("left" if (w == "a") == a_on_left else "right")
             # Faithfulness: everyone prefers a (complete agreement).
             fchoice = "left" if a_on_left else "right"
-            db.insert_vote(conn, rater_id, pid, a_on_left, {
-                "quality": (choice, w, REASON_FOR[w]), "faithfulness": (fchoice, "a", ["spatial_alignment"])})
+            db.insert_vote(
+                conn,
+                rater_id,
+                pid,
+                a_on_left,
+                {"quality": (choice, w, REASON_FOR[w]), "faithfulness": (fchoice, "a", ["spatial_alignment"])},
+            )
     conn.close()
     return path
 
@@ -79,20 +89,48 @@ def test_cli_report_and_create(voted_study, sample_dirs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Emu (a) vs Base (b)" in out and "25.0%" in out
     new_db = str(tmp_path / "new.db")
-    assert cli.main(["juice", "create", "--a", sample_dirs[0], "--b", sample_dirs[1], "--db", new_db,
-                     "--raters-per-pair", "2", "--names", "X", "Y", "--port", "9123"]) == 0
+    assert (
+        cli.main(
+            [
+                "juice",
+                "create",
+                "--a",
+                sample_dirs[0],
+                "--b",
+                sample_dirs[1],
+                "--db",
+                new_db,
+                "--raters-per-pair",
+                "2",
+                "--names",
+                "X",
+                "Y",
+                "--port",
+                "9123",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     links = [line.strip() for line in out.splitlines() if "/r/" in line]
     assert len(links) == 2 and all(link.startswith("http://127.0.0.1:9123/r/") for link in links)
     assert "4 pairs" in out
-    assert cli.main(["juice", "create", "--a", str(tmp_path / "missing"), "--b", sample_dirs[1],
-                     "--db", str(tmp_path / "x.db")]) == 2
+    assert (
+        cli.main(
+            ["juice", "create", "--a", str(tmp_path / "missing"), "--b", sample_dirs[1], "--db", str(tmp_path / "x.db")]
+        )
+        == 2
+    )
     assert "missing" in capsys.readouterr().err
     assert cli.main(["juice", "create", "--a", sample_dirs[0]]) == 2  # --b and --db are required
     assert "--b" in capsys.readouterr().err
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
-    for argv in (["serve", "--db", str(tmp_path / "none.db")], ["serve", "--db", str(tmp_path / "junk.db")],
-                 ["report", "--db", str(tmp_path / "none.db")], ["serve", "--db", voted_study, "--port", "70000"]):
+    for argv in (
+        ["serve", "--db", str(tmp_path / "none.db")],
+        ["serve", "--db", str(tmp_path / "junk.db")],
+        ["report", "--db", str(tmp_path / "none.db")],
+        ["serve", "--db", voted_study, "--port", "70000"],
+    ):
         assert cli.main(["juice", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert "error:" in err and ("database" in err or "70000" in err), (argv, err)

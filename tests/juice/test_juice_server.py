@@ -12,23 +12,32 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from juice_helpers import form_fields
 
 from emu_jax.juice import db
 from emu_jax.juice.app import form_nonce
+from juice_helpers import form_fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GOOD = [("quality", "right"), ("quality_reasons", "motion_smoothness"),
-        ("faithfulness", "tie"), ("faithfulness_reasons", "spatial_alignment")]
+GOOD = [
+    ("quality", "right"),
+    ("quality_reasons", "motion_smoothness"),
+    ("faithfulness", "tie"),
+    ("faithfulness_reasons", "spatial_alignment"),
+]
 
 
 @pytest.fixture
 def server(make_study, tmp_path):
     path, s = make_study(raters_per_pair=5)
     log = open(tmp_path / "serve.log", "w+")  # a file, not a pipe: request logs can never block the server
-    proc = subprocess.Popen([sys.executable, "-m", "emu_jax.cli", "juice", "serve", "--db", path, "--port", "0"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emu_jax.cli", "juice", "serve", "--db", path, "--port", "0"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 60
     while "serving" not in (text := (tmp_path / "serve.log").read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, text

@@ -8,12 +8,26 @@ import pytest
 from emu_jax.juice.stats import category_counts, fleiss_kappa, majority, question_stats, wilson_interval
 
 # Wikipedia "Fleiss' kappa" worked example: 10 subjects, 14 raters, 5 categories.
-WIKI_TABLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-              [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+WIKI_TABLE = [
+    [0, 0, 0, 0, 14],
+    [0, 2, 6, 4, 2],
+    [0, 0, 3, 5, 6],
+    [0, 3, 9, 2, 0],
+    [2, 2, 8, 1, 1],
+    [7, 7, 0, 0, 0],
+    [3, 2, 6, 3, 0],
+    [2, 5, 3, 2, 2],
+    [6, 5, 2, 1, 0],
+    [0, 2, 2, 3, 7],
+]
 
 # Four pairs, five raters each (hand-worked in the test below).
-HAND_VOTES = {1: ["a", "a", "a", "b", "b"], 2: ["b"] * 5, 3: ["a", "a", "tie", "tie", "b"],
-              4: ["tie", "tie", "tie", "a", "b"]}
+HAND_VOTES = {
+    1: ["a", "a", "a", "b", "b"],
+    2: ["b"] * 5,
+    3: ["a", "a", "tie", "tie", "b"],
+    4: ["tie", "tie", "tie", "a", "b"],
+}
 
 
 def test_fleiss_kappa_wikipedia_example():

@@ -5,22 +5,40 @@ import os
 import sqlite3
 
 import pytest
-from juice_helpers import PROMPTS, write_mp4, write_samples
 
 from emu_jax.juice import db
 from emu_jax.juice.study import Item, create_study, match_items, read_prompts, resolve_inside
+from juice_helpers import PROMPTS, write_mp4, write_samples
 
 
 def _item(prompt, idx, seed=0, name=None):
-    return Item(prompt=prompt, prompt_index=idx, seed=seed, video=f"{name or prompt}_{idx}_{seed}.mp4",
-                gif=None, source=f"{name or prompt}_{idx}_{seed}.json")
+    return Item(
+        prompt=prompt,
+        prompt_index=idx,
+        seed=seed,
+        video=f"{name or prompt}_{idx}_{seed}.mp4",
+        gif=None,
+        source=f"{name or prompt}_{idx}_{seed}.json",
+    )
 
 
 def test_match_by_prompt_then_index_then_seed():
-    a = [_item("cat", 0), _item("dog", 1), _item("sun", 2, 1), _item("sun", 2, 0), _item("sun", 5, 0),
-         _item("only a", 3)]
-    b = [_item("cat", 7), _item("dog", 1), _item("sun", 2, 0), _item("sun", 2, 1), _item("sun", 6, 0),
-         _item("only b", 4)]
+    a = [
+        _item("cat", 0),
+        _item("dog", 1),
+        _item("sun", 2, 1),
+        _item("sun", 2, 0),
+        _item("sun", 5, 0),
+        _item("only a", 3),
+    ]
+    b = [
+        _item("cat", 7),
+        _item("dog", 1),
+        _item("sun", 2, 0),
+        _item("sun", 2, 1),
+        _item("sun", 6, 0),
+        _item("only b", 4),
+    ]
     pairs, un_a, un_b = match_items(a, b)
     got = sorted((x.prompt, x.prompt_index, x.seed, y.prompt_index, y.seed) for x, y in pairs)
     # 'cat' is unique on each side so indices may differ; 'sun' repeats, so it pairs by index then seed.
@@ -113,8 +131,18 @@ def test_resolve_inside_refuses_escapes(tmp_path):
     os.symlink(root / "sub" / "v.mp4", root / "in.mp4")
     assert resolve_inside(root, "sub/v.mp4") == os.path.realpath(root / "sub" / "v.mp4")
     assert resolve_inside(root, "in.mp4") == os.path.realpath(root / "sub" / "v.mp4")
-    for bad in ["../secret.txt", "sub/../../secret.txt", str(secret), "/etc/passwd", "out.mp4",
-                "%2e%2e/secret.txt", "sub", "", "missing.mp4", "a\x00b"]:
+    for bad in [
+        "../secret.txt",
+        "sub/../../secret.txt",
+        str(secret),
+        "/etc/passwd",
+        "out.mp4",
+        "%2e%2e/secret.txt",
+        "sub",
+        "",
+        "missing.mp4",
+        "a\x00b",
+    ]:
         assert resolve_inside(root, bad) is None, bad
 
 
@@ -130,6 +158,9 @@ def test_votes_survive_a_new_connection(make_study):
     conn.close()
     conn = db.connect(path)
     assert db.progress(conn, 1) == (1, 4)
-    assert [tuple(v)[:5] for v in conn.execute(
-        "SELECT rater_id, pair_id, quality_winner, quality_reasons, faithfulness_winner FROM votes")] == [
-        (1, item["pair_id"], "a", "pixel_sharpness", "tie")]
+    assert [
+        tuple(v)[:5]
+        for v in conn.execute(
+            "SELECT rater_id, pair_id, quality_winner, quality_reasons, faithfulness_winner FROM votes"
+        )
+    ] == [(1, item["pair_id"], "a", "pixel_sharpness", "tie")]

@@ -3,11 +3,17 @@
 import numpy as np
 import pytest
 import torch
-
 from metrics_refs import rel_err
 
-TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-            patch_size=8, projection_dim=16)
+TINY = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+    projection_dim=16,
+)
 
 
 def test_image_embeds_match_transformers(tmp_path):
@@ -37,10 +43,20 @@ def test_clip_model_folder_gives_matching_text_and_image_embeds(tmp_path):
 
     torch.manual_seed(1)
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, bos_token_id=0,
-                         pad_token_id=1, eos_token_id=98),
-        vision_config=TINY, projection_dim=16)
+        text_config=dict(
+            vocab_size=99,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=98,
+        ),
+        vision_config=TINY,
+        projection_dim=16,
+    )
     model = transformers.CLIPModel(config).eval()
     model.save_pretrained(tmp_path, safe_serialization=True)
     text_cfg, text_params, vision_cfg, vision_params = from_transformers_clip_model(str(tmp_path))

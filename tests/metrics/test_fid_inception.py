@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from metrics_refs import pytorch_fid_inception, rel_err
 
 
@@ -67,7 +66,6 @@ def test_frechet_distance_matches_pytorch_fid():
     assert want > 1.0
     assert abs(got - want) <= 1e-6 * abs(want), (got, want)
     assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-8
-
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::scipy.linalg.LinAlgWarning")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from i3d_twin import random_i3d
 from metrics_refs import rel_err
 
@@ -77,7 +76,7 @@ def test_preprocess_matches_styleganv_resize_crop(hw):
     size = (224, int(np.ceil(w * scale))) if h < w else (int(np.ceil(h * scale)), 224)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     top, left = (x.shape[2] - 224) // 2, (x.shape[3] - 224) // 2
-    want = (x[:, :, top:top + 224, left:left + 224] - 0.5) * 2
+    want = (x[:, :, top : top + 224, left : left + 224] - 0.5) * 2
     got = np.asarray(i3d.preprocess(video))[0].transpose(3, 0, 1, 2)
     np.testing.assert_allclose(got, want.numpy(), atol=2e-6)
 

@@ -9,8 +9,15 @@ import torch
 
 from emu_test_utils import write_clip_tokenizer
 
-TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                   image_size=32, patch_size=8, projection_dim=16)
+TINY_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+    projection_dim=16,
+)
 
 
 def _videos(rng, n, t, size=32):
@@ -28,10 +35,20 @@ def tiny_clip(tmp_path_factory):
     vocab = write_clip_tokenizer(folder)
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
-        vision_config=TINY_VISION, projection_dim=16)
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        ),
+        vision_config=TINY_VISION,
+        projection_dim=16,
+    )
     model = transformers.CLIPModel(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
     return str(folder), model
@@ -52,8 +69,23 @@ def test_cli_clip_score_matches_transformers(tmp_path, tiny_clip):
     prompts = ["the cat", "a dog", "the dog at the cat"]
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
     out = tmp_path / "report.json"
-    rc = main(["metrics", "--fake", str(fake), "--clip", folder, "--prompts", str(tmp_path / "prompts.txt"),
-               "--fvd-weights", "none", "--batch-size", "2", "--out", str(out)])
+    rc = main(
+        [
+            "metrics",
+            "--fake",
+            str(fake),
+            "--clip",
+            folder,
+            "--prompts",
+            str(tmp_path / "prompts.txt"),
+            "--fvd-weights",
+            "none",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["fake_files"] == ["v0.gif", "v1.gif", "v2.gif"]
@@ -64,8 +96,9 @@ def test_cli_clip_score_matches_transformers(tmp_path, tiny_clip):
     tokens = load_tokenizer(folder)(prompts, 16)
     with torch.no_grad():
         image = model.get_image_features(pixel_values=torch.tensor(pixels, dtype=torch.float32).permute(0, 3, 1, 2))
-        text = model.get_text_features(input_ids=torch.from_numpy(tokens.ids).long(),
-                                       attention_mask=torch.from_numpy(tokens.mask).long())
+        text = model.get_text_features(
+            input_ids=torch.from_numpy(tokens.ids).long(), attention_mask=torch.from_numpy(tokens.mask).long()
+        )
     image = getattr(image, "pooler_output", image).reshape(3, 4, -1)
     text = getattr(text, "pooler_output", text)
     cos = torch.nn.functional.cosine_similarity(image, text[:, None], dim=-1)
@@ -84,20 +117,47 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and str(missing) in err[0], err
     (tmp_path / "empty").mkdir()
-    rc = main(["metrics", "--fake", str(tmp_path / "empty"), "--fvd-weights", "none",
-               "--out", str(tmp_path / "r.json")])
+    rc = main(
+        ["metrics", "--fake", str(tmp_path / "empty"), "--fvd-weights", "none", "--out", str(tmp_path / "r.json")]
+    )
     assert rc == 2 and "holds no videos" in capsys.readouterr().err
     fake = tmp_path / "fake"
     fake.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(fake / "a.png")
     (tmp_path / "bad.pth").write_text("not a state dict")
-    rc = main(["metrics", "--fake", str(fake), "--real", str(fake), "--fid-weights", str(tmp_path / "bad.pth"),
-               "--fvd-weights", "none", "--out", str(tmp_path / "r.json")])
+    rc = main(
+        [
+            "metrics",
+            "--fake",
+            str(fake),
+            "--real",
+            str(fake),
+            "--fid-weights",
+            str(tmp_path / "bad.pth"),
+            "--fvd-weights",
+            "none",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "need >= 2 items" in err[0], err
     Image.fromarray(np.ones((8, 8, 3), np.uint8)).save(fake / "b.png")
-    rc = main(["metrics", "--fake", str(fake), "--real", str(fake), "--fid-weights", str(tmp_path / "bad.pth"),
-               "--fvd-weights", "none", "--out", str(tmp_path / "r.json")])
+    rc = main(
+        [
+            "metrics",
+            "--fake",
+            str(fake),
+            "--real",
+            str(fake),
+            "--fid-weights",
+            str(tmp_path / "bad.pth"),
+            "--fvd-weights",
+            "none",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "bad.pth" in err[0], err
     assert not (tmp_path / "r.json").exists()
@@ -123,11 +183,11 @@ def test_fvd_of_identical_sets_is_zero_and_of_different_sets_is_not():
 @pytest.mark.slow  # FID's Inception at 299 x 299 on the CPU (~1-3 min here)
 @pytest.mark.filterwarnings("ignore:sqrtm of the covariance product:RuntimeWarning")  # 2 images in 2048 dims
 def test_cli_fid_from_a_pth_file_on_image_folders(tmp_path):
+    from metrics_refs import pytorch_fid_inception
     from PIL import Image
 
-    from metrics_refs import pytorch_fid_inception
-
     from emu_jax.cli import main
+
     _, state = pytorch_fid_inception(seed=0, size=48)
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / "pt_inception.pth")
     rng = np.random.default_rng(0)
@@ -137,8 +197,23 @@ def test_cli_fid_from_a_pth_file_on_image_folders(tmp_path):
         for i, v in enumerate(videos):
             Image.fromarray(v[0]).save(tmp_path / name / f"{i}.png")
     out = tmp_path / "report.json"
-    rc = main(["metrics", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--fid-weights",
-               str(tmp_path / "pt_inception.pth"), "--fvd-weights", "none", "--batch-size", "2", "--out", str(out)])
+    rc = main(
+        [
+            "metrics",
+            "--real",
+            str(tmp_path / "real"),
+            "--fake",
+            str(tmp_path / "fake"),
+            "--fid-weights",
+            str(tmp_path / "pt_inception.pth"),
+            "--fvd-weights",
+            "none",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["fid_frames"] == {"real": 2, "fake": 2}

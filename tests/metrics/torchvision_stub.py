@@ -138,11 +138,25 @@ def install() -> None:
     tv.__version__ = "0.21.0"  # >= 0.13: pytorch-fid passes weights=None and init_weights=False
     models = types.ModuleType("torchvision.models")
     inception = types.ModuleType("torchvision.models.inception")
-    for name in ("BasicConv2d", "InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE",
-                 "Inception3", "inception_v3"):
+    for name in (
+        "BasicConv2d",
+        "InceptionA",
+        "InceptionB",
+        "InceptionC",
+        "InceptionD",
+        "InceptionE",
+        "Inception3",
+        "inception_v3",
+    ):
         setattr(inception, name, globals()[name])
     models.inception, models.inception_v3 = inception, inception_v3
     transforms = types.ModuleType("torchvision.transforms")
     tv.models, tv.transforms = models, transforms
-    sys.modules.update({"torchvision": tv, "torchvision.models": models,
-                        "torchvision.models.inception": inception, "torchvision.transforms": transforms})
+    sys.modules.update(
+        {
+            "torchvision": tv,
+            "torchvision.models": models,
+            "torchvision.models.inception": inception,
+            "torchvision.transforms": transforms,
+        }
+    )

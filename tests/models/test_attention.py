@@ -23,8 +23,7 @@ def rel_err(a, b) -> float:
 
 def make_inputs(b, lq, lk, n, h, masked, dtype, seed=0):
     ks = jax.random.split(jax.random.key(seed), 4)
-    q, k, v = (jax.random.normal(kk, (b, length, n, h)).astype(dtype)
-               for kk, length in zip(ks[:3], (lq, lk, lk)))
+    q, k, v = (jax.random.normal(kk, (b, length, n, h)).astype(dtype) for kk, length in zip(ks[:3], (lq, lk, lk)))
     g = jax.random.normal(ks[3], (b, lq, n, h))
     # Item i keeps a different number of keys, so a mask applied to the wrong item shows.
     mask = (jnp.arange(lk)[None] < jnp.array([lk - 3 - 11 * i for i in range(b)])[:, None]) if masked else None
@@ -33,9 +32,11 @@ def make_inputs(b, lq, lk, n, h, masked, dtype, seed=0):
 
 def out_and_grads(fn, q, k, v, g):
     """One compile: the output and the gradients of sum(out * g) w.r.t. q, k, v."""
+
     def loss(q, k, v):
         out = fn(q, k, v)
         return jnp.sum(out.astype(jnp.float32) * g), out
+
     grads, out = jax.jit(jax.grad(loss, (0, 1, 2), has_aux=True))(q, k, v)
     return out, grads
 
@@ -74,8 +75,10 @@ def test_matches_reference_bf16(impl):
     check_against_reference(impl, 2, 129, 77, 2, 40, True, jnp.bfloat16, 2e-2)
 
 
-@pytest.mark.parametrize("case, dtype, tol", [((2, 77, 129, 2, 40, True), jnp.float32, 1e-5),
-                                              ((1, 129, 33, 1, 64, False), jnp.bfloat16, 2e-2)])
+@pytest.mark.parametrize(
+    "case, dtype, tol",
+    [((2, 77, 129, 2, 40, True), jnp.float32, 1e-5), ((1, 129, 33, 1, 64, False), jnp.bfloat16, 2e-2)],
+)
 def test_splash_interpret_matches_reference(case, dtype, tol):
     """Splash in Pallas interpret mode (picked automatically on the CPU); keys padded to 128 via segment ids."""
     check_against_reference("splash", *case, dtype, tol)
@@ -90,17 +93,20 @@ def test_blocked_uses_several_blocks_and_any_block_size():
     assert rel_err(one, attention.reference_attention(q, k, v, mask)) <= 1e-5
 
 
-@pytest.mark.parametrize("plat, lq, lk, dtype, expected", [
-    ("tpu", 4096, 4096, jnp.bfloat16, "splash"),  # 64x64 latent self-attention
-    ("tpu", 1024, 1024, jnp.float32, "splash"),  # 32x32 is the threshold
-    ("tpu", 4096, 77, jnp.bfloat16, "xla"),  # text cross-attention
-    ("tpu", 8, 8, jnp.bfloat16, "xla"),  # temporal attention over 8 frames
-    ("gpu", 4096, 4096, jnp.bfloat16, "cudnn"),
-    ("gpu", 4096, 4096, jnp.float32, "xla"),  # cuDNN takes fp16 / bf16 only
-    ("cpu", 4096, 4096, jnp.float32, "blocked"),  # by measurement (benchmarks/bench_attention.py)
-    ("cpu", 1024, 77, jnp.float32, "xla"),
-    ("cpu", 256, 256, jnp.float32, "xla"),
-])
+@pytest.mark.parametrize(
+    "plat, lq, lk, dtype, expected",
+    [
+        ("tpu", 4096, 4096, jnp.bfloat16, "splash"),  # 64x64 latent self-attention
+        ("tpu", 1024, 1024, jnp.float32, "splash"),  # 32x32 is the threshold
+        ("tpu", 4096, 77, jnp.bfloat16, "xla"),  # text cross-attention
+        ("tpu", 8, 8, jnp.bfloat16, "xla"),  # temporal attention over 8 frames
+        ("gpu", 4096, 4096, jnp.bfloat16, "cudnn"),
+        ("gpu", 4096, 4096, jnp.float32, "xla"),  # cuDNN takes fp16 / bf16 only
+        ("cpu", 4096, 4096, jnp.float32, "blocked"),  # by measurement (benchmarks/bench_attention.py)
+        ("cpu", 1024, 77, jnp.float32, "xla"),
+        ("cpu", 256, 256, jnp.float32, "xla"),
+    ],
+)
 def test_auto_resolves_per_backend(plat, lq, lk, dtype, expected):
     assert attention.resolve("auto", plat, lq, lk, 64, dtype) == expected
     assert attention.resolve(None, plat, lq, lk, 64, dtype) == "xla"  # saved configs: jax's default path
@@ -141,9 +147,20 @@ def test_old_configs_load_and_default_is_auto():
 @pytest.fixture(scope="module")
 def micro_unet():
     """One-level tiny U-Net at 8x8 latents, 2 frames, a padded 5-token text context."""
-    cfg = UNetConfig(in_channels=4, out_channels=4, model_channels=16, channel_mult=(1,), num_res_blocks=1,
-                     attention_resolutions=(1,), num_heads=None, head_dim=8, context_dims=(16,), norm_groups=8,
-                     attention_block_q=128, attention_block_kv=128)
+    cfg = UNetConfig(
+        in_channels=4,
+        out_channels=4,
+        model_channels=16,
+        channel_mult=(1,),
+        num_res_blocks=1,
+        attention_resolutions=(1,),
+        num_heads=None,
+        head_dim=8,
+        context_dims=(16,),
+        norm_groups=8,
+        attention_block_q=128,
+        attention_block_kv=128,
+    )
     params = jax.tree.map(lambda p: p + 0.01, init_params(cfg, jax.random.key(0)))  # temporal path non-zero
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(1, 2, 8, 8, 4)), jnp.float32)
@@ -155,7 +172,8 @@ def micro_unet():
 def unet_out_and_grad(cfg, params, x, t, ctx, masks):
     def loss(p):
         out = UNet(cfg).apply({"params": p}, x, t, ctx, context_masks=masks)
-        return jnp.mean(out ** 2), out
+        return jnp.mean(out**2), out
+
     return jax.grad(loss, has_aux=True)(params)
 
 
@@ -164,19 +182,24 @@ def test_every_unet_attention_goes_through_the_chosen_impl(micro_unet, monkeypat
     cfg, params, x, t, ctx, masks = micro_unet
     seen = []
     real = attention.blocked_attention
-    monkeypatch.setattr(attention, "blocked_attention", lambda q, k, *a: seen.append((q.shape[1], k.shape[1])) or
-                        real(q, k, *a))
-    jax.eval_shape(lambda p: UNet(cfg.replace(attention_impl="blocked")).apply(
-        {"params": p}, x, t, ctx, context_masks=masks), params)
+    monkeypatch.setattr(
+        attention, "blocked_attention", lambda q, k, *a: seen.append((q.shape[1], k.shape[1])) or real(q, k, *a)
+    )
+    jax.eval_shape(
+        lambda p: UNet(cfg.replace(attention_impl="blocked")).apply({"params": p}, x, t, ctx, context_masks=masks),
+        params,
+    )
     assert {(64, 64), (128, 5), (2, 2)} <= set(seen), seen  # cross-attention folds the 2 frames into Lq
 
 
 def test_unet_blocked_equals_xla(micro_unet):
     """Forward only: the gradients are checked per attention above, and a U-Net backward compile costs minutes."""
     cfg, params, x, t, ctx, masks = micro_unet
+
     def run(impl):
         model = UNet(cfg.replace(attention_impl=impl))
         return jax.jit(lambda p: model.apply({"params": p}, x, t, ctx, context_masks=masks))(params)
+
     out = {impl: run(impl) for impl in ("xla", "blocked")}
     assert rel_err(out["blocked"], out["xla"]) <= 1e-5
 
@@ -206,10 +229,17 @@ def test_unet_with_splash_compiles_for_v5p(micro_unet):
 
     def spec(a, batch=True):  # abstract input; batched ones hold one item per chip
         shape = ((4,) + a.shape[1:]) if batch else a.shape
-        return jax.ShapeDtypeStruct(shape, a.dtype, sharding=sharding.batch_sharding(mesh, a.ndim) if batch
-                                    else sharding.replicated(mesh))
-    args = (jax.tree.map(lambda p: spec(p, False), params), spec(x), spec(jnp.zeros(1, jnp.int32)),
-            (spec(ctx[0]),), (spec(masks[0]),))
+        return jax.ShapeDtypeStruct(
+            shape, a.dtype, sharding=sharding.batch_sharding(mesh, a.ndim) if batch else sharding.replicated(mesh)
+        )
+
+    args = (
+        jax.tree.map(lambda p: spec(p, False), params),
+        spec(x),
+        spec(jnp.zeros(1, jnp.int32)),
+        (spec(ctx[0]),),
+        (spec(masks[0]),),
+    )
     with sharding.use_mesh(mesh):
         lowered = jax.jit(lambda *a: unet_out_and_grad(cfg.replace(attention_impl="splash"), *a)).lower(*args)
     assert "tpu_custom_call" in lowered.as_text()  # the Pallas kernel, not a fallback

@@ -7,8 +7,14 @@ import pytest
 
 from emu_jax.models import autoencoder as ae
 
-CFG = ae.VAEConfig(latent_channels=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-                   scaling_factor=0.5, shift_factor=0.1)
+CFG = ae.VAEConfig(
+    latent_channels=8,
+    block_out_channels=(8, 16),
+    layers_per_block=1,
+    norm_num_groups=4,
+    scaling_factor=0.5,
+    shift_factor=0.1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +95,17 @@ def test_config_files_build_and_sd_param_count():
 
 def test_batch_sharded_video_encode_and_decode_gather_nothing(params):
     """Chunking keeps the batch axis leading, so each device encodes only its own clips."""
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     from emu_jax import sharding
 
     mesh = sharding.make_mesh({"data": 8})
     video = jax.ShapeDtypeStruct((8, 3, 8, 8, 3), jnp.float32, sharding=NamedSharding(mesh, P("data")))
     enc = jax.jit(lambda v: ae.encode_video(CFG, params, v, chunk=2)).lower(video).compile().as_text()
-    latents = jax.ShapeDtypeStruct((8, 3, 4, 4, CFG.latent_channels), jnp.float32,
-                                   sharding=NamedSharding(mesh, P("data")))
+    latents = jax.ShapeDtypeStruct(
+        (8, 3, 4, 4, CFG.latent_channels), jnp.float32, sharding=NamedSharding(mesh, P("data"))
+    )
     dec = jax.jit(lambda z: ae.decode_video(CFG, params, z, chunk=2)).lower(latents).compile().as_text()
     for name, hlo in (("encode", enc), ("decode", dec)):
         assert "all-gather" not in hlo and "all-to-all" not in hlo, f"{name} moves the batch between devices"

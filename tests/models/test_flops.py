@@ -8,9 +8,22 @@ from emu_jax.models.unet_config import UNetConfig
 
 # One level (no resampling), 32 channels, 2 heads of 16, one transformer layer; spatial
 # attention in the down, mid and up blocks; temporal layers after each.
-CFG = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1,),
-                 num_res_blocks=1, attention_resolutions=(1,), num_heads=None, head_dim=16, transformer_layers=1,
-                 context_dims=(24,), norm_groups=8, temporal=True, temporal_layers=1)
+CFG = UNetConfig(
+    in_channels=4,
+    cond_channels=5,
+    out_channels=4,
+    model_channels=32,
+    channel_mult=(1,),
+    num_res_blocks=1,
+    attention_resolutions=(1,),
+    num_heads=None,
+    head_dim=16,
+    transformer_layers=1,
+    context_dims=(24,),
+    norm_groups=8,
+    temporal=True,
+    temporal_layers=1,
+)
 B, T, H, W, L = 2, 3, 4, 4, 5  # batch, frames, latent height / width, text tokens
 
 
@@ -20,38 +33,42 @@ def hand_count():
     C, N, HW = 32, B * T, H * W
     pix = N * HW  # 96 pixels over all frames
     frozen = trainable = attn_s = attn_t = 0
-    frozen += 2 * 9 * 4 * C * pix                       # conv_in
-    trainable += 2 * 9 * 5 * C * pix                    # conv_in_cond (trained with the temporal layers)
-    trainable += 2 * 3 * C * C * pix                    # temporal_conv_in: kernel 3 over frames
+    frozen += 2 * 9 * 4 * C * pix  # conv_in
+    trainable += 2 * 9 * 5 * C * pix  # conv_in_cond (trained with the temporal layers)
+    trainable += 2 * 3 * C * C * pix  # temporal_conv_in: kernel 3 over frames
     # Resnets: 1 down (32 -> 32), 2 mid (32 -> 32), 2 up (32 + 32 skip -> 32, with a 1x1 shortcut).
     for cin in (C, C, C, 2 * C, 2 * C):
         frozen += 2 * 9 * cin * C * pix + 2 * 9 * C * C * pix  # conv1, conv2
-        trainable += 2 * (2 * 3 * C * C * pix)                 # temporal_conv1, temporal_conv2
+        trainable += 2 * (2 * 3 * C * C * pix)  # temporal_conv1, temporal_conv2
         if cin != C:
-            frozen += 2 * cin * C * pix                         # conv_shortcut
+            frozen += 2 * cin * C * pix  # conv_shortcut
     # Attention blocks: 1 down, 1 mid, 2 up; each a spatial transformer then a temporal one.
     for _ in range(4):
-        frozen += 2 * 2 * C * C * pix                   # proj_in, proj_out
-        frozen += 4 * (2 * C * C * pix)                 # attn1 q, k, v, out
-        attn_s += 4 * HW * HW * C * N                   # attn1 core: HW queries x HW keys per frame
-        frozen += 2 * (2 * C * C * pix)                 # attn2 q, out
-        frozen += 2 * (2 * 24 * C * L * B)              # attn2 k, v of the (B, L, 24) context
-        attn_s += 4 * (T * HW) * L * C * B              # attn2 core: T*HW queries x L keys per example
+        frozen += 2 * 2 * C * C * pix  # proj_in, proj_out
+        frozen += 4 * (2 * C * C * pix)  # attn1 q, k, v, out
+        attn_s += 4 * HW * HW * C * N  # attn1 core: HW queries x HW keys per frame
+        frozen += 2 * (2 * C * C * pix)  # attn2 q, out
+        frozen += 2 * (2 * 24 * C * L * B)  # attn2 k, v of the (B, L, 24) context
+        attn_s += 4 * (T * HW) * L * C * B  # attn2 core: T*HW queries x L keys per example
         frozen += 2 * C * (8 * C) * pix + 2 * (4 * C) * C * pix  # GEGLU ff: C -> 2*4C, 4C -> C
-        trainable += 2 * 2 * C * C * pix                # temporal proj_in, proj_out
-        trainable += 4 * (2 * C * C * pix)              # temporal attn1 q, k, v, out
-        attn_t += 4 * T * T * C * (B * HW)              # over T frames at each of B*HW pixels
+        trainable += 2 * 2 * C * C * pix  # temporal proj_in, proj_out
+        trainable += 4 * (2 * C * C * pix)  # temporal attn1 q, k, v, out
+        attn_t += 4 * T * T * C * (B * HW)  # over T frames at each of B*HW pixels
         trainable += 2 * C * (8 * C) * pix + 2 * (4 * C) * C * pix
-    frozen += 2 * 9 * C * 4 * pix                       # conv_out
-    trainable += 2 * 3 * 4 * 4 * pix                    # temporal_conv_out
+    frozen += 2 * 9 * C * 4 * pix  # conv_out
+    trainable += 2 * 3 * 4 * 4 * pix  # temporal_conv_out
     return frozen, trainable, attn_s, attn_t
 
 
 def test_forward_flops_match_hand_count():
     got = flops.unet_flop_count(CFG, B, T, H, W, L)
     frozen, trainable, attn_s, attn_t = hand_count()
-    assert (got.frozen, got.trainable, got.attention_spatial, got.attention_temporal) == \
-        (frozen, trainable, attn_s, attn_t)
+    assert (got.frozen, got.trainable, got.attention_spatial, got.attention_temporal) == (
+        frozen,
+        trainable,
+        attn_s,
+        attn_t,
+    )
     assert flops.unet_flops(CFG, B, T, H, W, L) == frozen + trainable + attn_s + attn_t
 
 

@@ -15,8 +15,7 @@ from emu_jax.models.unet import abstract_params, init_params
 def _micro():
     """One level, 16 channels, temporal cross-attention on: every wrapped layer kind at the smallest size."""
     cfg = UNetConfig.from_dict(config_lib.load_config("models/unet_tiny").to_dict())
-    return cfg.replace(channel_mult=(1,), attention_resolutions=(1,), model_channels=16,
-                       temporal_cross_attention=True)
+    return cfg.replace(channel_mult=(1,), attention_resolutions=(1,), model_channels=16, temporal_cross_attention=True)
 
 
 def test_layer_scope_keeps_the_param_tree():
@@ -57,9 +56,10 @@ def test_layer_scope_same_output_and_grad():
 def test_bad_scope_and_offload_on_cpu_are_refused(tiny_shapes_dir):
     with pytest.raises(ValueError, match=r"remat_scope='cell' not in \('block', 'layer'\)"):
         _micro().replace(remat_scope="cell")
-    from emu_test_utils import tiny_config
     from emu_jax import sharding
     from emu_jax.training import loop
+    from emu_test_utils import tiny_config
+
     cfg = tiny_config(tiny_shapes_dir, "t2v", model__unet__remat="offload")
     with pytest.raises(ValueError, match="remat='offload' .* needs a TPU or GPU"):
         loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))

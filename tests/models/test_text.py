@@ -8,10 +8,25 @@ import pytest
 from emu_jax.models import clip, text
 from emu_jax.models.t5 import relative_position_bucket
 
-CLIP = text.CLIPTextConfig(vocab_size=259, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, max_position_embeddings=8, eos_token_id=258)
-T5 = text.T5Config(vocab_size=259, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
-                   relative_attention_num_buckets=8, relative_attention_max_distance=16)
+CLIP = text.CLIPTextConfig(
+    vocab_size=259,
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    max_position_embeddings=8,
+    eos_token_id=258,
+)
+T5 = text.T5Config(
+    vocab_size=259,
+    d_model=16,
+    d_kv=8,
+    d_ff=32,
+    num_layers=2,
+    num_heads=2,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +40,14 @@ def test_configs_roundtrip_and_hf_mapping():
     hf = text.T5Config.from_hf_config({"d_model": 32, "feed_forward_proj": "gated-gelu", "num_layers": 3})
     assert hf.gated and hf.act_name == "gelu_new" and hf.num_layers == 3
     assert text.T5Config.from_hf_config({"feed_forward_proj": "relu"}).act_name == "relu"
-    proj = text.CLIPTextConfig.from_hf_config({"hidden_size": 32, "num_attention_heads": 4, "projection_dim": 8,
-                                               "architectures": ["CLIPTextModelWithProjection"]})
+    proj = text.CLIPTextConfig.from_hf_config(
+        {
+            "hidden_size": 32,
+            "num_attention_heads": 4,
+            "projection_dim": 8,
+            "architectures": ["CLIPTextModelWithProjection"],
+        }
+    )
     assert proj.projection_dim == 8
     with pytest.raises(ValueError, match="unknown text encoder kind 'bert'"):
         text.config_from_dict("bert", {})

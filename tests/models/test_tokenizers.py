@@ -32,8 +32,16 @@ def test_sentencepiece_matches_transformers_t5(tmp_path):
     spm = pytest.importorskip("sentencepiece")
     transformers = pytest.importorskip("transformers")
     text = ["a photo of a cat", "a dog runs on the beach", "the cat sleeps", "two birds fly over the sea"] * 20
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_prefix=str(tmp_path / "spiece"),
-                                   vocab_size=30, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(text),
+        model_prefix=str(tmp_path / "spiece"),
+        vocab_size=30,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
     tok = tk.load_tokenizer(str(tmp_path))
     assert isinstance(tok, tk.SentencePieceTokenizer) and tok.vocab_size == 30
     caps = ["a cat", "the dog runs on the beach with two birds"]

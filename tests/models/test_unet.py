@@ -36,9 +36,12 @@ def fwd(tiny):
     model's own defaults), so all tests share one compiled signature per mode.
     """
     cfg = tiny[0]
-    jitted = jax.jit(lambda p, x, t, ctx, cond, level, masks, image_mode: UNet(cfg).apply(
-        {"params": p}, x, t, ctx, cond=cond, cond_level=level, context_masks=masks, image_mode=image_mode),
-        static_argnames=("image_mode",))
+    jitted = jax.jit(
+        lambda p, x, t, ctx, cond, level, masks, image_mode: UNet(cfg).apply(
+            {"params": p}, x, t, ctx, cond=cond, cond_level=level, context_masks=masks, image_mode=image_mode
+        ),
+        static_argnames=("image_mode",),
+    )
 
     def call(p, x, t, ctx, cond=None, cond_level=None, context_masks=None, image_mode=False):
         cond = jnp.zeros(x.shape[:4] + (cfg.cond_channels,)) if cond is None else cond
@@ -66,7 +69,8 @@ def test_video_mode_equals_image_mode_at_init(tiny, fwd):
 def test_temporal_layers_act_once_changed(tiny, fwd):
     cfg, params, x, t, ctx = tiny
     p = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 0.05 if "temporal_attentions_0" in jax.tree_util.keystr(path) else v, params)
+        lambda path, v: v + 0.05 if "temporal_attentions_0" in jax.tree_util.keystr(path) else v, params
+    )
     video = fwd(p, x, t, ctx)
     image = fwd(p, x, t, ctx, image_mode=True)
     assert float(jnp.max(jnp.abs(video - image))) > 1e-3  # temporal layers are really in the video path
@@ -150,8 +154,9 @@ def test_bad_inputs_raise_before_compile(tiny):
     with pytest.raises(ValueError, match="cond_level"):
         f(x, t, ctx, cond_level=jnp.zeros((3,)))
     with pytest.raises(ValueError, match="cond_level_embed=False"):
-        validate_inputs(cfg.replace(cond_level_embed=False), x.shape, t.shape, [ctx[0].shape], None,
-                        cond_level_shape=(2,))
+        validate_inputs(
+            cfg.replace(cond_level_embed=False), x.shape, t.shape, [ctx[0].shape], None, cond_level_shape=(2,)
+        )
     with pytest.raises(ValueError, match="cond_channels=0"):
         validate_inputs(cfg.replace(cond_channels=0), x.shape, t.shape, [ctx[0].shape], x.shape)
 
@@ -196,16 +201,16 @@ def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
     np.testing.assert_allclose(run(cfg, params, ctx), run(cfg0, params0, ctx), atol=1e-6)
 
     trained = jax.tree_util.tree_map_with_path(
-        lambda p, v: v + 0.05 if "temporal_attentions" in jax.tree_util.keystr(p) else v, params)
+        lambda p, v: v + 0.05 if "temporal_attentions" in jax.tree_util.keystr(p) else v, params
+    )
     silenced = jax.tree_util.tree_map_with_path(  # the same, with the cross-attention's output back at zero
-        lambda p, v: jnp.zeros_like(v) if "attn2']['to_out_0" in jax.tree_util.keystr(p) else v, trained)
+        lambda p, v: jnp.zeros_like(v) if "attn2']['to_out_0" in jax.tree_util.keystr(p) else v, trained
+    )
     ctx2 = (ctx[0].at[1].set(-ctx[0][1]),)  # only video 1's prompt changes
     a, b = run(cfg, trained, ctx), run(cfg, trained, ctx2)
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # video 0 does not see video 1's prompt
     through_spatial = run(cfg, silenced, ctx2)[1] - run(cfg, silenced, ctx)[1]
     assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4  # the temporal path reads text
-
-
 
 
 def test_init_from_overlay_copies_every_matching_param_and_names_misfits(tiny):
@@ -215,7 +220,8 @@ def test_init_from_overlay_copies_every_matching_param_and_names_misfits(tiny):
 
     cfg1, params1, *_ = tiny
     trained = jax.tree_util.tree_map_with_path(  # temporal convs away from the identity
-        lambda p, v: v + 0.02 if "temporal_conv" in jax.tree_util.keystr(p) else v, nn.unbox(params1))
+        lambda p, v: v + 0.02 if "temporal_conv" in jax.tree_util.keystr(p) else v, nn.unbox(params1)
+    )
     params, report = overlay_params(nn.unbox(init_params(cfg1, jax.random.key(5))), trained)
     assert "0 kept from init" in report
     assert jax.tree.structure(params) == jax.tree.structure(trained)

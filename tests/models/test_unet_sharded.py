@@ -9,9 +9,20 @@ from emu_jax import sharding
 from emu_jax.models import UNet, UNetConfig
 from emu_jax.models.unet import abstract_params, init_params
 
-CFG = UNetConfig(in_channels=4, cond_channels=5, out_channels=4, model_channels=32, channel_mult=(1, 2),
-                 num_res_blocks=1, attention_resolutions=(2,), num_heads=None, head_dim=8,
-                 context_dims=(16, 24), transformer_layers=2, norm_groups=8)  # two text encoders
+CFG = UNetConfig(
+    in_channels=4,
+    cond_channels=5,
+    out_channels=4,
+    model_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_resolutions=(2,),
+    num_heads=None,
+    head_dim=8,
+    context_dims=(16, 24),
+    transformer_layers=2,
+    norm_groups=8,
+)  # two text encoders
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +36,17 @@ def setup(devices8):
     params = init_params(CFG, jax.random.key(0))
     # Non-trivial temporal layers, so sharding of the temporal path is checked too.
     params = jax.tree_util.tree_map_with_path(
-        lambda p, v: v + 0.02 if "temporal_attentions" in jax.tree_util.keystr(p) else v, params)
+        lambda p, v: v + 0.02 if "temporal_attentions" in jax.tree_util.keystr(p) else v, params
+    )
     rng = np.random.default_rng(0)
     b, t = 8, 2
     inputs = dict(
         x=jnp.asarray(rng.normal(size=(b, t, 8, 8, 4)), jnp.float32),
         t=jnp.arange(b) * 100,
-        contexts=(jnp.asarray(rng.normal(size=(b, 3, 16)), jnp.float32),
-                  jnp.asarray(rng.normal(size=(b, 5, 24)), jnp.float32)),
+        contexts=(
+            jnp.asarray(rng.normal(size=(b, 3, 16)), jnp.float32),
+            jnp.asarray(rng.normal(size=(b, 5, 24)), jnp.float32),
+        ),
         cond=jnp.asarray(rng.normal(size=(b, t, 8, 8, 5)), jnp.float32),
     )
 

@@ -33,13 +33,23 @@ def test_trainable_set_is_temporal_plus_conditioning(tiny):
     cfg, params = tiny
     trainable, frozen = split_params(params)
     tr = paths(trainable)
-    expected = {p for p in paths(params)
-                if "temporal_" in p or p.startswith("conv_in_cond/") or p.startswith("cond_level_embed/")}
+    expected = {
+        p
+        for p in paths(params)
+        if "temporal_" in p or p.startswith("conv_in_cond/") or p.startswith("cond_level_embed/")
+    }
     assert tr == expected
     # Every kind of temporal layer and the conditioning conv are in the set; no spatial param is.
-    for needle in ("temporal_conv_in/", "resnets_0/temporal_conv1/", "resnets_0/temporal_conv2/",
-                   "temporal_attentions_0/proj_out/", "upsamplers_0/temporal_conv/", "temporal_conv_out/",
-                   "conv_in_cond/kernel", "cond_level_embed/linear_2/"):
+    for needle in (
+        "temporal_conv_in/",
+        "resnets_0/temporal_conv1/",
+        "resnets_0/temporal_conv2/",
+        "temporal_attentions_0/proj_out/",
+        "upsamplers_0/temporal_conv/",
+        "temporal_conv_out/",
+        "conv_in_cond/kernel",
+        "cond_level_embed/linear_2/",
+    ):
         assert any(needle in p for p in tr), needle
     assert not any("temporal_" in p for p in paths(frozen))
     assert {"conv_in/kernel", "time_embedding/linear_1/kernel"} <= paths(frozen)
@@ -66,8 +76,9 @@ def test_adam_step_changes_only_trainable(tiny):
     @jax.jit
     def step(trainable, opt_state):
         def loss_fn(tr):
-            out = UNet(cfg).apply({"params": merge_params(tr, frozen)}, x, jnp.array([50]), ctx, cond=cond,
-                                  cond_level=jnp.array([100]))
+            out = UNet(cfg).apply(
+                {"params": merge_params(tr, frozen)}, x, jnp.array([50]), ctx, cond=cond, cond_level=jnp.array([100])
+            )
             return jnp.mean((out - target) ** 2)
 
         loss, grads = jax.value_and_grad(loss_fn)(trainable)  # grads exist only for the trainable half
@@ -92,8 +103,10 @@ def test_paper_config_parameter_count():
     cfg = load_config("unet_emu_video")
     n = count_params(meta.unbox(abstract_params(cfg)))  # eval_shape: no memory allocated
     spatial, temporal, total = n["frozen"], n["trainable"], n["total"]
-    print(f"\nEmu Video F U-Net params: spatial {spatial / 1e9:.3f}B (paper 2.7B), "
-          f"temporal+cond {temporal / 1e9:.3f}B (paper 1.7B), total {total / 1e9:.3f}B (paper 4.3B)")
+    print(
+        f"\nEmu Video F U-Net params: spatial {spatial / 1e9:.3f}B (paper 2.7B), "
+        f"temporal+cond {temporal / 1e9:.3f}B (paper 1.7B), total {total / 1e9:.3f}B (paper 4.3B)"
+    )
     # Spatial is fully determined by SPEC's table (SD-style blocks): must round to the paper's 2.7B.
     assert 2.6e9 <= spatial <= 2.8e9
     # The paper does not give the temporal layout; ours (2-layer temporal attention, conv after every

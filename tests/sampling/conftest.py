@@ -1,6 +1,7 @@
 """Session fixtures for the sampling tests: one tiny random F and I model (helpers in sampling_helpers.py)."""
 
 import pytest
+
 from sampling_helpers import tiny_model
 
 

@@ -36,8 +36,14 @@ def tiny_model(task: str, seed: int) -> LoadedModel:
         new.append(leaf)
     params = jax.tree_util.tree_unflatten(treedef, new)
     d = cfg.diffusion
-    meta = {"kind": "test", "task": task, "model": model.config.to_dict(), "diffusion": d.to_dict(),
-            "sampling": cfg.sampling.to_dict(), "slots": dict(LAYOUT)}
+    meta = {
+        "kind": "test",
+        "task": task,
+        "model": model.config.to_dict(),
+        "diffusion": d.to_dict(),
+        "sampling": cfg.sampling.to_dict(),
+        "slots": dict(LAYOUT),
+    }
     _, _, _, schedule, prediction = sampling_meta(meta)
     layout = conditioning.SlotLayout(**LAYOUT) if task == "interp" else None
     return LoadedModel(f"<tiny {task}>", meta, model, params, task, schedule, prediction, layout)

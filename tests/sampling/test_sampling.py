@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampling_helpers import LAYOUT
 
 from emu_jax import conditioning
+from emu_jax.diffusion import guidance, samplers
 from emu_jax.sampling import stages
 from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.sampling.settings import Settings, validate_prompts
-from emu_jax.diffusion import guidance, samplers
+from sampling_helpers import LAYOUT
 
 STEPS = 2
 LONG = "a very long prompt about a small red circle drifting slowly to the left " * 4  # > 64 byte tokens
@@ -22,8 +22,7 @@ H = 16  # latent size of the 32 px tiny model (VAE factor 2)
 
 @pytest.fixture(scope="module")
 def pipe(f_model, i_model):
-    return Pipeline(f_model, Settings(num_steps=STEPS), interp=i_model, batch_size=2,
-                             progress=False)
+    return Pipeline(f_model, Settings(num_steps=STEPS), interp=i_model, batch_size=2, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +110,17 @@ def test_video_stage_receives_exactly_the_keyframe_latent(f_model):
 
 @pytest.fixture(scope="module")
 def plan(f_model):
-    return samplers.make_plan(f_model.schedule, method="ddim", num_steps=STEPS, prediction=f_model.prediction,
-                              spacing="trailing")
+    return samplers.make_plan(
+        f_model.schedule, method="ddim", num_steps=STEPS, prediction=f_model.prediction, spacing="trailing"
+    )
 
 
 @pytest.fixture(scope="module")
 def keyframe_fn(f_model, plan):
     m = f_model.model
-    return jax.jit(lambda params, tok, keys, w: stages.generate_keyframe(m, params, tok, keys, f_model.schedule,
-                                                                         plan, guidance=w))
+    return jax.jit(
+        lambda params, tok, keys, w: stages.generate_keyframe(m, params, tok, keys, f_model.schedule, plan, guidance=w)
+    )
 
 
 def test_keyframe_never_runs_temporal_layers(f_model, keyframe_fn):
@@ -127,9 +128,11 @@ def test_keyframe_never_runs_temporal_layers(f_model, keyframe_fn):
     tok, keys = _tokens(m, ["red circle", "blue"]), stages.item_keys(1, jnp.arange(2))
     base = keyframe_fn(f_model.params, tok, keys, 7.5)
     perturbed = jax.tree_util.tree_map_with_path(
-        lambda path, x: x + 1.0 if "temporal" in jax.tree_util.keystr(path) else x, f_model.params)
-    n_temporal = sum("temporal" in jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(
-        f_model.params))
+        lambda path, x: x + 1.0 if "temporal" in jax.tree_util.keystr(path) else x, f_model.params
+    )
+    n_temporal = sum(
+        "temporal" in jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(f_model.params)
+    )
     assert n_temporal > 4
     np.testing.assert_array_equal(np.asarray(keyframe_fn(perturbed, tok, keys, 7.5)), np.asarray(base))
 
@@ -148,8 +151,11 @@ def test_keyframe_guidance_is_the_one_condition_formula(f_model, keyframe_fn, pl
         return uncond + w * (cond - uncond)
 
     x_T = stages.normal(stages.fold(stages.fold(keys, stages.KEYFRAME), 0), (1, H, H, 4))
-    ref = jax.jit(lambda x: samplers.sample(by_hand, x, sched, method="ddim", num_steps=STEPS,
-                                            prediction=f_model.prediction, spacing="trailing"))(x_T)
+    ref = jax.jit(
+        lambda x: samplers.sample(
+            by_hand, x, sched, method="ddim", num_steps=STEPS, prediction=f_model.prediction, spacing="trailing"
+        )
+    )(x_T)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=2e-5, rtol=1e-5)
 
 
@@ -161,10 +167,14 @@ def test_two_condition_with_unit_scales_is_the_conditional_model(f_model, plan):
     ctx, mask = stages.encode(m, p, tok)
     cond = conditioning.image_condition(kf, 8)
     x_T = stages.normal(stages.fold(stages.fold(keys, stages.VIDEO), 0), (8, H, H, 4))
-    plain = guidance.guided_denoise_fn(lambda x, t, c: m.denoise(p, x, t, ctx, cond=c, context_masks=mask), cond,
-                                       mode="none")
-    ref = jax.jit(lambda x: samplers.sample(plain, x, sched, method="ddim", num_steps=STEPS,
-                                            prediction=f_model.prediction, spacing="trailing"))(x_T)
+    plain = guidance.guided_denoise_fn(
+        lambda x, t, c: m.denoise(p, x, t, ctx, cond=c, context_masks=mask), cond, mode="none"
+    )
+    ref = jax.jit(
+        lambda x: samplers.sample(
+            plain, x, sched, method="ddim", num_steps=STEPS, prediction=f_model.prediction, spacing="trailing"
+        )
+    )(x_T)
     err = float(jnp.abs(ours - ref).max())
     print(f"w_i = w_p = 1 vs conditional model: max |diff| = {err:.2e}")
     assert err < 1e-4
@@ -177,8 +187,7 @@ def test_interpolation_layout_frame_counts(i_model):
     tok, keys = _tokens(m, ["x"]), stages.item_keys(0, jnp.arange(1))
     video = jax.random.normal(jax.random.key(1), (1, 4, H, H, 4))  # num_given frames: one pass
     one = jax.eval_shape(lambda v: stages.interpolate(m, p, tok, v, keys, sched, plan, lay), video)
-    two = jax.eval_shape(lambda v: stages.interpolate(m, p, tok, v, keys, sched, plan, lay),
-                         jnp.zeros((1, 8, H, H, 4)))
+    two = jax.eval_shape(lambda v: stages.interpolate(m, p, tok, v, keys, sched, plan, lay), jnp.zeros((1, 8, H, H, 4)))
     assert one.shape == (1, lay.num_slots, H, H, 4) == (1, 9, H, H, 4)
     assert two.shape == (1, 16, H, H, 4)  # two halves stitched: 9 + 7
     cb, _, _ = jax.jit(lambda v: stages.interp_start(m, p, tok, None, keys, plan, sched, v, lay, 100))(video)

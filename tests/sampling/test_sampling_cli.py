@@ -10,12 +10,12 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from sampling_helpers import REPO, save
 
+from emu_jax.data import video_io
 from emu_jax.data.images import prepare_image
 from emu_jax.sampling import cli as sample
 from emu_jax.sampling.pipeline import Pipeline
-from emu_jax.data import video_io
+from sampling_helpers import REPO, save
 
 
 def parse(*argv):
@@ -35,8 +35,25 @@ def ckpt(tmp_path_factory, f_model, i_model):
 
 def test_cli_writes_keyframe_videos_gifs_and_json(ckpt, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = sample.main(parse("--checkpoint", ckpt, "--prompt", "a red circle", "--prompt", "Blue square, moving!",
-                           "--steps", 2, "--batch-size", 2, "--seed", 7, "--out", out, "--quiet"))
+    rc = sample.main(
+        parse(
+            "--checkpoint",
+            ckpt,
+            "--prompt",
+            "a red circle",
+            "--prompt",
+            "Blue square, moving!",
+            "--steps",
+            2,
+            "--batch-size",
+            2,
+            "--seed",
+            7,
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     assert rc == 0
     stdout = capsys.readouterr().out
     assert "done: 2 prompt(s)" in stdout
@@ -59,8 +76,22 @@ def test_cli_image_to_video_reports_the_resize(ckpt, tmp_path, capsys):
     img = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "start.png")
     out = tmp_path / "out"
-    rc = sample.main(parse("--checkpoint", ckpt, "--prompt", "go", "--image", tmp_path / "start.png", "--steps", 1,
-                           "--no-interp", "--out", out, "--quiet"))
+    rc = sample.main(
+        parse(
+            "--checkpoint",
+            ckpt,
+            "--prompt",
+            "go",
+            "--image",
+            tmp_path / "start.png",
+            "--steps",
+            1,
+            "--no-interp",
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     assert rc == 0
     stdout = capsys.readouterr().out
     assert "48x40: resized" in stdout and "centre-cropped to 32x32" in stdout
@@ -74,23 +105,28 @@ def test_cli_image_to_video_reports_the_resize(ckpt, tmp_path, capsys):
 @pytest.fixture
 def no_compile(monkeypatch):
     """Fail the test if the CLI gets as far as building the pipeline."""
+
     def boom(*a, **k):
         raise AssertionError("validation should have failed before loading / compiling")
+
     monkeypatch.setattr(Pipeline, "from_checkpoint", boom)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--prompt", "  "], "--prompt number 1 is empty"),
-    (["--prompt", "x", "--image", "/no/such.png"], "'/no/such.png' does not exist"),
-    (["--prompt", "x", "--image", "BADIMAGE"], "cannot read image"),
-    (["--prompt", "x", "--guidance-text", "nan"], "guidance --guidance-text must be a finite number >= 0, got nan"),
-    (["--prompt", "x", "--guidance-image", "-1"], "--guidance-image must be a finite number >= 0, got -1.0"),
-    (["--prompt", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
-    (["--prompt", "x", "--steps", "1001"], r"num_steps must be an integer in [1, 1000], got 1001"),
-    (["--prompt", "x", "--sampler", "heun"], "unknown --sampler 'heun'"),
-    (["--prompt", "x", "--checkpoint", "EMPTYDIR"], "not an emu_jax checkpoint"),
-    (["--prompt", "x", "--interp-checkpoint", "CKPT"], "is a 't2v' model, not an interpolation model"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--prompt", "  "], "--prompt number 1 is empty"),
+        (["--prompt", "x", "--image", "/no/such.png"], "'/no/such.png' does not exist"),
+        (["--prompt", "x", "--image", "BADIMAGE"], "cannot read image"),
+        (["--prompt", "x", "--guidance-text", "nan"], "guidance --guidance-text must be a finite number >= 0, got nan"),
+        (["--prompt", "x", "--guidance-image", "-1"], "--guidance-image must be a finite number >= 0, got -1.0"),
+        (["--prompt", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--prompt", "x", "--steps", "1001"], r"num_steps must be an integer in [1, 1000], got 1001"),
+        (["--prompt", "x", "--sampler", "heun"], "unknown --sampler 'heun'"),
+        (["--prompt", "x", "--checkpoint", "EMPTYDIR"], "not an emu_jax checkpoint"),
+        (["--prompt", "x", "--interp-checkpoint", "CKPT"], "is a 't2v' model, not an interpolation model"),
+    ],
+)
 def test_bad_input_refused_before_compile(ckpt, tmp_path, capsys, no_compile, extra, message):
     (tmp_path / "bad.png").write_text("not an image")
     (tmp_path / "empty").mkdir()
@@ -114,12 +150,19 @@ def test_nan_in_latents_names_the_stage_and_writes_nothing(f_model, tmp_path, ca
 
 
 def test_help_from_module_and_dispatcher():
-    res = subprocess.run([sys.executable, "-m", "emu_jax.sampling.cli", "--help"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    res = subprocess.run(
+        [sys.executable, "-m", "emu_jax.sampling.cli", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert res.returncode == 0 and "--guidance-keyframe" in res.stdout and "--interp-checkpoint" in res.stdout
     text = " ".join(res.stdout.split())  # the bundled model's own defaults, not the recipe's 7.5 / 250
     assert "bundled model: 4.0)" in text and "bundled model: 25)" in text and "--mesh" in text
     from emu_jax import cli
+
     with pytest.raises(SystemExit) as e:
         cli.main(["sample", "--help"])
     assert e.value.code == 0

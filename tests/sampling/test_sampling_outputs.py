@@ -9,15 +9,19 @@ from emu_jax.errors import UserError
 from emu_jax.sampling import outputs
 
 IDENTITY = {"checkpoint_id": "abc", "settings": {"num_steps": 2}, "seed": 0, "prompts_sha256": "p1"}
-ITEMS = [{"index": i, "prompt": p, "seed": 0, "stem": outputs.stem(i, p), "warnings": []}
-         for i, p in enumerate(["red circle", "blue square"])]
+ITEMS = [
+    {"index": i, "prompt": p, "seed": 0, "stem": outputs.stem(i, p), "warnings": []}
+    for i, p in enumerate(["red circle", "blue square"])
+]
 
 
 def _finish(out, item, identity=IDENTITY):
     """What write_sample leaves for an item: its files, then its record."""
     (out / f"{item['stem']}_keyframe.png").write_bytes(b"png")
-    outputs.write_json(str(out / f"{item['stem']}.json"), {"run_id": outputs.run_id(identity),
-                                                            "files": {"keyframe": f"{item['stem']}_keyframe.png"}})
+    outputs.write_json(
+        str(out / f"{item['stem']}.json"),
+        {"run_id": outputs.run_id(identity), "files": {"keyframe": f"{item['stem']}_keyframe.png"}},
+    )
 
 
 def test_resume_refuse_and_overwrite(tmp_path):

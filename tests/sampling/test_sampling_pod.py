@@ -11,16 +11,20 @@ import time
 
 import numpy as np
 import pytest
-from sampling_helpers import REPO, save
 
 from emu_test_utils import xla_flags
+from sampling_helpers import REPO, save
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = [f"{c} {s} moving {d}" for c, s, d in zip(
-    ["red", "blue", "green", "yellow", "red", "blue", "green", "yellow", "red", "blue"],
-    ["circle", "square", "triangle", "circle", "square", "triangle", "circle", "square", "triangle", "circle"],
-    ["left", "right", "up", "down", "left", "right", "up", "down", "left", "right " * 20])]  # the last: truncated
+PROMPTS = [
+    f"{c} {s} moving {d}"
+    for c, s, d in zip(
+        ["red", "blue", "green", "yellow", "red", "blue", "green", "yellow", "red", "blue"],
+        ["circle", "square", "triangle", "circle", "square", "triangle", "circle", "square", "triangle", "circle"],
+        ["left", "right", "up", "down", "left", "right", "up", "down", "left", "right " * 20],
+    )
+]  # the last: truncated
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,24 @@ def setup(tmp_path_factory, f_model):
 
 
 def _argv(ckpt, prompts, out, *extra):
-    return [sys.executable, "-m", "emu_jax.sampling.cli", "--checkpoint", ckpt, "--prompts-file", prompts,
-            "--steps", "1", "--seed", "5", "--no-interp", "--save-frames", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "emu_jax.sampling.cli",
+        "--checkpoint",
+        ckpt,
+        "--prompts-file",
+        prompts,
+        "--steps",
+        "1",
+        "--seed",
+        "5",
+        "--no-interp",
+        "--save-frames",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env(devices):
@@ -105,10 +125,29 @@ def test_eight_devices_with_sharded_params_match(setup, reference):
 def test_two_processes_match(setup, reference):
     root, ckpt, prompts = setup
     out, port = root / "two", _free_port()
-    procs = [subprocess.Popen(_argv(ckpt, prompts, out, "--batch-size", "3", "--coordinator", f"127.0.0.1:{port}",
-                                    "--num-processes", "2", "--process-id", str(i)),
-                              env=_env(1), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            _argv(
+                ckpt,
+                prompts,
+                out,
+                "--batch-size",
+                "3",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ),
+            env=_env(1),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -123,8 +162,9 @@ def test_kill_resume_and_refuse_another_command(setup, reference):
     argv = _argv(ckpt, prompts, out, "--batch-size", "1")
     proc = subprocess.Popen(argv, env=_env(1), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while time.time() < deadline and len([n for n in os.listdir(out) if n.endswith(".json")] if out.exists()
-                                          else []) < 4:  # manifest + 3 items
+    while (
+        time.time() < deadline and len([n for n in os.listdir(out) if n.endswith(".json")] if out.exists() else []) < 4
+    ):  # manifest + 3 items
         time.sleep(0.2)
     proc.kill()  # SIGKILL mid-file
     proc.wait()

@@ -12,21 +12,28 @@ import urllib.request
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sampling_helpers import save
 
 from emu_jax.sampling import cli as sample
 from emu_jax.sampling import serve
+from sampling_helpers import save
 
 pytestmark = pytest.mark.slow
-REQUESTS = [("red circle moving left", 1), ("blue square moving up", 2), ("green triangle", 3),
-            ("red circle moving left", 4), ("yellow circle moving down", 5), ("blue square moving up", 2)]
+REQUESTS = [
+    ("red circle moving left", 1),
+    ("blue square moving up", 2),
+    ("green triangle", 3),
+    ("red circle moving left", 4),
+    ("yellow circle moving down", 5),
+    ("blue square moving up", 2),
+]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, f_model):
     ckpt = save(f_model, str(tmp_path_factory.mktemp("serve") / "f"))
-    engine = serve.Engine(ckpt, batch_size=4, max_wait_ms=3000, queue_size=8, max_steps=3, max_guidance=10,
-                          use_interp=False)
+    engine = serve.Engine(
+        ckpt, batch_size=4, max_wait_ms=3000, queue_size=8, max_steps=3, max_guidance=10, use_interp=False
+    )
     from werkzeug.serving import make_server
 
     servers = [make_server("127.0.0.1", 0, serve.make_app(engine, token), threaded=True) for token in (None, "tok")]
@@ -87,8 +94,23 @@ def test_concurrent_requests_are_batched_and_match_the_cli(server, tmp_path):
         parser = argparse.ArgumentParser()
         sample.add_arguments(parser)
         out = tmp_path / str(i)
-        args = parser.parse_args(["--checkpoint", ckpt, "--prompt", prompt, "--seed", str(seed), "--steps", "1",
-                                  "--no-interp", "--save-frames", "--quiet", "--out", str(out)])
+        args = parser.parse_args(
+            [
+                "--checkpoint",
+                ckpt,
+                "--prompt",
+                prompt,
+                "--seed",
+                str(seed),
+                "--steps",
+                "1",
+                "--no-interp",
+                "--save-frames",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
         assert sample.main(args) == 0
         want = np.load(next(out.glob("*_frames.npz")))
         for k in ("keyframe", "video"):
@@ -97,14 +119,16 @@ def test_concurrent_requests_are_batched_and_match_the_cli(server, tmp_path):
 
 def test_bad_requests_auth_queue_and_metrics(server, monkeypatch):
     _, engine, (base, secured) = server
-    for body, message in [({"prompt": "x", "colour": 1}, "unknown field(s) ['colour']"),
-                          ({"prompt": "  "}, "prompt must be a non-empty string"),
-                          ({"prompt": "x" * 501}, "at most 500 allowed"),
-                          ({"prompt": "x", "steps": 4}, "steps must be in [1, 3], got 4"),
-                          ({"prompt": "x", "steps": 0}, "steps must be >= 1, got 0"),
-                          ({"prompt": "x", "guidance": {"text": 11}}, "guidance.text must be in [0, 10"),
-                          ({"prompt": "x", "guidance": {"text": -1}}, "guidance.text must be a finite number >= 0"),
-                          ({"prompt": "x", "seed": -3}, "seed must be an integer in [0, 2**31)")]:
+    for body, message in [
+        ({"prompt": "x", "colour": 1}, "unknown field(s) ['colour']"),
+        ({"prompt": "  "}, "prompt must be a non-empty string"),
+        ({"prompt": "x" * 501}, "at most 500 allowed"),
+        ({"prompt": "x", "steps": 4}, "steps must be in [1, 3], got 4"),
+        ({"prompt": "x", "steps": 0}, "steps must be >= 1, got 0"),
+        ({"prompt": "x", "guidance": {"text": 11}}, "guidance.text must be in [0, 10"),
+        ({"prompt": "x", "guidance": {"text": -1}}, "guidance.text must be a finite number >= 0"),
+        ({"prompt": "x", "seed": -3}, "seed must be an integer in [0, 2**31)"),
+    ]:
         status, out = call(f"{base}/v1/videos", body)
         assert status == 400 and message in json.loads(out)["error"], (body, out)
     assert call(f"{secured}/v1/videos", {"prompt": "x"})[0] == 401
@@ -118,8 +142,9 @@ def test_bad_requests_auth_queue_and_metrics(server, monkeypatch):
     _, text = call(f"{base}/metrics")
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     assert {"emu_requests", "emu_batches", "emu_batch_fill", "emu_queue_depth"} <= set(families)
-    outcomes = {s.labels.get("outcome"): s.value for s in families["emu_requests"].samples
-                if s.name == "emu_requests_total"}
+    outcomes = {
+        s.labels.get("outcome"): s.value for s in families["emu_requests"].samples if s.name == "emu_requests_total"
+    }
     assert outcomes["bad_request"] >= 8 and outcomes["refused"] >= 1
 
 

@@ -4,19 +4,20 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from emu_test_utils import tiny_config
 from emu_jax import conditioning
-from emu_jax.sampling import stages
 from emu_jax.diffusion import samplers
+from emu_jax.sampling import stages
 from emu_jax.training import loop
+from emu_test_utils import tiny_config
 from train_helpers import fixed_batch_loss_before_after
 
 
 @pytest.mark.slow  # trains a tiny interpolation model (~50 s)
 def test_tiny_interpolation_model_learns_and_keeps_given_frames(tiny_shapes_dir):
     """Brief training lowers I's loss, and its sampled clip moves towards the given frames."""
-    cfg = tiny_config(tiny_shapes_dir, "interp", train__batch_size=4, train__optimizer__lr=3e-3,
-                      train__optimizer__warmup_steps=0)
+    cfg = tiny_config(
+        tiny_shapes_dir, "interp", train__batch_size=4, train__optimizer__lr=3e-3, train__optimizer__warmup_steps=0
+    )
     _, schedule, spec = loop.build(cfg)
     layout = spec.layout
     assert layout.num_slots == cfg.data.num_frames == 9
@@ -34,15 +35,15 @@ def test_tiny_interpolation_model_learns_and_keeps_given_frames(tiny_shapes_dir)
     keys = stages.item_keys(0, jnp.arange(given.shape[0]))
 
     def given_slot_error(p):
-        out = jax.jit(lambda p: stages.interpolate(model, p, tokens, given, keys, schedule, plan, layout,
-                                                     w_image=1.0, w_text=1.0))(p)
+        out = jax.jit(
+            lambda p: stages.interpolate(model, p, tokens, given, keys, schedule, plan, layout, w_image=1.0, w_text=1.0)
+        )(p)
         assert out.shape == latents.shape
         return float(jnp.sqrt(jnp.mean((conditioning.given_frames(out, layout) - given) ** 2)))
 
     untrained, trained = given_slot_error(params0), given_slot_error(params)
-    scale = float(jnp.sqrt(jnp.mean(given ** 2)))
-    print(f"RMS error at given slots: untrained {untrained:.3f}, after 30 steps {trained:.3f} "
-          f"(latent RMS {scale:.3f})")
+    scale = float(jnp.sqrt(jnp.mean(given**2)))
+    print(f"RMS error at given slots: untrained {untrained:.3f}, after 30 steps {trained:.3f} (latent RMS {scale:.3f})")
     assert trained < untrained
 
 
@@ -60,6 +61,8 @@ def test_augmentation_level_reaches_the_model(tiny_shapes_dir):
     given = jax.random.normal(jax.random.key(2), (1, spec.layout.num_given, 16, 16, 4))
     cond = conditioning.interpolation_condition(given, spec.layout)
     ctx, masks = model.batch_contexts(params, model.tokenize_all(["a red circle moving left"]))
-    out = [model.denoise(params, x, jnp.array([500]), ctx, cond=cond, cond_level=jnp.array([lvl]),
-                         context_masks=masks) for lvl in (0, 100)]
+    out = [
+        model.denoise(params, x, jnp.array([500]), ctx, cond=cond, cond_level=jnp.array([lvl]), context_masks=masks)
+        for lvl in (0, 100)
+    ]
     assert float(jnp.abs(out[0] - out[1]).max()) > 1e-4

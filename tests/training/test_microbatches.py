@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from emu_test_utils import tiny_config
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader
 from emu_jax.training import loop
+from emu_test_utils import tiny_config
 
 
 def _one_step(cfg, mesh):
@@ -29,8 +29,14 @@ def test_microbatches_equal_whole_batch(tiny_shapes_dir):
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     results = {}
     for n in (1, 4):
-        cfg = tiny_config(tiny_shapes_dir, "t2v", train__batch_size=16, train__microbatches=n,
-                          train__optimizer__warmup_steps=0, train__optimizer__eps=1.0)
+        cfg = tiny_config(
+            tiny_shapes_dir,
+            "t2v",
+            train__batch_size=16,
+            train__microbatches=n,
+            train__optimizer__warmup_steps=0,
+            train__optimizer__eps=1.0,
+        )
         results[n] = _one_step(cfg, mesh)
     (m1, d1), (m4, d4) = results[1], results[4]
     np.testing.assert_allclose(m4["loss"], m1["loss"], rtol=1e-5)
@@ -56,9 +62,19 @@ def test_indivisible_microbatches_fail_before_compiling(tiny_shapes_dir):
 
 def test_train_cli_exits_2_on_indivisible_microbatches(tmp_path, capsys):
     from emu_jax.cli import main
+
     # 8 clips on 8 devices (mesh data=-1): 1 per shard, not divisible by 3.
-    code = main(["train", "--config", "configs/tiny.py:t2v", "--workdir", str(tmp_path / "run"),
-                 "--config.train.batch_size=8", "--config.train.microbatches=3"])
+    code = main(
+        [
+            "train",
+            "--config",
+            "configs/tiny.py:t2v",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--config.train.batch_size=8",
+            "--config.train.microbatches=3",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "train.microbatches=3 does not divide the per-data-shard batch 8/8" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

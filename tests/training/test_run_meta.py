@@ -9,8 +9,14 @@ from emu_jax.training import run_meta
 
 
 def _meta(**unet):
-    return {"format": "emu_jax", "task": "t2v", "model": {"unet": {"model_channels": 32, **unet}},
-            "diffusion": {"prediction": "v"}, "sampling": {"num_steps": 10}, "slots": {"factor": 4}}
+    return {
+        "format": "emu_jax",
+        "task": "t2v",
+        "model": {"unet": {"model_channels": 32, **unet}},
+        "diffusion": {"prediction": "v"},
+        "sampling": {"num_steps": 10},
+        "slots": {"factor": 4},
+    }
 
 
 def test_new_run_and_same_model(tmp_path):
@@ -20,11 +26,15 @@ def test_new_run_and_same_model(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["emu_jax.json"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("change,named", [
-    (lambda m: m["model"]["unet"].update(model_channels=64), "model.unet.model_channels: 32 -> 64"),
-    (lambda m: m.update(task="interp"), "task: 't2v' -> 'interp'"),
-    (lambda m: m["diffusion"].update(prediction="eps"), "diffusion.prediction: 'v' -> 'eps'"),
-    (lambda m: m["slots"].update(factor=2), "slots.factor: 4 -> 2")])
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (lambda m: m["model"]["unet"].update(model_channels=64), "model.unet.model_channels: 32 -> 64"),
+        (lambda m: m.update(task="interp"), "task: 't2v' -> 'interp'"),
+        (lambda m: m["diffusion"].update(prediction="eps"), "diffusion.prediction: 'v' -> 'eps'"),
+        (lambda m: m["slots"].update(factor=2), "slots.factor: 4 -> 2"),
+    ],
+)
 def test_other_identity_is_refused(tmp_path, change, named):
     run_meta.write(tmp_path, _meta())
     new = _meta()

@@ -22,12 +22,34 @@ def _free_port():
 def _launch(workdir, data_dir, steps):
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "emu_jax.train", "--config", str(REPO / "configs" / "tiny.py") + ":t2v",
-         "--workdir", str(workdir), f"--config.data.data_dir={data_dir}", f"--config.train.steps={steps}",
-         "--config.train.save_every=2", "--config.train.log_every=1",
-         "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "emu_jax.train",
+                "--config",
+                str(REPO / "configs" / "tiny.py") + ":t2v",
+                "--workdir",
+                str(workdir),
+                f"--config.data.data_dir={data_dir}",
+                f"--config.train.steps={steps}",
+                "--config.train.save_every=2",
+                "--config.train.log_every=1",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]

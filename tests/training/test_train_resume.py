@@ -10,9 +10,9 @@ with another model is refused and leaves the run folder byte-identical.
 import hashlib
 import json
 import os
-import struct
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -21,8 +21,8 @@ import jax
 import numpy as np
 import pytest
 
-from emu_test_utils import REPO, xla_flags
 from emu_jax import checkpoint_io
+from emu_test_utils import REPO, xla_flags
 
 pytestmark = pytest.mark.slow  # subprocess training runs: straight, SIGKILLed and resumed (~70-95 s)
 
@@ -30,10 +30,21 @@ STEPS, EVERY = 6, 2
 
 
 def _cmd(workdir, data_dir, *extra):
-    return [sys.executable, "-m", "emu_jax.train", "--config", str(REPO / "configs" / "tiny.py") + ":t2v",
-            "--workdir", str(workdir), f"--config.data.data_dir={data_dir}", f"--config.train.steps={STEPS}",
-            f"--config.train.save_every={EVERY}", "--config.train.log_every=1", "--config.train.keep=10",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "emu_jax.train",
+        "--config",
+        str(REPO / "configs" / "tiny.py") + ":t2v",
+        "--workdir",
+        str(workdir),
+        f"--config.data.data_dir={data_dir}",
+        f"--config.train.steps={STEPS}",
+        f"--config.train.save_every={EVERY}",
+        "--config.train.log_every=1",
+        "--config.train.keep=10",
+        *extra,
+    ]
 
 
 def _env():
@@ -64,8 +75,8 @@ def _tensorboard_steps(workdir, tag="train/loss"):
     for path in sorted((workdir / "tensorboard").iterdir(), key=lambda p: int(p.name.split(".")[3])):
         data, pos = path.read_bytes(), 0
         while pos < len(data):  # TFRecord: u64 length, u32 crc, payload, u32 crc
-            (n,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = Event.FromString(data[pos + 12:pos + 12 + n])
+            (n,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = Event.FromString(data[pos + 12 : pos + 12 + n])
             pos += 16 + n
             if event.HasField("session_log") and event.session_log.status == SessionLog.START:
                 shown = [(s, v) for s, v in shown if s < event.step]
@@ -76,8 +87,11 @@ def _tensorboard_steps(workdir, tag="train/loss"):
 
 
 def _tree_hashes(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _params(workdir):
@@ -99,8 +113,9 @@ def straight(tiny_shapes_dir, tmp_path_factory):
 def killed_and_resumed(tiny_shapes_dir, tmp_path_factory):
     """Start, SIGKILL once the first checkpoint is committed and a later step is logged, keep a copy, restart."""
     workdir = tmp_path_factory.mktemp("killed")
-    proc = subprocess.Popen(_cmd(workdir, tiny_shapes_dir), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cmd(workdir, tiny_shapes_dir), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     first, metrics = workdir / "checkpoints" / str(EVERY), workdir / "metrics.jsonl"
 
     def logged_past_checkpoint():
@@ -114,8 +129,9 @@ def killed_and_resumed(tiny_shapes_dir, tmp_path_factory):
     assert first.is_dir(), "the run never committed its first checkpoint"
     killed_at = max(_steps(workdir))
     assert killed_at < STEPS, "the run finished before it was killed: the test proved nothing"
-    assert max(r["step"] for r in _rows(workdir)) > killed_at, \
+    assert max(r["step"] for r in _rows(workdir)) > killed_at, (
         "no step was logged after the last checkpoint: duplicated metrics are untested"
+    )
     snapshot = tmp_path_factory.mktemp("snapshot")
     shutil.copytree(workdir, snapshot, dirs_exist_ok=True)
     _run(workdir, tiny_shapes_dir)
@@ -151,9 +167,13 @@ def test_other_model_resume_is_refused_and_writes_nothing(killed_and_resumed, ti
     run = tmp_path / "run"
     shutil.copytree(snapshot, run)
     before = _tree_hashes(run)
-    out = subprocess.run(_cmd(run, tiny_shapes_dir, "--config.model.unet.model_channels=64",
-                              "--config.train.optimizer.lr=0.5"),
-                         env=_env(), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        _cmd(run, tiny_shapes_dir, "--config.model.unet.model_channels=64", "--config.train.optimizer.lr=0.5"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1].startswith("emu-video train: error: --workdir")
     assert "model.unet.model_channels: 32 -> 64" in out.stderr and "Traceback" not in out.stderr
@@ -164,8 +184,12 @@ def test_weights_only_restore_differs(straight, killed_and_resumed, tiny_shapes_
     """Same weights at the snapshot step but a fresh optimiser, RNG step and data position."""
     _, snapshot, killed_at = killed_and_resumed
     weights_only = tmp_path / "weights_only"
-    _run(weights_only, tiny_shapes_dir, f"--config.train.init_from={snapshot}",
-         f"--config.train.steps={STEPS - killed_at}")
+    _run(
+        weights_only,
+        tiny_shapes_dir,
+        f"--config.train.init_from={snapshot}",
+        f"--config.train.steps={STEPS - killed_at}",
+    )
     pa, pc = _params(straight), _params(weights_only)
     diffs = [float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pc))]
     assert max(diffs) > 0, "weights-only restore reproduced the straight run: exact resume is untested"
@@ -204,6 +228,9 @@ def test_truncated_checkpoint_names_its_step(killed_and_resumed, tiny_shapes_dir
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     line = out.stderr.strip().splitlines()[-1]
     assert line.startswith(f"emu-video train: error: checkpoint step {killed_at} (") and "cannot be restored" in line
-    assert (f"delete that folder to resume from step {killed_at - EVERY}" if killed_at > EVERY
-            else "delete that folder to start from step 0") in line, line
+    assert (
+        f"delete that folder to resume from step {killed_at - EVERY}"
+        if killed_at > EVERY
+        else "delete that folder to start from step 0"
+    ) in line, line
     assert _tree_hashes(run) == before

@@ -6,20 +6,27 @@ import grain
 import numpy as np
 import pytest
 
-from emu_test_utils import tiny_config
-from train_helpers import fixed_batch_loss_before_after
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader
 from emu_jax.training import loop
 from emu_jax.training.metrics import NonFiniteError
+from emu_test_utils import tiny_config
+from train_helpers import fixed_batch_loss_before_after
 
 
 @pytest.mark.slow  # trains the tiny model end to end (~40 s on busy cores)
 def test_loss_goes_down_on_tiny_moving_shapes(tiny_shapes_dir):
     """Text-to-image stage on a fixed batch: the loss at fixed (t, noise) draws drops."""
-    cfg = tiny_config(tiny_shapes_dir, "t2i", train__batch_size=8, train__optimizer__lr=3e-3,
-                      train__optimizer__warmup_steps=0, train__drop_text=0.0, train__drop_image=0.0,
-                      train__drop_both=0.0)
+    cfg = tiny_config(
+        tiny_shapes_dir,
+        "t2i",
+        train__batch_size=8,
+        train__optimizer__lr=3e-3,
+        train__optimizer__warmup_steps=0,
+        train__drop_text=0.0,
+        train__drop_image=0.0,
+        train__drop_both=0.0,
+    )
     before, after, *_ = fixed_batch_loss_before_after(cfg, steps=25)
     print(f"fixed-draw loss before {before:.4f} after 25 steps {after:.4f}")
     assert after < 0.95 * before
@@ -48,8 +55,15 @@ class _NaNAt(grain.DatasetIterator):
 
 @pytest.mark.slow
 def test_injected_nan_aborts_naming_the_step_and_saves_nothing_bad(tiny_shapes_dir, tmp_path):
-    cfg = tiny_config(tiny_shapes_dir, "t2v", train__steps=6, train__save_every=1, train__log_every=1,
-                      train__async_save=False, mesh__shape__tensor=2)  # data 4 x tensor 2 on 8 devices
+    cfg = tiny_config(
+        tiny_shapes_dir,
+        "t2v",
+        train__steps=6,
+        train__save_every=1,
+        train__log_every=1,
+        train__async_save=False,
+        mesh__shape__tensor=2,
+    )  # data 4 x tensor 2 on 8 devices
     with pytest.raises(NonFiniteError, match="at step 3"):
         loop.train(cfg, tmp_path, make_loader=lambda *a, **k: _NaNAt(make_loader(*a, **k), 2))
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())

@@ -1,15 +1,13 @@
 """The train step: sharded == single device, frozen params untouched, loss decreases, NaN abort."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emu_test_utils import tiny_config
 from emu_jax import sharding
 from emu_jax.data.pipeline import make_loader
 from emu_jax.training import loop
-from emu_jax.training.metrics import NonFiniteError
+from emu_test_utils import tiny_config
 
 
 def _batch(cfg, run, n=None):

@@ -18,11 +18,15 @@ def fixed_batch_loss_before_after(cfg, steps: int, draws: int = 4):
     _, schedule, spec = loop.build(cfg)
     state = run.init_state()
     with sharding.use_mesh(run.mesh, run.rules):
-        loader = make_loader(cfg.data, split="train", seed=0, batch_size=cfg.train.batch_size,
-                             tokenizer=run.model.tokenizers[0])
+        loader = make_loader(
+            cfg.data, split="train", seed=0, batch_size=cfg.train.batch_size, tokenizer=run.model.tokenizers[0]
+        )
         batch = next(loop._batches(loader, run.model, run.mesh))
-        eval_loss = jax.jit(lambda p: sum(loss_fn(run.model, schedule, spec, p, batch, jax.random.key(i))[0]
-                                          for i in range(draws)) / draws)
+        eval_loss = jax.jit(
+            lambda p: (
+                sum(loss_fn(run.model, schedule, spec, p, batch, jax.random.key(i))[0] for i in range(draws)) / draws
+            )
+        )
         before, params0 = float(eval_loss(state.params)), jax.device_get(state.params)
         for _ in range(steps):
             state, _ = run.step_fn(state, batch)
