@@ -10,6 +10,9 @@ Videos are served only by (pair id, side) for pairs assigned to that rater,
 after resolving the real path inside the study's folders, and carry no file
 name, modification time, path-derived ETag or Last-Modified: two systems'
 files differ to the rater only in their bytes (the study stays blind).
+The GIF fallback (for browsers without H.264) is offered and served only for
+a pair whose two systems both wrote a GIF, so the page's markup and the media
+routes answer the same for both sides whichever system wrote GIFs.
 """
 
 from __future__ import annotations
@@ -102,7 +105,6 @@ def create_app(db_path: str | os.PathLike) -> Flask:
             }
             for side in ("left", "right")
         }
-        gifs = _side_files(item, "gif")
         return render_template(
             "rate.html",
             token=token,
@@ -110,7 +112,7 @@ def create_app(db_path: str | os.PathLike) -> Flask:
             done=done,
             total=total,
             media=media,
-            has_gif={side: gifs[side] is not None for side in gifs},
+            has_gif=_pair_gifs(study, item) is not None,
             nonce=form_nonce(study["secret"], rater["id"], item["pair_id"]),
             choices=choices,
             questions=QUESTIONS,
@@ -151,8 +153,12 @@ def create_app(db_path: str | os.PathLike) -> Flask:
             abort(404)
         study = db.get_study(conn)
         system = _system_on(side, bool(item["a_on_left"]))
-        rel = item[f"video_{system}"] if ext == "mp4" else item[f"gif_{system}"]
-        path = resolve_inside(study[f"dir_{system}"], rel) if rel else None
+        if ext == "mp4":
+            path = resolve_inside(study[f"dir_{system}"], item[f"video_{system}"])
+        else:
+            # Both sides or neither: a GIF for one side only would tell which system is there.
+            gifs = _pair_gifs(study, item)
+            path = gifs[system] if gifs is not None else None
         if path is None:
             abort(404)
         return _blind_file(path, _MIMETYPES[ext])
@@ -181,11 +187,17 @@ def _system_on(side: str, a_on_left: bool) -> str:
     return "a" if (side == "left") == a_on_left else "b"
 
 
-def _side_files(item: sqlite3.Row, ext: str) -> dict[str, str | None]:
-    return {
-        side: item[f"{'video' if ext == 'mp4' else 'gif'}_{_system_on(side, bool(item['a_on_left']))}"]
-        for side in ("left", "right")
-    }
+def _pair_gifs(study: sqlite3.Row, item: sqlite3.Row) -> dict[str, str] | None:
+    """{'a': path, 'b': path} of the pair's GIFs when both systems have one (still inside their
+    folders), else None: the fallback is offered for both sides or for neither, never for one."""
+    paths = {}
+    for system in ("a", "b"):
+        rel = item[f"gif_{system}"]
+        path = resolve_inside(study[f"dir_{system}"], rel) if rel else None
+        if path is None:
+            return None
+        paths[system] = path
+    return paths
 
 
 def _parse_vote(conn, study, rater, token, form):

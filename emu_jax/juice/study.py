@@ -3,7 +3,8 @@ write pairs, rater tokens and seeded left/right assignments to a new database.
 
 The sampler writes, per item, `<stem>.json` (at least `prompt`,
 `prompt_index`, `seed`, and `video`: the mp4 file name relative to the JSON,
-default `<stem>.mp4`) next to `<stem>.mp4` (+ optional `<stem>.gif`). Items are matched by prompt
+default `<stem>.mp4`) next to `<stem>.mp4` (+ optional `<stem>.gif`, which raters are offered
+only for pairs where both systems wrote one, so the study stays blind). Items are matched by prompt
 text; when a prompt occurs more than once on a side, by prompt_index, then in
 seed order. Paths are stored relative to each folder, whose absolute path the
 study keeps, and every path is checked to stay inside its folder.

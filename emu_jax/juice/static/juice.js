@@ -64,7 +64,8 @@
     input.dispatchEvent(new Event("change", { bubbles: true }));
   });
 
-  // Browsers without H.264 show the GIF the sampler wrote instead.
+  // Browsers without H.264 show the GIF the sampler wrote instead (the server offers one for both
+  // videos or for neither, so the fallback never tells the systems apart).
   document.querySelectorAll("video[data-gif]").forEach(function (video) {
     video.addEventListener("error", function () {
       var img = document.createElement("img");
