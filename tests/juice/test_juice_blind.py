@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import stat
+
+import pytest
 
 from emu_jax.juice import db
 from emu_jax.juice.app import create_app
@@ -126,3 +129,65 @@ def test_links_for_a_listen_on_all_host(capsys):
 
     assert cli.main(["juice", "serve", "--db", "x.db", "--public-url", "eval.example.org"]) == 2
     assert "--public-url 'eval.example.org'" in capsys.readouterr().err
+
+
+def _side_markup(page: str) -> dict[str, str]:
+    """Each side's `<figure>` with its side name and opaque media URLs masked: what must match across sides."""
+    figures = re.findall(r'<figure class="video">.*?</figure>', page, flags=re.S)
+    assert len(figures) == 2, page
+    out = {}
+    for side, fig in zip(("left", "right"), figures):
+        assert f'id="video-{side}"' in fig, fig
+        fig = re.sub(rf"/r/[^/\"]+/media/\d+/{side}\.(mp4|gif)", r"URL.\1", fig)
+        out[side] = fig.replace(side, "SIDE").replace(side.capitalize(), "SIDE")
+    return out
+
+
+def _gif_study(tmp_path, gif_a: bool, gif_b: bool):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    write_samples(a, PROMPTS, (200, 30, 30), gif=gif_a)
+    write_samples(b, PROMPTS, (30, 30, 200), nested=True, gif=gif_b)
+    path = str(tmp_path / "s.db")
+    return path, create_study(path, a, b, raters_per_pair=2, seed=5)
+
+
+def _pages_and_gifs(path: str, tokens):
+    """Per (rater, pair): the masked per-side markup and the two sides' GIF (status, headers)."""
+    client = create_app(path).test_client()
+    out = []
+    for token in tokens:
+        for _ in PROMPTS:
+            page = client.get(f"/r/{token}").text
+            pid = form_fields(page)["pair_id"]
+            gifs = {side: client.get(f"/r/{token}/media/{pid}/{side}.gif") for side in ("left", "right")}
+            out.append((page, _side_markup(page), gifs))
+            assert client.post(f"/r/{token}/vote", data={**form_fields(page), **GOOD}).status_code == 303
+    return out
+
+
+@pytest.mark.parametrize("gif_a, gif_b", [(True, False), (False, True)])
+def test_gifs_on_one_side_only_render_both_sides_alike(tmp_path, gif_a, gif_b):
+    """Only one system wrote GIFs (e.g. `emu-video sample` does, another sampler does not): no side offers
+    or serves a GIF, and both sides' markup is identical but for the opaque media URLs."""
+    path, s = _gif_study(tmp_path, gif_a, gif_b)
+    seen = _pages_and_gifs(path, s.tokens)
+    assert len(seen) == len(s.tokens) * len(PROMPTS)
+    for page, markup, gifs in seen:
+        assert markup["left"] == markup["right"], markup
+        assert "data-gif" not in page and ".gif" not in page
+        assert gifs["left"].status_code == gifs["right"].status_code == 404
+        assert gifs["left"].data == gifs["right"].data
+
+
+def test_gifs_on_both_sides_are_offered_alike(tmp_path):
+    """Both systems wrote GIFs: both sides offer the fallback, with the same markup and the same headers
+    (but Content-Length: sizes are inherent to the bytes)."""
+    path, s = _gif_study(tmp_path, True, True)
+    for page, markup, gifs in _pages_and_gifs(path, s.tokens):
+        assert markup["left"] == markup["right"], markup
+        assert 'data-gif="URL.gif"' in markup["left"] and page.count("data-gif=") == 2
+        assert gifs["left"].status_code == gifs["right"].status_code == 200
+        assert all(g.mimetype == "image/gif" and g.data[:6] == b"GIF89a" for g in gifs.values())
+        headers = [{k: v for k, v in g.headers.items() if k != "Content-Length"} for g in gifs.values()]
+        assert headers[0] == headers[1], headers
+        assert not {"ETag", "Last-Modified", "Content-Disposition"} & set(headers[0]), headers[0]
