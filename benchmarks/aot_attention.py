@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     from emu_jax import sharding
     from emu_jax.models import UNet, UNetConfig, attention
     from emu_jax.models.unet import abstract_params
-    from emu_jax.training import aot
+    from emu_jax.training import tpu_topology
 
-    devices = aot.topology_devices(aot.resolve_topology(args.topology))
+    devices = tpu_topology.topology_devices(tpu_topology.resolve_topology(args.topology))
     mesh = sharding.make_mesh({"data": -1}, devices)
     chips = len(devices)
 

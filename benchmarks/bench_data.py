@@ -273,12 +273,12 @@ def vae_encode_flops(size: int, frames: int) -> float:
     import jax.numpy as jnp
 
     from emu_jax.config import load_config
-    from emu_jax.models import autoencoder
+    from emu_jax.models import autoencoder, vae_video
 
     cfg = autoencoder.VAEConfig(**load_config("configs/models/vae_emu.py").to_dict())
     params = jax.eval_shape(lambda: autoencoder.init_params(cfg, jax.random.PRNGKey(0), image_size=64))
     x = jax.ShapeDtypeStruct((1, frames, size, size, 3), jnp.float32)
-    cost = jax.jit(lambda p, v: autoencoder.encode_video(cfg, p, v, chunk=frames)).lower(params, x).cost_analysis()
+    cost = jax.jit(lambda p, v: vae_video.encode_video(cfg, p, v, chunk=frames)).lower(params, x).cost_analysis()
     return float((cost if isinstance(cost, dict) else cost[0])["flops"]) / frames
 
 

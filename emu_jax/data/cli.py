@@ -228,7 +228,7 @@ def _vae_encoder(path: str, batch_size: int):
 
     from emu_jax.convert import vae as convert_vae
     from emu_jax.data import latent_cache
-    from emu_jax.models import autoencoder
+    from emu_jax.models import vae_video
 
     cfg, params = convert_vae.from_diffusers_vae(path)
     replicated = NamedSharding(latent_cache.batch_sharding(batch_size).mesh, PartitionSpec())
@@ -238,7 +238,7 @@ def _vae_encoder(path: str, batch_size: int):
         return jax.make_array_from_callback(host.shape, replicated, lambda index: host[index])
 
     params = jax.tree.map(replicate, params)
-    encode = jax.jit(lambda p, x: autoencoder.encode_video(cfg, p, x))
+    encode = jax.jit(lambda p, x: vae_video.encode_video(cfg, p, x))
     return lambda video: encode(params, video)
 
 

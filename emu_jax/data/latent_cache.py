@@ -2,7 +2,7 @@
 
 Training on cached latents (`cfg.data.name = 'latents'`) skips video decode
 and the frozen encoder each step. The encoder is any `encode_fn(video_BTHWC)
--> latents_BThwC` (e.g. a jitted `autoencoder.encode_video` with its params
+-> latents_BThwC` (e.g. a jitted `vae_video.encode_video` with its params
 bound), so this module does not depend on the model code.
 
 Runs in one or many JAX processes (`jax.distributed`): clips are cut into

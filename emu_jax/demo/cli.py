@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
         )
         print(json.dumps(record, indent=2))
         return 0
-    from emu_jax.demo import evaluate
+    from emu_jax.demo import eval_report, evaluate
 
     counts = {
         "--ceiling-clips": args.ceiling_clips,
@@ -165,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
         clips_start=args.clips_start,
         progress=not args.quiet,
     )
-    print(evaluate.format_report(report))
+    print(eval_report.format_report(report))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

@@ -6,7 +6,7 @@ single-head attention, quant_conv / post_quant_conv) so converted weights give
 the same numbers. Parameter names follow diffusers' module paths with '.N'
 folded into '_N' (`encoder/down_blocks_0/resnets_1/conv1`), which keeps the
 converter a generic renaming. Video runs frame by frame in chunks
-(`encode_video` / `decode_video`), one compile, bounded memory.
+(emu_jax.models.vae_video: `encode_video` / `decode_video`), one compile, bounded memory.
 """
 
 from __future__ import annotations
@@ -368,55 +368,3 @@ def encode(cfg: VAEConfig, params, x_NHWC: Array, dtype=None) -> DiagonalGaussia
 def decode(cfg: VAEConfig, params, z_NhwC: Array, dtype=None) -> Array:
     check_latents(cfg, z_NhwC.shape)
     return AutoencoderKL(cfg, dtype).apply(params, z_NhwC, method=AutoencoderKL.decode)
-
-
-def _frames_in_chunks(fn, x_BT: Array, chunk: int) -> Array:
-    """Apply the per-frame `fn` to a video (B, T, ...) `chunk` frames of every clip at a time.
-
-    lax.map runs over frame chunks while the batch axis stays leading inside
-    each step, so a batch sharded over devices stays sharded (mapping over the
-    flattened B*T axis would gather every clip onto every device). One
-    compile, memory bounded by B * chunk frames.
-    """
-    b, t = x_BT.shape[:2]
-    chunk = max(1, min(int(chunk), t))
-    pad = (-t) % chunk
-    x = jnp.pad(x_BT, [(0, 0), (0, pad)] + [(0, 0)] * (x_BT.ndim - 2)) if pad else x_BT
-    n = (t + pad) // chunk
-    xs = jnp.swapaxes(x.reshape((b, n, chunk) + x.shape[2:]), 0, 1)  # (n, B, chunk, ...)
-
-    def one(xc: Array) -> Array:  # (B, chunk, ...): batch-major, so the batch sharding carries over
-        y = fn(xc.reshape((b * chunk,) + xc.shape[2:]))
-        return y.reshape((b, chunk) + y.shape[1:])
-
-    ys = jax.lax.map(one, xs)  # (n, B, chunk, ...)
-    return jnp.swapaxes(ys, 0, 1).reshape((b, n * chunk) + ys.shape[3:])[:, :t]
-
-
-def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = None, chunk: int = 8, dtype=None) -> Array:
-    """Pixels in [-1, 1] (B, T, H, W, C) -> scaled diffusion latents (B, T, H/f, W/f, z).
-
-    With `rng` the posterior is sampled (per frame, independent noise), else
-    its mean is used. Frames go through the encoder `chunk` at a time.
-    """
-    check_pixels(cfg, x_BTHWC.shape)
-    if x_BTHWC.ndim != 5:
-        raise ValueError(f"video must be (B, T, H, W, C), got shape {x_BTHWC.shape}")
-
-    def moments(xc: Array) -> Array:
-        # Mean and log-variance travel together so one chunked pass serves both modes.
-        post = encode(cfg, params, xc, dtype)
-        return jnp.concatenate([post.mean, post.logvar], axis=-1)
-
-    post = DiagonalGaussian.from_moments(_frames_in_chunks(moments, x_BTHWC, chunk))
-    z = post.mean if rng is None else post.sample(rng)
-    return scale_latents(cfg, z)
-
-
-def decode_video(cfg: VAEConfig, params, z_BTHWC: Array, chunk: int = 8, dtype=None) -> Array:
-    """Scaled diffusion latents (B, T, h, w, z) -> pixels (B, T, h*f, w*f, C), fp32 output."""
-    check_latents(cfg, z_BTHWC.shape)
-    if z_BTHWC.ndim != 5:
-        raise ValueError(f"video latents must be (B, T, h, w, z), got shape {z_BTHWC.shape}")
-    z = unscale_latents(cfg, z_BTHWC)
-    return _frames_in_chunks(lambda zc: decode(cfg, params, zc, dtype), z, chunk)

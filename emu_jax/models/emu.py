@@ -21,6 +21,7 @@ from flax.core import meta
 
 from emu_jax.models import autoencoder as vae_lib
 from emu_jax.models import text as text_lib
+from emu_jax.models import vae_video
 from emu_jax.models.unet import UNet
 from emu_jax.models.unet import init_params as unet_init
 from emu_jax.models.unet_config import UNetConfig
@@ -220,10 +221,10 @@ class EmuModel:
 
     # ---- pixels <-> latents ----------------------------------------------------------------
     def encode_video(self, params: dict, video_BTHWC: jax.Array, rng: jax.Array | None = None) -> jax.Array:
-        return vae_lib.encode_video(self.config.vae, {"params": params["vae"]}, video_BTHWC, rng)
+        return vae_video.encode_video(self.config.vae, {"params": params["vae"]}, video_BTHWC, rng)
 
     def decode_video(self, params: dict, latents_BTHWC: jax.Array, chunk: int = 8) -> jax.Array:
-        return vae_lib.decode_video(self.config.vae, {"params": params["vae"]}, latents_BTHWC, chunk)
+        return vae_video.decode_video(self.config.vae, {"params": params["vae"]}, latents_BTHWC, chunk)
 
     def batch_latents(self, params: dict, batch: Mapping[str, jax.Array], rng: jax.Array) -> jax.Array:
         """Diffusion latents of a batch: cached `latents`, or the frozen VAE's sample of `video`."""

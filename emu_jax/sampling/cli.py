@@ -269,7 +269,8 @@ def _run(args: argparse.Namespace, v: dict) -> int:
     import jax
 
     from emu_jax import sharding
-    from emu_jax.sampling.pipeline import NonFiniteError, Pipeline
+    from emu_jax.sampling.pipeline import Pipeline
+    from emu_jax.sampling.results import NonFiniteError
 
     out, items, identity = args.out, v["items"], v["identity"]
     rid = outputs.run_id(identity)

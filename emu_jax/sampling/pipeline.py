@@ -20,11 +20,8 @@ Every stage's output is checked on the host: NaN / Inf raises
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import math
 import os
-import sys
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -38,12 +35,10 @@ from emu_jax.diffusion import samplers
 from emu_jax.diffusion.schedules import Schedule
 from emu_jax.models.loading import VIDEO_TASKS, LoadedModel, find_interp_checkpoint, load_model
 from emu_jax.sampling import stages
+from emu_jax.sampling.progress import Progress
+from emu_jax.sampling.results import Sample, check_finite, make_sample
 from emu_jax.sampling.settings import Settings, check_batch_size, check_seed, validate_prompts
 from emu_jax.sampling.stages import item_keys
-
-
-class NonFiniteError(ValueError):
-    """A stage produced NaN / Inf; raised before anything of that batch is written."""
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -56,50 +51,6 @@ def enable_compilation_cache(path: str | None = None) -> str:
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     return path
-
-
-class Progress:
-    """Prints `stage: step i/S, elapsed, ETA` lines to a stream (stderr by default)."""
-
-    def __init__(self, enabled: bool = True, stream: Any = None):
-        self.enabled, self.stream = enabled, stream or sys.stderr
-
-    def report(self, label: str, done: int, total: int, elapsed: float) -> None:
-        if not self.enabled:
-            return
-        eta = elapsed / done * (total - done) if done else float("nan")
-        print(f"{label}: step {done}/{total}  {elapsed:.1f}s elapsed, ETA {eta:.1f}s", file=self.stream, flush=True)
-
-    def note(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=self.stream, flush=True)
-
-
-def check_finite(x: np.ndarray, stage: str, indices: Sequence[int]) -> None:
-    """NonFiniteError naming the stage and prompt indices whose rows (B, ...) hold NaN / Inf."""
-    bad = [int(i) for i, row in zip(indices, x) if not np.isfinite(row).all()]
-    if bad:
-        raise NonFiniteError(
-            f"stage {stage!r} produced NaN/Inf values for prompt index(es) {bad}; nothing of this batch is written"
-        )
-
-
-@dataclasses.dataclass
-class Sample:
-    """One generated item: uint8 pixels, what ran, and the batch's seconds per stage."""
-
-    index: int
-    prompt: str
-    keyframe: np.ndarray  # (H, W, 3)
-    video: np.ndarray | None  # (T, H, W, 3) at fps
-    fps: int
-    interpolated: np.ndarray | None = None  # (S, H, W, 3) at interp_fps
-    interp_fps: int | None = None
-    latents: dict = dataclasses.field(default_factory=dict)
-    stages: list = dataclasses.field(default_factory=list)
-    timings: dict = dataclasses.field(default_factory=dict)
-    notes: list = dataclasses.field(default_factory=list)
-    noise_sha256: dict = dataclasses.field(default_factory=dict)  # per stage: the item's initial sampler state
 
 
 class Pipeline:
@@ -439,33 +390,9 @@ class Pipeline:
         check_finite(pixels[:n], "decode", indices)
         ran.append("decode")
         frames = clips.from_unit_range(pixels)
-        return [self._sample(i, frames, latents, prompts, indices, image, ran, timings) for i in range(n)]
-
-    def _sample(self, i, frames, latents, prompts, indices, image, ran, timings) -> Sample:
-        f_cfg, t = self.main.model.config, 1
-        kf = frames[i, 0] if image is None else image[i]
-        s = Sample(
-            indices[i],
-            prompts[i],
-            kf,
-            None,
-            f_cfg.fps,
-            stages=list(ran),
-            timings=dict(timings),
-            notes=list(self.notes),
-            latents={k: v[i] for k, v in latents.items()},
-            noise_sha256={k: _sha(x, i, self.local_batch) for k, x in self._start_x.items()},
-        )
-        if "video" in latents:
-            s.video = frames[i, t : t + f_cfg.num_frames]
-            t += f_cfg.num_frames
-        if "interp" in latents:
-            s.interpolated = frames[i, t:]
-            s.interp_fps = f_cfg.fps * self.interp.layout.factor
-        return s
-
-
-def _sha(x: np.ndarray, i: int, batch: int) -> str:
-    """sha256 (16 hex) of item i's rows of a (batch * rows_per_item, ...) array (interpolation: one row per half)."""
-    rows = x.shape[0] // batch
-    return hashlib.sha256(np.ascontiguousarray(x[i * rows : (i + 1) * rows]).tobytes()).hexdigest()[:16]
+        factor = self.interp.layout.factor if self.interp is not None else None
+        meta = dict(cfg=self.main.model.config, interp_factor=factor, notes=self.notes, start_x=self._start_x)
+        return [
+            make_sample(i, frames, latents, prompts, indices, image, ran, timings, batch=self.local_batch, **meta)
+            for i in range(n)
+        ]

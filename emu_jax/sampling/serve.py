@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from emu_jax.errors import UserError
-from emu_jax.sampling.pipeline import Progress
+from emu_jax.sampling.progress import Progress
 from emu_jax.sampling.settings import Settings, check_overrides, check_seed
 
 FIELDS = {"prompt", "seed", "steps", "guidance", "negative_prompt"}

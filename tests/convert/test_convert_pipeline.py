@@ -13,8 +13,8 @@ diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
 from emu_jax import checkpoint_io  # noqa: E402
-from emu_jax.models import autoencoder as ae  # noqa: E402
 from emu_jax.models import text as text_lib  # noqa: E402
+from emu_jax.models import vae_video  # noqa: E402
 from emu_jax.models.emu import EmuConfig, load_tokenizer  # noqa: E402
 from emu_jax.models.unet import UNet  # noqa: E402
 from emu_test_utils import write_clip_tokenizer  # noqa: E402
@@ -134,7 +134,8 @@ def test_converted_checkpoint_reproduces_pytorch(pipeline_dir, converted):
     # VAE decode of scaled latents, as the pipeline does.
     with torch.no_grad():
         img_ref = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
-    img = ae.decode_video(cfg.vae, {"params": params["vae"]}, jnp.asarray(x.numpy().transpose(0, 2, 3, 1))[:, None])
+    z = jnp.asarray(x.numpy().transpose(0, 2, 3, 1))[:, None]
+    img = vae_video.decode_video(cfg.vae, {"params": params["vae"]}, z)
     e_vae = rel_err(np.asarray(img)[:, 0].transpose(0, 3, 1, 2), img_ref.numpy())
     print(f"pipeline rel L2: text {e_text:.2e} unet {e_unet:.2e} vae decode {e_vae:.2e}")
     assert e_text < TOL and e_unet < TOL and e_vae < TOL

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffusers_reference import denoise_jax, run_diffusers
-from emu_jax.diffusion import samplers, schedules
+from emu_jax.diffusion import samplers, schedules, solvers
 
 pytest.importorskip("diffusers")
 # diffusers' own numpy-2 deprecation noise, not ours.
@@ -233,7 +233,7 @@ def test_ddim_eta1_zero_snr_first_step_is_exact(x_T, noise):
     v = jnp.asarray(noise[1])
     for n in (10, 25, 50):
         t_prev = 999 - 1000 // n
-        x_prev, x0 = samplers.ddim_step(
+        x_prev, x0 = solvers.ddim_step(
             sched,
             v,
             jnp.asarray(x_T),

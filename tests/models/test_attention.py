@@ -221,10 +221,10 @@ def test_splash_under_shard_map_over_batch_and_heads():
 @pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu (pip install -e .[tpu]) to compile for TPU")
 def test_unet_with_splash_compiles_for_v5p(micro_unet):
     """The tiny U-Net's forward + backward with splash lowers and compiles for a v5p:2x2x1 slice from here."""
-    from emu_jax.training import aot
+    from emu_jax.training import tpu_topology
 
     cfg, params, x, _, ctx, masks = micro_unet
-    devices = aot.topology_devices(aot.resolve_topology("v5p:2x2x1"))
+    devices = tpu_topology.topology_devices(tpu_topology.resolve_topology("v5p:2x2x1"))
     mesh = sharding.make_mesh({"data": -1}, devices)
 
     def spec(a, batch=True):  # abstract input; batched ones hold one item per chip

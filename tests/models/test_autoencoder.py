@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from emu_jax.models import autoencoder as ae
+from emu_jax.models import vae_video
 
 CFG = ae.VAEConfig(
     latent_channels=8,
@@ -56,14 +57,14 @@ def test_latent_scaling_is_inverted():
 def test_chunked_video_equals_unchunked(params):
     x = jax.random.uniform(jax.random.PRNGKey(4), (2, 3, 8, 8, 3), minval=-1, maxval=1)
     # 6 frames in chunks of 4 exercises the padded last chunk.
-    z4 = ae.encode_video(CFG, params, x, chunk=4)
+    z4 = vae_video.encode_video(CFG, params, x, chunk=4)
     z_all = ae.scale_latents(CFG, ae.encode(CFG, params, x.reshape(6, 8, 8, 3)).mean).reshape(2, 3, 4, 4, 8)
     np.testing.assert_allclose(z4, z_all, rtol=1e-5, atol=1e-5)
-    z1 = ae.encode_video(CFG, params, x, chunk=1)
+    z1 = vae_video.encode_video(CFG, params, x, chunk=1)
     np.testing.assert_allclose(z1, z_all, rtol=1e-5, atol=1e-5)
-    zs = ae.encode_video(CFG, params, x, rng=jax.random.PRNGKey(0), chunk=4)
+    zs = vae_video.encode_video(CFG, params, x, rng=jax.random.PRNGKey(0), chunk=4)
     assert zs.shape == z4.shape and not np.allclose(zs, z4)
-    v4 = ae.decode_video(CFG, params, z4, chunk=4)
+    v4 = vae_video.decode_video(CFG, params, z4, chunk=4)
     v_all = ae.decode(CFG, params, ae.unscale_latents(CFG, z4.reshape(6, 4, 4, 8))).reshape(2, 3, 8, 8, 3)
     np.testing.assert_allclose(v4, v_all, rtol=1e-5, atol=1e-5)
     assert v4.dtype == jnp.float32
@@ -73,11 +74,11 @@ def test_bad_inputs_name_the_problem(params):
     with pytest.raises(ValueError, match=r"9x8 is not divisible .* factor 2"):
         ae.encode(CFG, params, jnp.zeros((1, 9, 8, 3)))
     with pytest.raises(ValueError, match="4 channels.*in_channels=3"):
-        ae.encode_video(CFG, params, jnp.zeros((1, 2, 8, 8, 4)))
+        vae_video.encode_video(CFG, params, jnp.zeros((1, 2, 8, 8, 4)))
     with pytest.raises(ValueError, match="expects .*8\\) channels-last"):
-        ae.decode_video(CFG, params, jnp.zeros((1, 2, 4, 4, 4)))
+        vae_video.decode_video(CFG, params, jnp.zeros((1, 2, 4, 4, 4)))
     with pytest.raises(ValueError, match="video must be"):
-        ae.encode_video(CFG, params, jnp.zeros((2, 8, 8, 3)))
+        vae_video.encode_video(CFG, params, jnp.zeros((2, 8, 8, 3)))
 
 
 def test_config_files_build_and_sd_param_count():
@@ -102,10 +103,10 @@ def test_batch_sharded_video_encode_and_decode_gather_nothing(params):
 
     mesh = sharding.make_mesh({"data": 8})
     video = jax.ShapeDtypeStruct((8, 3, 8, 8, 3), jnp.float32, sharding=NamedSharding(mesh, P("data")))
-    enc = jax.jit(lambda v: ae.encode_video(CFG, params, v, chunk=2)).lower(video).compile().as_text()
+    enc = jax.jit(lambda v: vae_video.encode_video(CFG, params, v, chunk=2)).lower(video).compile().as_text()
     latents = jax.ShapeDtypeStruct(
         (8, 3, 4, 4, CFG.latent_channels), jnp.float32, sharding=NamedSharding(mesh, P("data"))
     )
-    dec = jax.jit(lambda z: ae.decode_video(CFG, params, z, chunk=2)).lower(latents).compile().as_text()
+    dec = jax.jit(lambda z: vae_video.decode_video(CFG, params, z, chunk=2)).lower(latents).compile().as_text()
     for name, hlo in (("encode", enc), ("decode", dec)):
         assert "all-gather" not in hlo and "all-to-all" not in hlo, f"{name} moves the batch between devices"

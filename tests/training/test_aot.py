@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from emu_jax.training import aot
+from emu_jax.training import aot, tpu_topology
 
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 
@@ -25,7 +25,7 @@ HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
     ],
 )
 def test_topology_names(name, libtpu_name, chips):
-    topo = aot.resolve_topology(name)
+    topo = tpu_topology.resolve_topology(name)
     assert (topo.libtpu_name, topo.num_chips) == (libtpu_name, chips)
 
 
@@ -35,7 +35,7 @@ def test_topology_names(name, libtpu_name, chips):
 )
 def test_bad_topology_names(name, match):
     with pytest.raises(ValueError, match=match):
-        aot.resolve_topology(name)
+        tpu_topology.resolve_topology(name)
 
 
 def _fake_report(b, limit):
@@ -87,7 +87,7 @@ def test_bad_arguments_fail_before_compiling(kw, match, capsys):
 
 def test_report_ratio_and_roofline():
     """compiled / model FLOPs and the roofline bound from hand-picked numbers (v5p: 459 TFLOP/s, 2765 GB/s)."""
-    chip = aot.resolve_topology("v5p-8").chip
+    chip = tpu_topology.resolve_topology("v5p-8").chip
     r = aot.AotReport(
         "v5p-8",
         4,

@@ -1,0 +1,48 @@
+"""The `emu-video demo eval` report as text: model vs ceiling per attribute, against the targets.
+
+`emu_jax.demo.evaluate.run` builds the report dict; this module only formats it.
+"""
+
+from __future__ import annotations
+
+TARGETS = {"color_accuracy": 0.90, "shape_accuracy": 0.90, "direction_accuracy": 0.80, "background_accuracy": 0.95}
+
+
+def format_report(report: dict) -> str:
+    """A short table: model vs ceiling per attribute, with the issue's targets."""
+    m, c = report["model"], report.get("ceiling") or {}
+    lines = [
+        f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
+        f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
+        f"{report['sampling_seconds']} s sampling)",
+        f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}",
+    ]
+    for key in (
+        "background_accuracy",
+        "color_accuracy",
+        "shape_accuracy",
+        "direction_accuracy",
+        "all_correct",
+        "start_side_accuracy",
+        "given_first_frame_direction_accuracy",
+        "given_first_frame_consistent_fraction",
+        "consistent_fraction",
+        "f_video_direction_accuracy",
+        "f_video_consistent_fraction",
+        "mean_area_cv",
+        "video_frame0_color_accuracy",
+        "video_frame0_shape_accuracy",
+        "black_background_brightness_error",
+        "white_background_brightness_error",
+        "interp_given_rms",
+        "video_interframe_rms",
+    ):
+        if key not in m:
+            continue
+        target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
+        ceil = f"{c[key]:.3f}" if key in c else ""
+        lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
+    for group in ("text_sensitivity", "word_use"):
+        for field, value in (m.get(group) or {}).items():
+            lines.append(f"{group + '.' + field:<34}{value:>8.4f}")
+    return "\n".join(lines)
