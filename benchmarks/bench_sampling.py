@@ -24,8 +24,8 @@ import numpy as np
 
 from emu_jax.config import load_config
 from emu_jax.models.emu import EmuConfig, EmuModel
-from emu_jax.models.loading import LoadedModel
 from emu_jax.sampling import stages
+from emu_jax.sampling.loading import LoadedModel
 from emu_jax.sampling.pipeline import Pipeline
 from emu_jax.sampling.settings import Settings
 

@@ -267,7 +267,7 @@ def _cache_latents(args) -> int:
     cfg = config_from_args(args.config, getattr(args, "config_overrides", []))
     cfg = cfg.data if "data" in cfg else cfg
     if args.distributed or args.coordinator:
-        from emu_jax.training.distributed import initialize
+        from emu_jax.distributed import initialize
 
         try:
             initialize(args.coordinator, args.num_processes, args.process_id)

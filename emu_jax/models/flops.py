@@ -63,7 +63,7 @@ class _Counter:
 
 def _resblock(c: _Counter, cfg: UNetConfig, cin: int, cout: int, pix: int, temporal: bool) -> None:
     """`pix`: pixels over all frames (N * H * W)."""
-    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel**2
+    k_t = cfg.temporal_kernel  # the temporal conv is (k, 1, 1)
     c.weights(("conv1",), 2 * 9 * cin * cout * pix)
     c.weights(("conv2",), 2 * 9 * cout * cout * pix)
     if temporal:
@@ -131,7 +131,7 @@ def unet_flop_count(
     c = _Counter(trainable)
     n = batch * frames
     temporal = cfg.temporal and not image_mode
-    k_t = cfg.temporal_kernel * cfg.temporal_spatial_kernel**2
+    k_t = cfg.temporal_kernel  # the temporal conv is (k, 1, 1)
     levels, chans = cfg.num_levels, cfg.level_channels
     res = [(height // 2**i) * (width // 2**i) for i in range(levels)]
     c0 = cfg.model_channels

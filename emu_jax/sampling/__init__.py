@@ -7,5 +7,5 @@ One concept per module, imported from where it lives:
 - `pipeline`: `Pipeline`, which compiles the stages once per batch shape and runs batches on a mesh;
 - `cli`: `emu-video sample`.
 
-Checkpoint opening is `emu_jax.models.loading`; image preparation `emu_jax.data.images`.
+Checkpoint opening is `emu_jax.sampling.loading`; image preparation `emu_jax.data.images`.
 """

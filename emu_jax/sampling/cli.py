@@ -21,11 +21,11 @@ import time
 import warnings
 from typing import Any
 
+from emu_jax import distributed
 from emu_jax.diffusion.samplers import METHODS
 from emu_jax.errors import UserError
 from emu_jax.sampling import outputs
 from emu_jax.sampling.settings import Settings, check_batch_size, check_overrides, check_seed
-from emu_jax.training import distributed
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 # The flag that sets each setting, so an error names what the user typed.
@@ -169,8 +169,8 @@ def prompt_warnings(model: Any, prompts: list[str]) -> list[list[str]]:
 def validate(args: argparse.Namespace) -> dict[str, Any]:
     """Check every argument (prompts, numbers, checkpoints, image, mesh) without loading params or compiling."""
     from emu_jax.data.images import prepare_image
-    from emu_jax.models import loading
     from emu_jax.models.emu import EmuModel
+    from emu_jax.sampling import loading
 
     prompts = read_prompts(args)
     check_overrides(_overrides(args), FLAGS)

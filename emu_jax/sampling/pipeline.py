@@ -33,8 +33,8 @@ from emu_jax import sharding
 from emu_jax.data import clips
 from emu_jax.diffusion import samplers
 from emu_jax.diffusion.schedules import Schedule
-from emu_jax.models.loading import VIDEO_TASKS, LoadedModel, find_interp_checkpoint, load_model
 from emu_jax.sampling import stages
+from emu_jax.sampling.loading import VIDEO_TASKS, LoadedModel, find_interp_checkpoint, load_model
 from emu_jax.sampling.progress import Progress
 from emu_jax.sampling.results import Sample, check_finite, make_sample
 from emu_jax.sampling.settings import Settings, check_batch_size, check_seed, validate_prompts

@@ -96,7 +96,7 @@ class Engine:
     ):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-        from emu_jax.models import loading
+        from emu_jax.sampling import loading
 
         self.main = loading.load_model(checkpoint)
         ipath = loading.find_interp_checkpoint(checkpoint, None) if use_interp else None

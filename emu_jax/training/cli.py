@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from emu_jax import distributed
 from emu_jax.config import add_config_argument, config_from_args
 from emu_jax.errors import UserError, as_user_error
-from emu_jax.training import distributed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

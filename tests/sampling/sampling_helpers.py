@@ -10,7 +10,7 @@ import numpy as np
 from emu_jax import checkpoint_io, conditioning
 from emu_jax.config import load_config
 from emu_jax.models.emu import EmuConfig, EmuModel
-from emu_jax.models.loading import LoadedModel, describe_checkpoint
+from emu_jax.sampling.loading import LoadedModel, describe_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYOUT = dict(num_given=4, factor=2, pad=1)  # 9 slots; F's 8 frames are two halves -> 16 frames
