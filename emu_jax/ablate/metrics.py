@@ -59,6 +59,34 @@ class EvalContext:
 
         return checkpoint_io.load_checkpoint(self.checkpoint)[1]
 
+    @functools.cached_property
+    def _pipeline(self):
+        from emu_jax.sampling.pipeline import Pipeline
+
+        return Pipeline.from_checkpoint(
+            self.checkpoint,
+            use_interp=False,
+            overrides=dict(self.settings.get("sampling") or {}),
+            batch_size=int(self.settings.get("batch_size") or 4),
+            progress=False,
+        )
+
+    def sample(self, prompts=None) -> np.ndarray:
+        """uint8 (N, T, H, W, 3) videos of `prompts` (default: the study's), keyframe -> F's video (a t2i
+        checkpoint gives T = 1). Item i's noise depends only on (eval seed, i), so arms see the same noise.
+        Cached per prompt list: several metrics score one sampling run."""
+        prompts = list(self.settings.get("prompts") or []) if prompts is None else list(prompts)
+        if not prompts:
+            raise UserError("sample-based metrics need eval prompts (a list or a file of lines) in the study")
+        key = tuple(prompts)
+        cache = self.__dict__.setdefault("_samples", {})
+        if key not in cache:
+            out = []
+            for batch in self._pipeline.run(prompts, seed=int(self.settings["seed"]), interpolate=False):
+                out += [s.video if s.video is not None else s.keyframe[None] for s in batch]
+            cache[key] = np.stack(out)
+        return cache[key]
+
 
 @register("denoise_loss", better="lower")
 def denoise_loss(ctx: EvalContext) -> np.ndarray:
@@ -108,16 +136,26 @@ def denoise_loss(ctx: EvalContext) -> np.ndarray:
     return np.asarray(out)
 
 
-def _needs_samples(name: str):
+@register("clip_score", better="higher")
+def clip_score(ctx: EvalContext) -> np.ndarray:
+    """CLIP-SIM of each prompt's sampled video (emu_jax.metrics), with the CLIP weights in eval `clip`."""
+    from emu_jax.metrics import compute
+
+    if not ctx.settings.get("clip"):
+        raise UserError("metric 'clip_score' needs eval setting clip = a transformers CLIPModel folder")
+    nets = compute.load_nets(clip=ctx.settings["clip"])
+    return compute.clip_scores(nets.clip, ctx.sample(), ctx.settings["prompts"])
+
+
+def _set_level(name: str):
     def fn(ctx: EvalContext):
         raise UserError(
-            f"metric {name!r} scores sampled videos with emu_jax.metrics (weights via eval settings); "
-            "sampling inside `emu-video ablate` is not wired yet: sample each arm with `emu-video sample` "
-            "and run `emu-video metrics`, or use a MODULE:FUNCTION metric"
+            f"metric {name!r} is a distance between sets of videos, not a per-item value, so it has no paired "
+            "bootstrap here: sample each arm with `emu-video sample` and compare with `emu-video metrics`"
         )
 
     return fn
 
 
-for _name in ("fid", "fvd", "clip_score"):
-    register(_name, better="higher" if _name == "clip_score" else "lower")(_needs_samples(_name))
+for _name in ("fid", "fvd"):
+    register(_name)(_set_level(_name))

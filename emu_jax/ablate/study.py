@@ -33,7 +33,10 @@ EVAL_DEFAULTS = {
     "seed": 0,
     "draws": 4,  # (timestep, noise) draws per item for denoise_loss
     "resamples": 2000,
-    "prompts": None,  # list or file of prompts, for sample-based metrics
+    "prompts": None,  # list or file of prompts, for sample-based metrics (item i = prompt i)
+    "sampling": {},  # Settings overrides for sample-based metrics (method, num_steps, guidance_*)
+    "batch_size": 4,  # sampling batch
+    "clip": None,  # transformers CLIPModel folder, for clip_score
 }
 RESERVED = ("checkpoint",)
 KNOWN = {"config", "config_args", "overrides", "arms", "baseline", "eval"}
@@ -143,4 +146,10 @@ def load(path: str | pathlib.Path) -> Study:
 
     for m in settings["metrics"]:
         metrics.resolve(m)
+    if "clip_score" in settings["metrics"] and not settings["clip"]:
+        raise UserError(f"study file {path}: metric clip_score needs eval setting clip = a CLIPModel folder")
+    if settings["prompts"] is not None and len(settings["prompts"]) < int(settings["num_items"]):
+        raise UserError(f"study file {path}: {len(settings['prompts'])} prompts for num_items={settings['num_items']}")
+    if settings["prompts"] is not None:
+        settings["prompts"] = list(settings["prompts"])[: int(settings["num_items"])]
     return Study(path, built, baseline, settings)
