@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "data": ("emu_jax.data.cli", "build datasets, select high-motion clips, cache latents"),
     "demo": ("emu_jax.demo.cli", "train and evaluate the bundled moving-shapes demo"),
     "juice": ("emu_jax.juice.cli", "JUICE pairwise human evaluation: create, serve, report"),
+    "ablate": ("emu_jax.ablate.cli", "ablation studies: arms of config overrides, compared with paired intervals"),
     "metrics": ("emu_jax.metrics.cli", "FID / FVD / CLIP score of generated videos against real ones"),
 }
 # Modules a subcommand imports first: they register dataset kinds (the demo's `moving_shapes`) with

@@ -2,7 +2,7 @@
 
 Floors, lowest first; a module may import its own floor and the ones below, never one above:
 0 sharding; 1 models, diffusion, conditioning; 2 config (it reads the model dataclasses' defaults),
-data, convert, checkpoint_io; 3 training, sampling, juice; 4 the command line and the demo wing.
+data, convert, checkpoint_io; 3 training, sampling, juice, ablate; 4 the command line and the demo wing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FLOORS = {
     "emu_jax.training": 3,
     "emu_jax.sampling": 3,
     "emu_jax.juice": 3,
+    "emu_jax.ablate": 3,
     "emu_jax.cli": 4,
     "emu_jax.train": 4,
     "emu_jax.demo": 4,

@@ -1,0 +1,161 @@
+"""Per-item metrics: a name in `REGISTRY` or a `module:function` string (how the demo wing plugs in its
+analyser without the library importing it).
+
+A metric is `fn(ctx: EvalContext) -> array (num_items,)`, one value per evaluation item, lower or higher
+better as its `better` attribute says ("lower" by default). Per-item values are what make paired
+bootstrap comparisons possible: item i is the same clip with the same noise in every arm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from typing import Any, Callable
+
+import numpy as np
+
+from emu_jax.errors import UserError
+
+REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str, better: str = "lower"):
+    def wrap(fn):
+        fn.better = better
+        REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def resolve(name: str) -> Callable:
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"metric {name!r}: {e}") from None
+        if not callable(fn):
+            raise UserError(f"metric {name!r} is not a function")
+        return fn
+    raise UserError(f"unknown metric {name!r}; choose from {sorted(REGISTRY)} or give MODULE:FUNCTION")
+
+
+@dataclasses.dataclass
+class EvalContext:
+    """What a metric may read: the arm's config, its checkpoint (a training workdir or exported model),
+    and the study's eval settings (split, num_items, seed, draws, prompts, ...)."""
+
+    cfg: Any
+    checkpoint: str
+    settings: dict
+
+    @functools.cached_property
+    def params(self):
+        from emu_jax import checkpoint_io
+
+        return checkpoint_io.load_checkpoint(self.checkpoint)[1]
+
+    @functools.cached_property
+    def _pipeline(self):
+        from emu_jax.sampling.pipeline import Pipeline
+
+        return Pipeline.from_checkpoint(
+            self.checkpoint,
+            use_interp=False,
+            overrides=dict(self.settings.get("sampling") or {}),
+            batch_size=int(self.settings.get("batch_size") or 4),
+            progress=False,
+        )
+
+    def sample(self, prompts=None) -> np.ndarray:
+        """uint8 (N, T, H, W, 3) videos of `prompts` (default: the study's), keyframe -> F's video (a t2i
+        checkpoint gives T = 1). Item i's noise depends only on (eval seed, i), so arms see the same noise.
+        Cached per prompt list: several metrics score one sampling run."""
+        prompts = list(self.settings.get("prompts") or []) if prompts is None else list(prompts)
+        if not prompts:
+            raise UserError("sample-based metrics need eval prompts (a list or a file of lines) in the study")
+        key = tuple(prompts)
+        cache = self.__dict__.setdefault("_samples", {})
+        if key not in cache:
+            out = []
+            for batch in self._pipeline.run(prompts, seed=int(self.settings["seed"]), interpolate=False):
+                out += [s.video if s.video is not None else s.keyframe[None] for s in batch]
+            cache[key] = np.stack(out)
+        return cache[key]
+
+
+@register("denoise_loss", better="lower")
+def denoise_loss(ctx: EvalContext) -> np.ndarray:
+    """The arm's diffusion loss on held-out clips, per clip, averaged over `draws` fixed (timestep, noise)
+    draws. Item i's draws depend only on (seed, i) and condition dropout is off, so every arm sees the
+    same noise and an untrained arm is clearly worse. Needs no weights beyond the arm's own."""
+    import jax
+    import jax.numpy as jnp
+
+    from emu_jax import sharding
+    from emu_jax.data.pipeline import make_loader
+    from emu_jax.training import loop
+    from emu_jax.training.step import loss_fn
+
+    cfg, s = ctx.cfg, ctx.settings
+    n, draws = int(s["num_items"]), int(s["draws"])
+    _, schedule, spec = loop.build(cfg)
+    spec = dataclasses.replace(spec, drop_text=0.0, drop_image=0.0, drop_both=0.0)
+    run = loop.make_run(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
+    loader = make_loader(
+        cfg.data,
+        split=s["split"],
+        seed=int(s["seed"]),
+        batch_size=1,
+        num_epochs=None,
+        shuffle=False,
+        random_clip=False,
+        tokenizer=run.model.tokenizers[0],
+    )
+    params = jax.device_put(ctx.params, jax.devices()[0])
+    rng = jax.random.key(int(s["seed"]))
+    with sharding.use_mesh(run.mesh, run.rules):
+
+        @jax.jit
+        def item_loss(p, batch, i):
+            # Draw d of item i: fold_in(fold_in(seed, d), i) inside loss_fn; independent of the arm.
+            return (
+                sum(
+                    loss_fn(run.model, schedule, spec, p, batch, jax.random.fold_in(rng, d), i[None])[0]
+                    for d in range(draws)
+                )
+                / draws
+            )
+
+        batches = loop._batches(iter(loader), run.model, run.mesh)
+        out = [float(item_loss(params, next(batches), jnp.asarray(i))) for i in range(n)]
+    return np.asarray(out)
+
+
+@register("clip_score", better="higher")
+def clip_score(ctx: EvalContext) -> np.ndarray:
+    """CLIP-SIM of each prompt's sampled video (emu_jax.metrics), with the CLIP weights in eval `clip`."""
+    from emu_jax.metrics import compute
+
+    if not ctx.settings.get("clip"):
+        raise UserError("metric 'clip_score' needs eval setting clip = a transformers CLIPModel folder")
+    nets = compute.load_nets(clip=ctx.settings["clip"])
+    return compute.clip_scores(nets.clip, ctx.sample(), ctx.settings["prompts"])
+
+
+def _set_level(name: str):
+    def fn(ctx: EvalContext):
+        raise UserError(
+            f"metric {name!r} is a distance between sets of videos, not a per-item value, so it has no paired "
+            "bootstrap here: sample each arm with `emu-video sample` and compare with `emu-video metrics`"
+        )
+
+    return fn
+
+
+for _name in ("fid", "fvd"):
+    register(_name)(_set_level(_name))
