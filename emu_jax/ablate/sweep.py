@@ -44,7 +44,7 @@ def point_name(point: dict) -> str:
 
 def _check(checkpoint: str, points: list[dict]):
     """Every point validated against the checkpoint's schedule before anything samples."""
-    from emu_jax.models.loading import load_model
+    from emu_jax.sampling.loading import load_model
     from emu_jax.sampling.settings import Settings
 
     try:
