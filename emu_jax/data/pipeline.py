@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 import grain
@@ -187,6 +188,14 @@ def open_source(name: str, data_dir: str, split: str):
     """`tfds.data_source` for a prepared dataset, with a clear error when it has not been built."""
     import tensorflow_datasets as tfds
 
+    from emu_jax.data import registry
+
+    known = {"video_text_folder", "latents", *registry.kinds()}
+    if name not in known and not os.path.isdir(os.path.join(data_dir, name)):
+        # Checked first: TFDS would try to construct a catalogue dataset of that name (e.g. 'webvid').
+        raise ValueError(
+            f"data.name={name!r} is not prepared under data_dir={data_dir!r} and is not one of {sorted(known)}"
+        )
     try:  # TFDS reads a prepared dataset from its stored metadata, so no builder class is imported here
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
