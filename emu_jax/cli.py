@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 import traceback
 from typing import NoReturn, Sequence
@@ -111,5 +112,19 @@ def _dispatch(argv: list[str]) -> int:
     return int(module.main(args) or 0)
 
 
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The `emu-video` script: `main`, then exit with its status.
+
+    After a user error (status 2) the process's stderr is closed before interpreter shutdown, since
+    background threads (Orbax / asyncio) that die then can print tracebacks after our one-line error.
+    """
+    code = main(argv)
+    if code == 2:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
