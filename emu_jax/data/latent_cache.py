@@ -241,13 +241,15 @@ def build_latent_cache(source_cfg, encode_fn: EncodeFn, *, data_dir: str, splits
     infos = [_write_split(builder, encode_fn, split, work_dir, final_dir, batch_size, shard_batches)
              for split in splits]
     builder.info.set_splits(tfds.core.SplitDict(infos))
-    if jax.process_index() == 0:
-        builder.info.write_to_directory(work_dir)
-        for leftover in os.listdir(work_dir):
-            if leftover.endswith(".tmp"):  # a file a killed run had begun
-                os.remove(os.path.join(work_dir, leftover))
-        os.replace(work_dir, final_dir)
-    _barrier("latents-finished")
+    if jax.process_index() != 0:
+        # No barrier after the rename: with one here, process 0 now and then never reached JAX's shutdown (cause
+        # not found); the other builders already hold the split sizes, and the shutdown barrier waits for 0.
+        return builder
+    builder.info.write_to_directory(work_dir)
+    for leftover in os.listdir(work_dir):
+        if leftover.endswith(".tmp"):  # a file a killed run had begun
+            os.remove(os.path.join(work_dir, leftover))
+    os.replace(work_dir, final_dir)
     return Latents(source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed, dtype=dtype,
                    data_dir=data_dir)
 
