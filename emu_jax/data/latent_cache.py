@@ -203,8 +203,10 @@ def _write_split(builder: Latents, encode_fn: EncodeFn, split: str, work_dir: st
     _barrier(f"latents-{split}-written")
     final = naming.ShardedFileTemplate(data_dir=final_dir, dataset_name=builder.name, split=split,
                                        filetype_suffix="array_record")
-    return tfds.core.SplitInfo(name=split, shard_lengths=[layout.length(s, p) for s, p in files],
-                               num_bytes=sum(os.path.getsize(path_of[sp]) for sp in files), filename_template=final)
+    # Only process 0 reads the files' sizes: it renames their folder later, so another process could miss them.
+    size = sum(os.path.getsize(path_of[sp]) for sp in files) if proc == 0 else 0
+    return tfds.core.SplitInfo(name=split, shard_lengths=[layout.length(s, p) for s, p in files], num_bytes=size,
+                               filename_template=final)
 
 
 def _record(split: str, job: tuple[int, int], ex: dict, z: np.ndarray) -> tuple[str, dict]:
@@ -242,9 +244,7 @@ def build_latent_cache(source_cfg, encode_fn: EncodeFn, *, data_dir: str, splits
              for split in splits]
     builder.info.set_splits(tfds.core.SplitDict(infos))
     if jax.process_index() != 0:
-        # No barrier after the rename: with one here, process 0 now and then never reached JAX's shutdown (cause
-        # not found); the other builders already hold the split sizes, and the shutdown barrier waits for 0.
-        return builder
+        return builder  # its info holds the split sizes; process 0 alone writes the metadata and renames
     builder.info.write_to_directory(work_dir)
     for leftover in os.listdir(work_dir):
         if leftover.endswith(".tmp"):  # a file a killed run had begun
