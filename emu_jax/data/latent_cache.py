@@ -242,11 +242,10 @@ def _write_split(
     final = naming.ShardedFileTemplate(
         data_dir=final_dir, dataset_name=builder.name, split=split, filetype_suffix="array_record"
     )
+    # Only process 0 reads the files' sizes: it renames their folder later, so another process could miss them.
+    size = sum(os.path.getsize(path_of[sp]) for sp in files) if proc == 0 else 0
     return tfds.core.SplitInfo(
-        name=split,
-        shard_lengths=[layout.length(s, p) for s, p in files],
-        num_bytes=sum(os.path.getsize(path_of[sp]) for sp in files),
-        filename_template=final,
+        name=split, shard_lengths=[layout.length(s, p) for s, p in files], num_bytes=size, filename_template=final
     )
 
 
@@ -296,13 +295,13 @@ def build_latent_cache(
         _write_split(builder, encode_fn, split, work_dir, final_dir, batch_size, shard_batches) for split in splits
     ]
     builder.info.set_splits(tfds.core.SplitDict(infos))
-    if jax.process_index() == 0:
-        builder.info.write_to_directory(work_dir)
-        for leftover in os.listdir(work_dir):
-            if leftover.endswith(".tmp"):  # a file a killed run had begun
-                os.remove(os.path.join(work_dir, leftover))
-        os.replace(work_dir, final_dir)
-    _barrier("latents-finished")
+    if jax.process_index() != 0:
+        return builder  # its info holds the split sizes; process 0 alone writes the metadata and renames
+    builder.info.write_to_directory(work_dir)
+    for leftover in os.listdir(work_dir):
+        if leftover.endswith(".tmp"):  # a file a killed run had begun
+            os.remove(os.path.join(work_dir, leftover))
+    os.replace(work_dir, final_dir)
     return Latents(
         source_cfg=source_cfg, splits=splits, clips_per_video=clips_per_video, seed=seed, dtype=dtype, data_dir=data_dir
     )
