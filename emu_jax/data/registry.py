@@ -1,7 +1,7 @@
 """Dataset kinds that `emu-video data build` can write: a name, its arguments and a builder factory.
 
 The data layer registers its own kinds (`video_text_folder`); an application registers more when it
-is imported (the demo wing adds `moving_shapes`), so this layer never imports an application.
+is imported, so this layer never imports an application.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Loss: L1 + L2 pixel reconstruction of a posterior sample plus a small KL term
 (`train.kl_weight`, mean over the batch of the summed KL). There is no
-adversarial or perceptual (LPIPS) term: on flat-coloured moving shapes the
+adversarial or perceptual (LPIPS) term: on flat-coloured synthetic clips the
 pixel losses already give sharp edges, and no pretrained LPIPS network is
 available offline. The run is a normal training workdir (`emu_jax.json` +
 Orbax steps holding `trainable = {"vae": ...}`), so `train.init_from` of the
