@@ -112,12 +112,25 @@ def _dispatch(argv: list[str]) -> int:
     return int(module.main(args) or 0)
 
 
+def _drop_closed_loop_callbacks(hook):
+    """sys.unraisablehook that drops "Event loop is closed": tensorstore reads still in flight when Orbax
+    abandoned a failed restore report it from their I/O threads, around our one-line error."""
+
+    def unraisablehook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            hook(unraisable)
+
+    return unraisablehook
+
+
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """The `emu-video` script: `main`, then exit with its status.
 
     After a user error (status 2) the process's stderr is closed before interpreter shutdown, since
-    background threads (Orbax / asyncio) that die then can print tracebacks after our one-line error.
+    asyncio then logs the abandoned restore's sibling reads ("exception was never retrieved").
     """
+    sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
     code = main(argv)
     if code == 2:
         sys.stdout.flush()

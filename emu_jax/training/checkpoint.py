@@ -28,13 +28,37 @@ class RunCheckpointer:
         if keep < 1:
             raise ValueError(f"checkpoint keep must be >= 1, got {keep}")
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save, cleanup_tmp_directories=True
-        )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._keep, self._async_save = keep, async_save
+        self._reader: ocp.CheckpointManager | None = None
+        self._writer: ocp.CheckpointManager | None = None
+
+    @property
+    def manager(self) -> ocp.CheckpointManager:
+        """The writing manager, opened at the first save: opening it deletes a killed save's partial
+        step, so a resume refused or failed before then leaves the run folder as it was."""
+        if self._writer is None:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self._keep,
+                create=True,
+                enable_async_checkpointing=self._async_save,
+                cleanup_tmp_directories=True,
+            )
+            self._writer = ocp.CheckpointManager(self.directory, options=options)
+        return self._writer
+
+    def _reading(self) -> ocp.CheckpointManager:
+        if self._writer is not None:
+            return self._writer
+        if self._reader is None:
+            options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+            self._reader = ocp.CheckpointManager(self.directory, options=options)
+        return self._reader
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        return self._reading().latest_step() if self.directory.is_dir() else None
 
     def reached_preemption(self, step: int) -> bool:
         """True at JAX's preemption sync point (all hosts agree), when a save-and-exit is due."""
@@ -64,12 +88,13 @@ class RunCheckpointer:
         if data_iterator is not None:
             items["data"] = iterator_checkpoint_args(data_iterator, restore=True)
         with self._explain(step):
-            restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            restored = self._reading().restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
     def restore_config(self, step: int) -> dict:
         with self._explain(step):
-            return dict(self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
+            config = self._reading().restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            return dict(config["config"])
 
     @contextlib.contextmanager
     def _explain(self, step: int):
@@ -77,7 +102,7 @@ class RunCheckpointer:
         try:
             yield
         except Exception as e:  # Orbax raises many types (asyncio groups, ValueError, OSError) for a bad step
-            older = [s for s in self.manager.all_steps() if s < step]
+            older = [s for s in self._reading().all_steps() if s < step]
             way_out = (
                 f"delete that folder to resume from step {max(older)}"
                 if older
@@ -88,10 +113,14 @@ class RunCheckpointer:
             ) from e
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        if self._writer is not None:
+            self._writer.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.close()
+        for manager in (self._reader, self._writer):
+            if manager is not None:
+                manager.close()
+        self._reader = self._writer = None
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:

@@ -195,9 +195,11 @@ def test_weights_only_restore_differs(straight, killed_and_resumed, tiny_shapes_
     assert max(diffs) > 0, "weights-only restore reproduced the straight run: exact resume is untested"
 
 
-def test_partial_async_save_is_ignored(straight, killed_and_resumed, tiny_shapes_dir):
+def test_partial_async_save_is_ignored(straight, killed_and_resumed, tiny_shapes_dir, tmp_path):
     """A kill during an async save leaves an uncommitted tmp step; restart resumes before it."""
-    _, snapshot, killed_at = killed_and_resumed
+    _, shared_snapshot, _ = killed_and_resumed
+    snapshot = tmp_path / "run"  # a copy: the module's snapshot must stay at the kill for the other tests
+    shutil.copytree(shared_snapshot, snapshot)
     ckpts = snapshot / "checkpoints"
     for p in ckpts.iterdir():  # keep only the oldest committed step
         if p.name.isdigit() and int(p.name) > EVERY:
@@ -215,14 +217,20 @@ def test_partial_async_save_is_ignored(straight, killed_and_resumed, tiny_shapes
 
 
 def test_truncated_checkpoint_names_its_step(killed_and_resumed, tiny_shapes_dir, tmp_path):
-    """A cut-short array file in the newest step: exit 2, one line naming that step and the way out."""
+    """A cut-short array file in the newest step: exit 2, one line naming that step and the way out;
+    the folder is left as it was (a killed save's partial step included)."""
     _, snapshot, killed_at = killed_and_resumed
     run = tmp_path / "run"
     shutil.copytree(snapshot, run)
+    assert checkpoint_io._latest_step(str(run)) == killed_at, "the snapshot no longer ends at the kill"
     for p in (run / "checkpoints" / str(killed_at) / "state").rglob("*"):
         if p.is_file() and p.parent.name == "d":  # OCDBT data files hold the arrays
             with open(p, "r+b") as f:
                 f.truncate(min(100, p.stat().st_size))
+    partial = run / "checkpoints" / f"{killed_at + EVERY}.orbax-checkpoint-tmp"  # a save the kill cut short
+    if not partial.exists():
+        shutil.copytree(run / "checkpoints" / str(killed_at), partial)
+        (partial / "_CHECKPOINT_METADATA").unlink(missing_ok=True)
     before = _tree_hashes(run)
     out = subprocess.run(_cmd(run, tiny_shapes_dir), env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
