@@ -58,7 +58,7 @@ class RunCheckpointer:
         return self._reader
 
     def latest_step(self) -> int | None:
-        return self._reading().latest_step() if self.directory.is_dir() else None
+        return self._reading().latest_step()  # a missing folder reads as no steps, the same on every process
 
     def reached_preemption(self, step: int) -> bool:
         """True at JAX's preemption sync point (all hosts agree), when a save-and-exit is due."""

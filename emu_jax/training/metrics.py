@@ -34,6 +34,32 @@ def check_finite(window: Sequence[dict]) -> None:
             )
 
 
+class _EventFile:
+    """A TensorBoard event file written synchronously: tensorboardX's SummaryWriter queues events for a
+    thread, so its flush() at a checkpoint could miss the newest steps, and a kill then lost them."""
+
+    def __init__(self, logdir: pathlib.Path, purge_step: int):
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.summary import scalar
+
+        self._event, self._scalar = Event, scalar
+        logdir.mkdir(parents=True, exist_ok=True)
+        self._file = EventsWriter(str(logdir / "events"))
+        start = Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START))
+        self._file.write_event(start)
+
+    def add_scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self._file.write_event(self._event(wall_time=time.time(), step=step, summary=self._scalar(tag, value)))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class MetricsWriter:
     """Writes per-window means to `workdir/metrics.jsonl` and TensorBoard."""
 
@@ -56,10 +82,8 @@ class MetricsWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             truncate_jsonl(self.path, start_step)  # rows a killed run logged after its last checkpoint
             try:
-                from tensorboardX import SummaryWriter
-
                 # purge_step: TensorBoard hides a killed run's events after the step resumed from.
-                self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"), purge_step=start_step + 1)
+                self._tb = _EventFile(pathlib.Path(workdir) / "tensorboard", purge_step=start_step + 1)
             except ImportError:  # TensorBoard is optional; JSON lines always work.
                 self._tb = None
             show = sys.stderr.isatty() if progress is None else progress
@@ -85,9 +109,7 @@ class MetricsWriter:
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             if self._tb is not None:
-                for k, v in row.items():
-                    if k != "step":
-                        self._tb.add_scalar(f"train/{k}", v, last)
+                self._tb.add_scalars({f"train/{k}": v for k, v in row.items() if k != "step"}, last)
             if self._bar is not None:
                 self._bar.n = last
                 self._bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
