@@ -93,6 +93,7 @@ def converted(pipeline_dir):
     return out
 
 
+@pytest.mark.slow
 def test_converted_checkpoint_reproduces_pytorch(pipeline_dir, converted):
     pipe, _, _ = pipeline_dir
     meta, params = checkpoint_io.load_checkpoint(converted)

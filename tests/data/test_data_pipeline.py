@@ -119,6 +119,7 @@ def _checkpoint_roundtrip(loader, directory, fresh):
     return fresh
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers,k", [(0, 0), (0, 5), (2, 0), (2, 2)])
 def test_exact_resume_through_orbax(cfg, tmp_path, workers, k):
     kw = dict(split="train", seed=7, shard_index=0, shard_count=1, batch_size=4)

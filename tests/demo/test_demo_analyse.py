@@ -120,6 +120,7 @@ def test_given_frame_error_reads_the_given_slots():
         conditioning.output_given_positions(5, layout)
 
 
+@pytest.mark.slow
 def test_text_sensitivity_finds_an_erased_attribute():
     """A word-embedding encoder that maps every direction word to one vector scores 0 on direction and
     > 0 elsewhere; the demo's real random-init text encoder tells every attribute apart."""

@@ -34,6 +34,7 @@ def test_image_embeds_match_transformers(tmp_path):
     assert rel_err(got, want) <= 1e-4, rel_err(got, want)
 
 
+@pytest.mark.slow
 def test_clip_model_folder_gives_matching_text_and_image_embeds(tmp_path):
     import transformers
 

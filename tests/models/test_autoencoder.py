@@ -54,6 +54,7 @@ def test_latent_scaling_is_inverted():
     np.testing.assert_allclose(ae.unscale_latents(CFG, lat), z, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_chunked_video_equals_unchunked(params):
     x = jax.random.uniform(jax.random.PRNGKey(4), (2, 3, 8, 8, 3), minval=-1, maxval=1)
     # 6 frames in chunks of 4 exercises the padded last chunk.

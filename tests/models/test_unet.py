@@ -108,6 +108,7 @@ def test_timestep_embedding_matches_diffusers():
         np.testing.assert_allclose(timestep_embedding(jnp.asarray(t), dim, flip, shift), ref, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_remat_same_output_and_grad(tiny):
     # One-level micro model: remat wraps the same block classes at every level, and compiles stay cheap.
     cfg = tiny[0].replace(channel_mult=(1,), attention_resolutions=(1,), model_channels=16)
@@ -187,6 +188,7 @@ def test_config_round_trip_and_errors():
         cfg.replace(transformer_layers=1)  # two contexts need one layer each
 
 
+@pytest.mark.slow
 def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
     """With `temporal_cross_attention`, each temporal layer gains a zero-initialised text cross-attention
     (under temporal_*, so F's trainable rule takes it): at init the model equals the one without it;

@@ -31,6 +31,7 @@ def mixed(pipe):
         return [s for batch in pipe.run(PROMPTS, seed=3) for s in batch]
 
 
+@pytest.mark.slow
 def test_pipeline_shapes_fps_and_stitching(pipe, mixed):
     lay = conditioning.SlotLayout(**LAYOUT)
     assert [s.index for s in mixed] == [0, 1, 2] and [s.prompt for s in mixed] == PROMPTS

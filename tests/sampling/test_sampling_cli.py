@@ -33,6 +33,7 @@ def ckpt(tmp_path_factory, f_model, i_model):
     return path
 
 
+@pytest.mark.slow
 def test_cli_writes_keyframe_videos_gifs_and_json(ckpt, tmp_path, capsys):
     out = tmp_path / "out"
     rc = sample.main(

@@ -122,6 +122,7 @@ def test_missing_libtpu_says_how_to_install(monkeypatch, capsys):
     assert "pip install -e .[tpu]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e .[tpu]); CI installs .[test] only")
 def test_tiny_train_step_compiles_for_tpu(tmp_path, capsys):
     out = tmp_path / "aot.json"

@@ -39,6 +39,7 @@ def test_stage_builds_and_validates(stage, mesh):
     assert emu_cfg.unet.cond_level_embed == (stage == "interp")
 
 
+@pytest.mark.slow
 def test_stage2_make_run_is_abstract_and_sharded(mesh):
     cfg = load_config("configs/emu_video.py:stage2")
     run = loop.make_run(cfg, mesh)

@@ -47,6 +47,7 @@ def test_tiny_interpolation_model_learns_and_keeps_given_frames(tiny_shapes_dir)
     assert trained < untrained
 
 
+@pytest.mark.slow
 def test_augmentation_level_reaches_the_model(tiny_shapes_dir):
     """With a trained (non-zero) level embedding, the same inputs at levels 0 and 100 differ."""
     cfg = tiny_config(tiny_shapes_dir, "interp")

@@ -34,6 +34,7 @@ def single_device(tiny_shapes_dir):
     return cfg, _run_steps(cfg, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [{"data": 2, "fsdp": 4}, {"data": 2, "fsdp": 2, "tensor": 2}])
 def test_sharded_step_equals_single_device(single_device, shape):
     cfg, (losses1, trainable1, _, _) = single_device
