@@ -22,7 +22,10 @@ SUBCOMMANDS = {
     "sample": ("emu_jax.sampling.cli", "generate videos from prompts (keyframe -> video -> interpolation -> decode)"),
     "serve": ("emu_jax.sampling.serve", "serve videos over HTTP, batching concurrent requests on one checkpoint"),
     "train": ("emu_jax.training.cli", "train a stage of the recipe from a config"),
-    "aot": ("emu_jax.training.aot", "compile the train step ahead of time for a TPU topology and report memory"),
+    "aot": (
+        "emu_jax.training.aot",
+        "compile the train step or the sampler ahead of time for a TPU topology and report memory and cost",
+    ),
     "convert": ("emu_jax.convert.cli", "convert diffusers / transformers weights into an emu_jax checkpoint"),
     "data": ("emu_jax.data.cli", "build datasets, select high-motion clips, cache latents"),
     "demo": ("emu_jax.demo.cli", "train and evaluate the bundled moving-shapes demo"),

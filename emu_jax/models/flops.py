@@ -47,6 +47,7 @@ class FlopCount:
 class _Counter:
     def __init__(self, mode: str):
         self.mode, self.count = mode, FlopCount()
+        self.self_attention_by_length: dict[int, float] = {}  # spatial self-attention cores by sequence length
 
     def weights(self, path: tuple[str, ...], flops: float) -> None:
         if is_trainable(path, self.mode):
@@ -89,6 +90,8 @@ def _transformer_layer(
     name = ("temporal_x",) if temporal else ("x",)
     c.weights(name, 2 * 4 * ch * ch * tokens)  # q, k, v, out
     c.attention(temporal, 4 * lk_self * ch * tokens)  # 4 Lq Lk C over tokens / Lq sequences
+    if not temporal:
+        c.self_attention_by_length[lk_self] = c.self_attention_by_length.get(lk_self, 0.0) + 4 * lk_self * ch * tokens
     if context_dim is not None:
         c.weights(name, 2 * 2 * ch * ch * tokens)  # q, out
         c.weights(name, 2 * 2 * context_dim * ch * text_len * batch)  # k, v of the context, once per example
@@ -127,6 +130,34 @@ def unet_flop_count(
     """Forward FLOPs of `UNet` on `(batch, frames, height, width)` latents with `text_len`-token
     contexts, split into frozen / trainable weight ops (`trainable`: the `train.trainable` mode)
     and attention cores. `image_mode` skips the temporal layers."""
+    return _unet_counter(config, batch, frames, height, width, text_len, trainable, image_mode).count
+
+
+def spatial_self_attention_flops(
+    config: UNetConfig,
+    batch: int,
+    frames: int,
+    height: int,
+    width: int,
+    min_length: int = 0,
+    image_mode: bool = False,
+) -> float:
+    """Forward FLOPs of the spatial self-attention cores over sequences of at least `min_length` tokens
+    (on TPU, attention 'auto' runs exactly these as the splash kernel, whose FLOPs XLA does not count)."""
+    c = _unet_counter(config, batch, frames, height, width, 0, "temporal", image_mode)
+    return sum(f for n, f in c.self_attention_by_length.items() if n >= min_length)
+
+
+def _unet_counter(
+    config: UNetConfig,
+    batch: int,
+    frames: int,
+    height: int,
+    width: int,
+    text_len: int,
+    trainable: str,
+    image_mode: bool,
+) -> _Counter:
     cfg = config
     c = _Counter(trainable)
     n = batch * frames
@@ -177,7 +208,7 @@ def unet_flop_count(
     c.weights(("conv_out",), 2 * 9 * ch * cfg.out_channels * n * res[0])
     if temporal:
         c.weights(("temporal_conv_out",), 2 * k_t * cfg.out_channels**2 * n * res[0])
-    return c.count
+    return c
 
 
 def unet_flops(config: UNetConfig, batch: int, frames: int, height: int, width: int, text_len: int) -> float:
@@ -200,3 +231,65 @@ def train_step_flops(
     backward = 2 * (f.trainable + f.attention_spatial + f.attention_temporal) + f.frozen
     parts = {f"forward_{k}": v for k, v in dataclasses.asdict(f).items()}
     return {"forward": f.total, "backward": backward, "total": f.total + backward, **parts}
+
+
+# ---- sampling ----------------------------------------------------------------------------------
+# Forward passes batched per denoising step by each guidance mode (diffusion.guidance.MODE_CONDITIONS): text CFG runs
+# (empty prompt, prompt), two-condition CFG (no image + empty prompt, image + empty prompt, image + prompt).
+GUIDANCE_PASSES = {"text": 2, "two_condition": 3}
+
+
+def sample_stage_flops(
+    config: UNetConfig,
+    batch: int,
+    frames: int,
+    height: int,
+    width: int,
+    text_len: int,
+    steps: int,
+    guidance: str,
+    image_mode: bool = False,
+) -> dict[str, float]:
+    """U-Net FLOPs of one denoising stage for `batch` items: `steps` guided forwards, each over
+    `batch x passes` rows (`guidance`: 'text' or 'two_condition'). 'attention': the cores' share."""
+    passes = GUIDANCE_PASSES[guidance]
+    f = unet_flop_count(config, batch * passes, frames, height, width, text_len, image_mode=image_mode)
+    step = f.total
+    return {
+        "per_step": step,
+        "attention_per_step": f.attention_spatial + f.attention_temporal,
+        "passes": passes,
+        "total": steps * step,
+    }
+
+
+def vae_decode_flops(vae_config, frames: int, height: int, width: int) -> dict[str, float]:
+    """Forward FLOPs of the VAE decoder on `frames` latent frames of `height x width`
+    (`emu_jax.models.autoencoder.Decoder`: post-quant 1x1 conv, conv_in, mid block of two resnets and
+    single-head attention, up blocks of `layers_per_block + 1` resnets with a 2x upsampling conv
+    between them, conv_out). 'attention': the mid attention's core, `4 (hw)^2 C`."""
+    cfg = vae_config
+    chans = tuple(reversed(cfg.block_out_channels))
+    z, pix = cfg.latent_channels, frames * height * width
+    total = 2 * z * z * pix if cfg.use_post_quant_conv else 0.0
+    total += 2 * 9 * z * chans[0] * pix
+
+    def resnet(cin: int, cout: int, p: int) -> float:
+        return 2 * 9 * cin * cout * p + 2 * 9 * cout * cout * p + (2 * cin * cout * p if cin != cout else 0)
+
+    c = chans[0]
+    total += 2 * resnet(c, c, pix)
+    attention = 0.0
+    if cfg.mid_block_add_attention:
+        total += 2 * 4 * c * c * pix  # q, k, v, out
+        attention = 4 * (height * width) ** 2 * c * frames
+    ch = c
+    for i, c in enumerate(chans):
+        for _ in range(cfg.layers_per_block + 1):
+            total += resnet(ch, c, pix)
+            ch = c
+        if i < len(chans) - 1:
+            pix *= 4
+            total += 2 * 9 * c * c * pix
+    total += 2 * 9 * ch * cfg.out_channels * pix
+    return {"total": total + attention, "attention": attention}

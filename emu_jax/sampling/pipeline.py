@@ -26,19 +26,17 @@ import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from emu_jax import sharding
 from emu_jax.data import clips
 from emu_jax.diffusion import samplers
 from emu_jax.diffusion.schedules import Schedule
-from emu_jax.sampling import stages
+from emu_jax.sampling import programs, stages
 from emu_jax.sampling.loading import VIDEO_TASKS, LoadedModel, find_interp_checkpoint, load_model
 from emu_jax.sampling.progress import Progress
 from emu_jax.sampling.results import Sample, check_finite, make_sample
 from emu_jax.sampling.settings import Settings, check_batch_size, check_seed, validate_prompts
-from emu_jax.sampling.stages import item_keys
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -195,61 +193,20 @@ class Pipeline:
         return {k: sharding.put_global(v, rep) for k, v in toks.items()}
 
     def _build(self) -> dict:
-        """One jitted start + steps function per stage (closures over models, plans and schedules)."""
-        m, plan, sched = self.main.model, self.plan, self.main.schedule
-        phi = self.settings.guidance_rescale
-        fns = {
-            "keyframe_start": jax.jit(
-                lambda p, tok, unc, seed, idx: stages.keyframe_start(m, p, tok, unc, item_keys(seed, idx), plan, sched)
-            ),
-            "video_start": jax.jit(
-                lambda p, tok, unc, seed, idx, kf: stages.video_start(
-                    m, p, tok, unc, item_keys(seed, idx), plan, sched, kf
-                )
-            ),
-            "encode_image": jax.jit(lambda p, x: self._rows(m.encode_video(p, x[:, None]))),
-            # the pieces are joined on the device, so no process needs another's rows
-            "decode": jax.jit(lambda p, *zs: self._rows(stages.decode(m, p, jnp.concatenate(zs, axis=1)))),
-            "keyframe_finish": jax.jit(lambda st: self._rows(stages.finish(plan, sched, st))),
-            "video_finish": jax.jit(lambda st: self._rows(stages.finish(plan, sched, st))),
-        }
-        models = {"keyframe": (m, plan, sched, phi), "video": (m, plan, sched, phi)}
+        """The jitted programs of every stage (`emu_jax.sampling.programs`, shared with `emu-video aot`)."""
+        main = programs.StageModel(self.main.model, self.plan, self.main.schedule, self.settings.guidance_rescale)
+        interp = None
         if self.interp is not None:
-            mi, ip, isch, lay = self.interp.model, self.interp_plan, self.interp.schedule, self.interp.layout
-            lvl = int(self.interp_settings.interp_aug_level)
-            fns["interp_start"] = jax.jit(
-                lambda p, tok, unc, seed, idx, video: stages.interp_start(
-                    mi, p, tok, unc, item_keys(seed, idx), ip, isch, video, lay, lvl
-                )
+            s = self.interp_settings
+            interp = programs.StageModel(
+                self.interp.model,
+                self.interp_plan,
+                self.interp.schedule,
+                s.guidance_rescale,
+                self.interp.layout,
+                int(s.interp_aug_level),
             )
-            halves = self.main.model.config.num_frames // lay.num_given
-            fns["interp_finish"] = jax.jit(
-                lambda st: self._rows(stages.join_halves(stages.finish(ip, isch, st), halves, lay))
-            )
-            models["interp"] = (mi, ip, isch, self.interp_settings.guidance_rescale)
-        for name, (model, pl, sc, rphi) in models.items():
-            mode, image_mode = stages.STAGE_MODES[name]
-            fns[name + "_steps"] = jax.jit(
-                lambda p, cb, st, k, scales, i0, i1, model=model, pl=pl, sc=sc, rphi=rphi, mode=mode, im=image_mode: (
-                    self._pin(
-                        stages.denoise_steps(
-                            model, p, pl, sc, cb, st, k, scales, i0, i1, mode=mode, image_mode=im, rescale_phi=rphi
-                        )
-                    )
-                )
-            )
-        for name in ("keyframe_start", "video_start", "interp_start"):
-            if name in fns:
-                fns[name] = jax.jit(lambda *a, f=fns[name]: (lambda cb, st, k: (cb, self._pin(st), k))(*f(*a)))
-        return fns
-
-    def _pin(self, state: samplers.SamplerState) -> samplers.SamplerState:
-        """Batch-shard the sampler state so the steps function sees one input sharding (one compile)."""
-        return jax.tree.map(self._rows, state)
-
-    def _rows(self, a: jax.Array) -> jax.Array:
-        """Batch-shard an array, so each process holds exactly the rows it fed."""
-        return jax.lax.with_sharding_constraint(a, sharding.batch_sharding(self.mesh, a.ndim))
+        return programs.build(self.mesh, main, interp)
 
     # ---- running -------------------------------------------------------------------------------
     def _stage(

@@ -20,10 +20,11 @@ import math
 import os
 import sys
 import time
-from typing import Callable
 
 from emu_jax.models.unet_config import REMAT_POLICIES
 from emu_jax.training.aot_report import AotReport, GiB
+from emu_jax.training.aot_search import find_max_batch
+from emu_jax.training.aot_search import out_of_memory as _out_of_memory
 from emu_jax.training.tpu_topology import Topology, require_libtpu, resolve_topology, topology_devices
 
 __all__ = ["AotReport", "GiB", "compile_train_step", "find_max_batch", "main"]
@@ -173,37 +174,6 @@ def compile_train_step(
     )
 
 
-def _out_of_memory(e: Exception) -> bool:
-    text = str(e).lower()
-    return "resource_exhausted" in text or "out of memory" in text or ("exceeds" in text and "memory" in text)
-
-
-def find_max_batch(
-    try_batch: Callable[[int], AotReport | None], start: int = 1, limit: int = 4096
-) -> tuple[int, dict[int, AotReport | None]]:
-    """Largest per-device batch whose report fits (None = compile ran out of memory):
-    doubling from `start`, then bisection. Returns (best or 0, every tried report)."""
-    tried: dict[int, AotReport | None] = {}
-
-    def fits(b: int) -> bool:
-        if b not in tried:
-            tried[b] = try_batch(b)
-        return tried[b] is not None and tried[b].fits
-
-    lo, hi, b = 0, None, start
-    while b <= limit:
-        if not fits(b):
-            hi = b
-            break
-        lo, b = b, b * 2
-    if hi is None:
-        return lo, tried
-    while hi - lo > 1:  # lo fits (or is 0), hi does not
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo, tried
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from emu_jax.config import add_config_argument
 
@@ -217,6 +187,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Example: emu-video aot --config configs/emu_video.py:stage2 --topology v5p-128 --find-max-batch"
     )
     add_config_argument(parser)
+    parser.add_argument(
+        "--program",
+        choices=("train", "sample"),
+        default="train",
+        help="train: the train step (default); sample: the sampling pipeline's programs (emu_jax.training.aot_sample)",
+    )
     parser.add_argument(
         "--topology",
         required=True,
@@ -255,12 +231,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="search (doubling, then bisection) the largest per-chip batch that fits in HBM",
     )
     parser.add_argument("--json", default=None, help="also write the report(s) to this JSON file")
+    from emu_jax.training.aot_sample import add_sample_arguments
+
+    add_sample_arguments(parser)
 
 
 def _setup(args: argparse.Namespace):
     """Arguments, config, libtpu and the slice's devices: every error before a compile."""
     from emu_jax.config import config_from_args
 
+    for flag in ("stage", "steps", "mesh", "interp_config"):
+        if getattr(args, flag, None) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} is for --program sample")
     topo = resolve_topology(args.topology)
     cfg = config_from_args(args.config, args.config_overrides)
     if args.per_chip_batch is not None and args.per_chip_batch < 1:
@@ -295,6 +277,10 @@ def _setup(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "program", "train") == "sample":
+        from emu_jax.training import aot_sample
+
+        return aot_sample.main(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from emu_jax.errors import check_output_file, one_line
 

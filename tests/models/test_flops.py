@@ -83,3 +83,48 @@ def test_train_step_convention():
     assert every["total"] == 3 * f.total  # everything trains: the textbook 3x forward
     image = flops.unet_flop_count(CFG, B, T, H, W, L, image_mode=True)
     assert image.attention_temporal == 0 and image.trainable == 2 * 9 * 5 * 32 * B * T * H * W  # conv_in_cond
+
+
+def test_sampling_stage_counts_guided_forwards_per_step():
+    """Two-condition guidance: 3 forwards of B rows per step; text guidance: 2; steps multiply."""
+    one = flops.unet_flops(CFG, 1, T, H, W, L)
+    video = flops.sample_stage_flops(CFG, B, T, H, W, L, steps=7, guidance="two_condition")
+    # Every op scales with the rows (the context's k / v too: once per row), so 3B rows = 3B x one row.
+    assert video["passes"] == 3 and video["per_step"] == 3 * B * one and video["total"] == 7 * 3 * B * one
+    key = flops.sample_stage_flops(CFG, B, 1, H, W, L, steps=5, guidance="text", image_mode=True)
+    image = flops.unet_flop_count(CFG, 2 * B, 1, H, W, L, image_mode=True)
+    assert key["total"] == 5 * image.total and image.trainable < flops.unet_flop_count(CFG, 2 * B, 1, H, W, L).trainable
+
+
+def test_guidance_passes_match_the_sampler():
+    from emu_jax.diffusion import guidance
+
+    for mode, passes in flops.GUIDANCE_PASSES.items():
+        assert len(guidance.MODE_CONDITIONS[mode]) == passes
+
+
+def test_spatial_self_attention_by_length():
+    # CFG has one level at H*W = 16 tokens: four spatial self-attention cores, 4 * HW * HW * C per frame.
+    want = 4 * (4 * 16 * 16 * 32 * B * T)
+    assert flops.spatial_self_attention_flops(CFG, B, T, H, W) == want
+    assert flops.spatial_self_attention_flops(CFG, B, T, H, W, min_length=17) == 0
+
+
+def test_vae_decode_flops_match_hand_count():
+    from emu_jax.models.autoencoder import VAEConfig
+
+    vae = VAEConfig(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+    n, h, w = 3, 4, 4
+    pix = n * h * w
+    z, c0, c1 = 4, 16, 8  # the decoder runs the channels reversed: 16 then 8
+    want = 2 * z * z * pix  # post_quant_conv 1x1
+    want += 2 * 9 * z * c0 * pix  # conv_in
+    want += 2 * 2 * (2 * 9 * c0 * c0 * pix)  # mid: two resnets of two 3x3 convs
+    want += 2 * 4 * c0 * c0 * pix + 4 * (h * w) ** 2 * c0 * n  # mid attention: q, k, v, out + core
+    want += 2 * 2 * (2 * 9 * c0 * c0 * pix)  # up block 0: layers_per_block + 1 = 2 resnets of two convs, 16 ch
+    want += 2 * 9 * c0 * c0 * (4 * pix)  # its upsampler conv at 2x
+    want += 2 * 9 * c0 * c1 * 4 * pix + 2 * 9 * c1 * c1 * 4 * pix + 2 * c0 * c1 * 4 * pix  # resnet 16 -> 8
+    want += 2 * (2 * 9 * c1 * c1 * 4 * pix)  # second resnet 8 -> 8
+    want += 2 * 9 * c1 * 3 * 4 * pix  # conv_out
+    got = flops.vae_decode_flops(vae, n, h, w)
+    assert got["total"] == want and got["attention"] == 4 * (h * w) ** 2 * c0 * n
