@@ -33,6 +33,10 @@ SPLASH_MIN_LENGTH = 1024  # a 32x32 latent: shorter sequences (text keys, 8 fram
 # the XLA path at 1024 tokens in forward (2.4x) and forward + backward (1.9x); at 256 it wins the forward
 # but ties or loses forward + backward, and short text keys / 8 frames stay on xla.
 CPU_BLOCKED_MIN_LENGTH = 1024
+# Largest fp32 score tile (items x heads x block_q x block_kv) one blocked step holds on the CPU: the
+# batch is mapped in chunks below it, since a tile over the whole batch (32 MiB for 8 frames x 4 heads
+# x 512 x 512) spills the caches: see docs/unet.md "CPU performance" for the measurement.
+CPU_TILE_BYTES = 8 << 20
 _MASK_VALUE = -1e30  # finite, so a fully padded key block cannot turn the running max into -inf - -inf
 
 
@@ -90,7 +94,8 @@ def dot_product_attention(
             raise ValueError(f"attention_impl='cudnn' needs float16 / bfloat16 inputs, got {q.dtype}")
         return _jax_attention(q, k, v, mask, "cudnn")
     if chosen == "blocked":
-        return blocked_attention(q, k, v, mask, block_q, block_kv)
+        tile = CPU_TILE_BYTES if plat == "cpu" else None
+        return blocked_attention(q, k, v, mask, block_q, block_kv, tile)
     interpret = plat == "cpu" if interpret is None else interpret
     if plat != "tpu" and not interpret:
         raise ValueError(
@@ -121,11 +126,40 @@ def _round_up(n: int, m: int) -> int:
 # ---- blocked (flash-attention-2 in plain JAX) -----------------------------------------------------
 
 
-def blocked_attention(q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_kv: int = DEFAULT_BLOCK_KV):
-    """Memory-efficient attention: pads lengths to the blocks, masks padded keys, slices the output."""
+def blocked_attention(
+    q,
+    k,
+    v,
+    mask=None,
+    block_q: int = DEFAULT_BLOCK_Q,
+    block_kv: int = DEFAULT_BLOCK_KV,
+    max_tile_bytes: int | None = None,
+):
+    """Memory-efficient attention: pads lengths to the blocks, masks padded keys, slices the output.
+
+    `max_tile_bytes` bounds one step's fp32 score tile (items x heads x blocks): the batch is then
+    processed in `lax.map` chunks of the largest divisor of B that fits (at least one item).
+    """
+    b, lq, n, h = q.shape
+    bq, bk = min(block_q, lq), min(block_kv, k.shape[1])
+    chunk = b
+    if max_tile_bytes is not None:
+        per_item = n * bq * bk * 4
+        chunk = max([d for d in range(1, b + 1) if b % d == 0 and d * per_item <= max_tile_bytes], default=1)
+    if chunk == b:
+        return _blocked_items(q, k, v, mask, bq, bk)
+    split = lambda t: None if t is None else t.reshape((b // chunk, chunk) + t.shape[1:])  # noqa: E731
+    if mask is None:
+        out = jax.lax.map(lambda a: _blocked_items(*a, None, bq, bk), (split(q), split(k), split(v)))
+    else:
+        out = jax.lax.map(lambda a: _blocked_items(*a, bq, bk), (split(q), split(k), split(v), split(mask)))
+    return out.reshape(q.shape)
+
+
+def _blocked_items(q, k, v, mask, bq: int, bk: int):
+    """blocked_attention on all of `q`'s items at once, with block sizes already capped to the lengths."""
     b, lq, n, h = q.shape
     lk = k.shape[1]
-    bq, bk = min(block_q, lq), min(block_kv, lk)
     nq, nk = -(-lq // bq), -(-lk // bk)
     valid = jnp.ones((b, lk), bool) if mask is None else mask.astype(bool)
     pad = lambda t, to: jnp.pad(t, [(0, 0), (0, to - t.shape[1])] + [(0, 0)] * (t.ndim - 2))
