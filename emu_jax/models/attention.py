@@ -161,30 +161,35 @@ def _blocked_items(q, k, v, mask, bq: int, bk: int):
     b, lq, n, h = q.shape
     lk = k.shape[1]
     nq, nk = -(-lq // bq), -(-lk // bk)
-    valid = jnp.ones((b, lk), bool) if mask is None else mask.astype(bool)
     pad = lambda t, to: jnp.pad(t, [(0, 0), (0, to - t.shape[1])] + [(0, 0)] * (t.ndim - 2))
-    q, k, v, valid = pad(q, nq * bq), pad(k, nk * bk), pad(v, nk * bk), pad(valid, nk * bk)
-    bias = jnp.where(valid, 0.0, _MASK_VALUE).astype(jnp.float32)
     # Leading block axis so lax.map / scan step over blocks: (nblocks, B, block, N, H).
     blocks = lambda t, nb: jnp.moveaxis(t.reshape((b, nb, -1) + t.shape[2:]), 1, 0)
-    out = _flash(blocks(q, nq), blocks(k, nk), blocks(v, nk), blocks(bias, nk), 1.0 / math.sqrt(h))
+    biasb = None  # no padded keys: no bias pass over every score tile
+    if mask is not None or lk % bk:
+        valid = jnp.ones((b, lk), bool) if mask is None else mask.astype(bool)
+        biasb = blocks(jnp.where(pad(valid, nk * bk), 0.0, _MASK_VALUE).astype(jnp.float32), nk)
+    # q scaled once here rather than every score tile (as splash does); autodiff scales dq back.
+    q = (q.astype(jnp.float32) * (1.0 / math.sqrt(h))).astype(q.dtype)
+    q, k, v = pad(q, nq * bq), pad(k, nk * bk), pad(v, nk * bk)
+    out = _flash(blocks(q, nq), blocks(k, nk), blocks(v, nk), biasb)
     return jnp.moveaxis(out, 0, 1).reshape(b, nq * bq, n, h)[:, :lq]
 
 
-def _scores(qi, kj, bj, scale):
-    """fp32 logits `(B, N, bq, bk)` of one query block against one key block, padded keys at -1e30."""
+def _scores(qi, kj, bj):
+    """fp32 logits `(B, N, bq, bk)` of one (pre-scaled) query block against one key block, padded keys
+    at -1e30 (`bj` None: no padded keys)."""
     s = jnp.einsum("bqnh,bknh->bnqk", qi, kj, preferred_element_type=jnp.float32)
-    return s * scale + bj[:, None, None, :]
+    return s if bj is None else s + bj[:, None, None, :]
 
 
-def _flash_forward(qb, kb, vb, biasb, scale):
+def _flash_forward(qb, kb, vb, biasb):
     def one_q_block(qi):
         b, bq, n, h = qi.shape
 
         def step(carry, kv):
             m, l, acc = carry
             kj, vj, bj = kv
-            s = _scores(qi, kj, bj, scale)
+            s = _scores(qi, kj, bj)
             m_new = jnp.maximum(m, s.max(-1))
             p = jnp.exp(s - m_new[..., None])
             corr = jnp.exp(m - m_new)
@@ -205,17 +210,17 @@ def _flash_forward(qb, kb, vb, biasb, scale):
     return jax.lax.map(one_q_block, qb)  # (nq, B, bq, N, H), lse (nq, B, N, bq)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _flash(qb, kb, vb, biasb, scale):
-    return _flash_forward(qb, kb, vb, biasb, scale)[0]
+@jax.custom_vjp
+def _flash(qb, kb, vb, biasb):
+    return _flash_forward(qb, kb, vb, biasb)[0]
 
 
-def _flash_fwd(qb, kb, vb, biasb, scale):
-    out, lse = _flash_forward(qb, kb, vb, biasb, scale)
+def _flash_fwd(qb, kb, vb, biasb):
+    out, lse = _flash_forward(qb, kb, vb, biasb)
     return out, (qb, kb, vb, biasb, out, lse)  # only the output and log-sum-exp beyond the inputs
 
 
-def _flash_bwd(scale, res, dout):
+def _flash_bwd(res, dout):
     qb, kb, vb, biasb, out, lse = res
     delta = jnp.einsum("cbqnh,cbqnh->cbnq", dout.astype(jnp.float32), out.astype(jnp.float32))
 
@@ -225,10 +230,10 @@ def _flash_bwd(scale, res, dout):
         def step(carry, qs):
             dk, dv = carry
             qi, doi, lsei, di = qs
-            p = jnp.exp(_scores(qi, kj, bj, scale) - lsei[..., None])  # recomputed probabilities
+            p = jnp.exp(_scores(qi, kj, bj) - lsei[..., None])  # recomputed probabilities
             dv = dv + jnp.einsum("bnqk,bqnh->bknh", p.astype(doi.dtype), doi, preferred_element_type=jnp.float32)
             dp = jnp.einsum("bqnh,bknh->bnqk", doi, vj, preferred_element_type=jnp.float32)
-            ds = p * (dp - di[..., None]) * scale
+            ds = p * (dp - di[..., None])
             dk = dk + jnp.einsum("bnqk,bqnh->bknh", ds.astype(qi.dtype), qi, preferred_element_type=jnp.float32)
             dqi = jnp.einsum("bnqk,bknh->bqnh", ds.astype(kj.dtype), kj, preferred_element_type=jnp.float32)
             return (dk, dv), dqi
@@ -238,7 +243,8 @@ def _flash_bwd(scale, res, dout):
         return dq + dq_parts, (dk, dv)
 
     dq, (dk, dv) = jax.lax.scan(one_kv_block, jnp.zeros(qb.shape, jnp.float32), (kb, vb, biasb))
-    return dq.astype(qb.dtype), dk.astype(kb.dtype), dv.astype(vb.dtype), jnp.zeros_like(biasb)
+    dbias = None if biasb is None else jnp.zeros_like(biasb)
+    return dq.astype(qb.dtype), dk.astype(kb.dtype), dv.astype(vb.dtype), dbias
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)
