@@ -29,10 +29,11 @@ ATTENTION_IMPLS = IMPLS + (None,)
 DEFAULT_BLOCK_Q = 512
 DEFAULT_BLOCK_KV = 512
 SPLASH_MIN_LENGTH = 1024  # a 32x32 latent: shorter sequences (text keys, 8 frames) are cheap on the XLA path
-# Measured on this 2-core CPU (benchmarks/bench_attention.py, 16 x 4-8 heads, D 40 / 64): blocked beats
-# the XLA path at 1024 tokens in forward (2.4x) and forward + backward (1.9x); at 256 it wins the forward
-# but ties or loses forward + backward, and short text keys / 8 frames stay on xla.
-CPU_BLOCKED_MIN_LENGTH = 1024
+# Measured on this 2-core CPU (benchmarks/bench_attention.py --rounds 5, load ~4), once blocked scaled
+# q once and chunked the batch: at 256 tokens blocked beats the XLA path in forward (8x4x256x32: 4.6
+# vs 9.2 ms; 16x8x256x64: 33 vs 82 ms) and forward + backward (19 vs 22 ms; 161 vs 191 ms); at 128
+# they tie, and short text keys / 8 frames stay on xla.
+CPU_BLOCKED_MIN_LENGTH = 256
 # Largest fp32 score tile (items x heads x block_q x block_kv) one blocked step holds on the CPU: the
 # batch is mapped in chunks below it, since a tile over the whole batch (32 MiB for 8 frames x 4 heads
 # x 512 x 512) spills the caches: see docs/unet.md "CPU performance" for the measurement.

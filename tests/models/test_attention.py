@@ -104,7 +104,8 @@ def test_blocked_uses_several_blocks_and_any_block_size():
         ("gpu", 4096, 4096, jnp.float32, "xla"),  # cuDNN takes fp16 / bf16 only
         ("cpu", 4096, 4096, jnp.float32, "blocked"),  # by measurement (benchmarks/bench_attention.py)
         ("cpu", 1024, 77, jnp.float32, "xla"),
-        ("cpu", 256, 256, jnp.float32, "xla"),
+        ("cpu", 256, 256, jnp.float32, "blocked"),  # 16x16 latents, since blocked chunks the batch
+        ("cpu", 128, 128, jnp.float32, "xla"),
     ],
 )
 def test_auto_resolves_per_backend(plat, lq, lk, dtype, expected):
