@@ -29,10 +29,15 @@ ATTENTION_IMPLS = IMPLS + (None,)
 DEFAULT_BLOCK_Q = 512
 DEFAULT_BLOCK_KV = 512
 SPLASH_MIN_LENGTH = 1024  # a 32x32 latent: shorter sequences (text keys, 8 frames) are cheap on the XLA path
-# Measured on this 2-core CPU (benchmarks/bench_attention.py, 16 x 4-8 heads, D 40 / 64): blocked beats
-# the XLA path at 1024 tokens in forward (2.4x) and forward + backward (1.9x); at 256 it wins the forward
-# but ties or loses forward + backward, and short text keys / 8 frames stay on xla.
-CPU_BLOCKED_MIN_LENGTH = 1024
+# Measured on this 2-core CPU (benchmarks/bench_attention.py --rounds 5, load ~4), once blocked scaled
+# q once and chunked the batch: at 256 tokens blocked beats the XLA path in forward (8x4x256x32: 4.6
+# vs 9.2 ms; 16x8x256x64: 33 vs 82 ms) and forward + backward (19 vs 22 ms; 161 vs 191 ms); at 128
+# they tie, and short text keys / 8 frames stay on xla.
+CPU_BLOCKED_MIN_LENGTH = 256
+# Largest fp32 score tile (items x heads x block_q x block_kv) one blocked step holds on the CPU: the
+# batch is mapped in chunks below it, since a tile over the whole batch (32 MiB for 8 frames x 4 heads
+# x 512 x 512) spills the caches: see docs/unet.md "CPU performance" for the measurement.
+CPU_TILE_BYTES = 8 << 20
 _MASK_VALUE = -1e30  # finite, so a fully padded key block cannot turn the running max into -inf - -inf
 
 
@@ -90,7 +95,8 @@ def dot_product_attention(
             raise ValueError(f"attention_impl='cudnn' needs float16 / bfloat16 inputs, got {q.dtype}")
         return _jax_attention(q, k, v, mask, "cudnn")
     if chosen == "blocked":
-        return blocked_attention(q, k, v, mask, block_q, block_kv)
+        tile = CPU_TILE_BYTES if plat == "cpu" else None
+        return blocked_attention(q, k, v, mask, block_q, block_kv, tile)
     interpret = plat == "cpu" if interpret is None else interpret
     if plat != "tpu" and not interpret:
         raise ValueError(
@@ -121,36 +127,70 @@ def _round_up(n: int, m: int) -> int:
 # ---- blocked (flash-attention-2 in plain JAX) -----------------------------------------------------
 
 
-def blocked_attention(q, k, v, mask=None, block_q: int = DEFAULT_BLOCK_Q, block_kv: int = DEFAULT_BLOCK_KV):
-    """Memory-efficient attention: pads lengths to the blocks, masks padded keys, slices the output."""
+def blocked_attention(
+    q,
+    k,
+    v,
+    mask=None,
+    block_q: int = DEFAULT_BLOCK_Q,
+    block_kv: int = DEFAULT_BLOCK_KV,
+    max_tile_bytes: int | None = None,
+):
+    """Memory-efficient attention: pads lengths to the blocks, masks padded keys, slices the output.
+
+    `max_tile_bytes` bounds one step's fp32 score tile (items x heads x blocks): the batch is then
+    processed in `lax.map` chunks of the largest divisor of B that fits (at least one item).
+    """
+    b, lq, n, h = q.shape
+    bq, bk = min(block_q, lq), min(block_kv, k.shape[1])
+    chunk = b
+    if max_tile_bytes is not None:
+        per_item = n * bq * bk * 4
+        chunk = max([d for d in range(1, b + 1) if b % d == 0 and d * per_item <= max_tile_bytes], default=1)
+    if chunk == b:
+        return _blocked_items(q, k, v, mask, bq, bk)
+    split = lambda t: None if t is None else t.reshape((b // chunk, chunk) + t.shape[1:])  # noqa: E731
+    if mask is None:
+        out = jax.lax.map(lambda a: _blocked_items(*a, None, bq, bk), (split(q), split(k), split(v)))
+    else:
+        out = jax.lax.map(lambda a: _blocked_items(*a, bq, bk), (split(q), split(k), split(v), split(mask)))
+    return out.reshape(q.shape)
+
+
+def _blocked_items(q, k, v, mask, bq: int, bk: int):
+    """blocked_attention on all of `q`'s items at once, with block sizes already capped to the lengths."""
     b, lq, n, h = q.shape
     lk = k.shape[1]
-    bq, bk = min(block_q, lq), min(block_kv, lk)
     nq, nk = -(-lq // bq), -(-lk // bk)
-    valid = jnp.ones((b, lk), bool) if mask is None else mask.astype(bool)
     pad = lambda t, to: jnp.pad(t, [(0, 0), (0, to - t.shape[1])] + [(0, 0)] * (t.ndim - 2))
-    q, k, v, valid = pad(q, nq * bq), pad(k, nk * bk), pad(v, nk * bk), pad(valid, nk * bk)
-    bias = jnp.where(valid, 0.0, _MASK_VALUE).astype(jnp.float32)
     # Leading block axis so lax.map / scan step over blocks: (nblocks, B, block, N, H).
     blocks = lambda t, nb: jnp.moveaxis(t.reshape((b, nb, -1) + t.shape[2:]), 1, 0)
-    out = _flash(blocks(q, nq), blocks(k, nk), blocks(v, nk), blocks(bias, nk), 1.0 / math.sqrt(h))
+    biasb = None  # no padded keys: no bias pass over every score tile
+    if mask is not None or lk % bk:
+        valid = jnp.ones((b, lk), bool) if mask is None else mask.astype(bool)
+        biasb = blocks(jnp.where(pad(valid, nk * bk), 0.0, _MASK_VALUE).astype(jnp.float32), nk)
+    # q scaled once here rather than every score tile (as splash does); autodiff scales dq back.
+    q = (q.astype(jnp.float32) * (1.0 / math.sqrt(h))).astype(q.dtype)
+    q, k, v = pad(q, nq * bq), pad(k, nk * bk), pad(v, nk * bk)
+    out = _flash(blocks(q, nq), blocks(k, nk), blocks(v, nk), biasb)
     return jnp.moveaxis(out, 0, 1).reshape(b, nq * bq, n, h)[:, :lq]
 
 
-def _scores(qi, kj, bj, scale):
-    """fp32 logits `(B, N, bq, bk)` of one query block against one key block, padded keys at -1e30."""
+def _scores(qi, kj, bj):
+    """fp32 logits `(B, N, bq, bk)` of one (pre-scaled) query block against one key block, padded keys
+    at -1e30 (`bj` None: no padded keys)."""
     s = jnp.einsum("bqnh,bknh->bnqk", qi, kj, preferred_element_type=jnp.float32)
-    return s * scale + bj[:, None, None, :]
+    return s if bj is None else s + bj[:, None, None, :]
 
 
-def _flash_forward(qb, kb, vb, biasb, scale):
+def _flash_forward(qb, kb, vb, biasb):
     def one_q_block(qi):
         b, bq, n, h = qi.shape
 
         def step(carry, kv):
             m, l, acc = carry
             kj, vj, bj = kv
-            s = _scores(qi, kj, bj, scale)
+            s = _scores(qi, kj, bj)
             m_new = jnp.maximum(m, s.max(-1))
             p = jnp.exp(s - m_new[..., None])
             corr = jnp.exp(m - m_new)
@@ -171,17 +211,17 @@ def _flash_forward(qb, kb, vb, biasb, scale):
     return jax.lax.map(one_q_block, qb)  # (nq, B, bq, N, H), lse (nq, B, N, bq)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _flash(qb, kb, vb, biasb, scale):
-    return _flash_forward(qb, kb, vb, biasb, scale)[0]
+@jax.custom_vjp
+def _flash(qb, kb, vb, biasb):
+    return _flash_forward(qb, kb, vb, biasb)[0]
 
 
-def _flash_fwd(qb, kb, vb, biasb, scale):
-    out, lse = _flash_forward(qb, kb, vb, biasb, scale)
+def _flash_fwd(qb, kb, vb, biasb):
+    out, lse = _flash_forward(qb, kb, vb, biasb)
     return out, (qb, kb, vb, biasb, out, lse)  # only the output and log-sum-exp beyond the inputs
 
 
-def _flash_bwd(scale, res, dout):
+def _flash_bwd(res, dout):
     qb, kb, vb, biasb, out, lse = res
     delta = jnp.einsum("cbqnh,cbqnh->cbnq", dout.astype(jnp.float32), out.astype(jnp.float32))
 
@@ -191,10 +231,10 @@ def _flash_bwd(scale, res, dout):
         def step(carry, qs):
             dk, dv = carry
             qi, doi, lsei, di = qs
-            p = jnp.exp(_scores(qi, kj, bj, scale) - lsei[..., None])  # recomputed probabilities
+            p = jnp.exp(_scores(qi, kj, bj) - lsei[..., None])  # recomputed probabilities
             dv = dv + jnp.einsum("bnqk,bqnh->bknh", p.astype(doi.dtype), doi, preferred_element_type=jnp.float32)
             dp = jnp.einsum("bqnh,bknh->bnqk", doi, vj, preferred_element_type=jnp.float32)
-            ds = p * (dp - di[..., None]) * scale
+            ds = p * (dp - di[..., None])
             dk = dk + jnp.einsum("bnqk,bqnh->bknh", ds.astype(qi.dtype), qi, preferred_element_type=jnp.float32)
             dqi = jnp.einsum("bnqk,bknh->bqnh", ds.astype(kj.dtype), kj, preferred_element_type=jnp.float32)
             return (dk, dv), dqi
@@ -204,7 +244,8 @@ def _flash_bwd(scale, res, dout):
         return dq + dq_parts, (dk, dv)
 
     dq, (dk, dv) = jax.lax.scan(one_kv_block, jnp.zeros(qb.shape, jnp.float32), (kb, vb, biasb))
-    return dq.astype(qb.dtype), dk.astype(kb.dtype), dv.astype(vb.dtype), jnp.zeros_like(biasb)
+    dbias = None if biasb is None else jnp.zeros_like(biasb)
+    return dq.astype(qb.dtype), dk.astype(kb.dtype), dv.astype(vb.dtype), dbias
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)

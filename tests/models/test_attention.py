@@ -104,7 +104,8 @@ def test_blocked_uses_several_blocks_and_any_block_size():
         ("gpu", 4096, 4096, jnp.float32, "xla"),  # cuDNN takes fp16 / bf16 only
         ("cpu", 4096, 4096, jnp.float32, "blocked"),  # by measurement (benchmarks/bench_attention.py)
         ("cpu", 1024, 77, jnp.float32, "xla"),
-        ("cpu", 256, 256, jnp.float32, "xla"),
+        ("cpu", 256, 256, jnp.float32, "blocked"),  # 16x16 latents, since blocked chunks the batch
+        ("cpu", 128, 128, jnp.float32, "xla"),
     ],
 )
 def test_auto_resolves_per_backend(plat, lq, lk, dtype, expected):
@@ -244,3 +245,18 @@ def test_unet_with_splash_compiles_for_v5p(micro_unet):
         lowered = jax.jit(lambda *a: unet_out_and_grad(cfg.replace(attention_impl="splash"), *a)).lower(*args)
     assert "tpu_custom_call" in lowered.as_text()  # the Pallas kernel, not a fallback
     assert lowered.compile().memory_analysis().temp_size_in_bytes > 0
+
+
+def test_blocked_tile_budget_maps_the_batch_in_chunks():
+    """A tile budget below the whole batch's tile processes items in chunks (3 of 2 here, then 1 by 1),
+    masks included, with the same result as all items at once."""
+    q, k, v, _, mask = make_inputs(6, 200, 130, 2, 16, True, jnp.float32, seed=2)
+    whole = attention.blocked_attention(q, k, v, mask, 128, 128)
+    per_item = 2 * 128 * 128 * 4
+    for budget in (2 * per_item, per_item, 1):
+        chunked = attention.blocked_attention(q, k, v, mask, 128, 128, max_tile_bytes=budget)
+        assert rel_err(chunked, whole) <= 1e-6
+    assert rel_err(whole, attention.reference_attention(q, k, v, mask)) <= 1e-5
+    g = jax.grad(lambda q: jnp.sum(attention.blocked_attention(q, k, v, mask, 128, 128, max_tile_bytes=1) ** 2))(q)
+    g_ref = jax.grad(lambda q: jnp.sum(attention.reference_attention(q, k, v, mask) ** 2))(q)
+    assert rel_err(g, g_ref) <= 1e-5
