@@ -23,8 +23,7 @@ import time
 
 from emu_jax.models.unet_config import REMAT_POLICIES
 from emu_jax.training.aot_report import AotReport, GiB
-from emu_jax.training.aot_search import find_max_batch
-from emu_jax.training.aot_search import out_of_memory as _out_of_memory
+from emu_jax.training.aot_search import find_max_batch, report_or_none
 from emu_jax.training.tpu_topology import Topology, require_libtpu, resolve_topology, topology_devices
 
 __all__ = ["AotReport", "GiB", "compile_train_step", "find_max_batch", "main"]
@@ -300,18 +299,12 @@ def main(args: argparse.Namespace) -> int:
 
     def one(b: int) -> AotReport | None:
         print(f"compiling per-device batch {b} ...", flush=True)
-        try:
-            report = compile_train_step(
+        return report_or_none(
+            b,
+            lambda: compile_train_step(
                 cfg, topo, devices, b, args.remat, input_kind, getattr(args, "microbatches", None)
-            )
-        except Exception as e:  # the TPU compiler refuses programs that cannot fit
-            if _out_of_memory(e):
-                why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
-                print(f"  batch {b}: does not fit (compile-time out of memory): {why}", flush=True)
-                return None
-            raise
-        print(report.table(), flush=True)
-        return report
+            ),
+        )
 
     if args.find_max_batch:
         best, tried = find_max_batch(one, start=per_device)

@@ -339,7 +339,7 @@ def main(args: argparse.Namespace) -> int:
 
     from emu_jax.errors import check_output_file, one_line
     from emu_jax.training.aot_report import GiB
-    from emu_jax.training.aot_search import find_max_batch, out_of_memory
+    from emu_jax.training.aot_search import find_max_batch, report_or_none
     from emu_jax.training.tpu_topology import require_libtpu, resolve_topology, topology_devices
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -369,16 +369,7 @@ def main(args: argparse.Namespace) -> int:
 
     def one(b: int) -> SampleReport | None:
         print(f"compiling the sampler at per-device batch {b} ...", flush=True)
-        try:
-            report = compile_sampling(s, topo, devices, b, progress=lambda m: print(m, flush=True))
-        except Exception as e:  # the TPU compiler refuses programs that cannot fit
-            if out_of_memory(e):
-                why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
-                print(f"  batch {b}: does not fit (compile-time out of memory): {why}", flush=True)
-                return None
-            raise
-        print(report.table(), flush=True)
-        return report
+        return report_or_none(b, lambda: compile_sampling(s, topo, devices, b, progress=lambda m: print(m, flush=True)))
 
     if args.find_max_batch:
         best, tried = find_max_batch(one, start=s["per_device"])

@@ -10,6 +10,21 @@ def out_of_memory(e: Exception) -> bool:
     return "resource_exhausted" in text or "out of memory" in text or ("exceeds" in text and "memory" in text)
 
 
+def report_or_none(b: int, compile_fn: Callable[[], Any]) -> Any:
+    """`compile_fn()`'s report, printed; None (with the compiler's reason) when batch `b` cannot fit,
+    since the TPU compiler refuses such programs with an out-of-memory error."""
+    try:
+        report = compile_fn()
+    except Exception as e:
+        if not out_of_memory(e):
+            raise
+        why = next((ln for ln in str(e).splitlines() if "memory" in ln.lower()), "")[:300]
+        print(f"  batch {b}: does not fit (compile-time out of memory): {why}", flush=True)
+        return None
+    print(report.table(), flush=True)
+    return report
+
+
 def find_max_batch(try_batch: Callable[[int], Any], start: int = 1, limit: int = 4096) -> tuple[int, dict[int, Any]]:
     """Largest per-device batch whose report fits (None = compile ran out of memory):
     doubling from `start`, then bisection. Returns (best or 0, every tried report)."""
