@@ -5,7 +5,7 @@ shape's pixels (far from the background), their colour and centroid, and the
 shape class by template matching (each class rendered with the same area and centroid, compared with
 the frame's anti-aliased coverage), fits a line to
 the centroid track for the motion direction, and measures how stable the
-shape's area and colour stay over time. `score` compares a reading with the
+shape's area and colour stay over time, and how smoothly it moves (`jump_ratio`). `score` compares a reading with the
 attributes a prompt asked for; `start_side` checks that the keyframe puts the
 shape where its prompted motion can start.
 """
@@ -23,6 +23,10 @@ ATTRIBUTES = ("background", "color", "shape", "direction")
 FAR = 110.0  # distance from the background colour that marks a shape pixel: half the minimum fg/bg distance
 MIN_AREA = 4  # pixels; smaller blobs are noise, not a shape
 MIN_SHIFT = 0.5  # pixels over the clip; less is "static"
+# A video "jumps" when one frame-to-frame step of the shape exceeds JUMP_LIMIT x its median step; steps under
+# MIN_STEP px count as MIN_STEP, so sub-pixel wobble of a near-static shape is not a jump.
+JUMP_LIMIT = 3.0
+MIN_STEP = 0.05
 
 
 def shape_mask(frame_HWC: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +133,43 @@ def analyse_frame(frame_HWC: np.ndarray) -> dict:
         "center": None,
         "area": int(mask.sum()),
         "brightness": float(np.mean(bg)),
+        "soft_center": None,
     }
     if mask.sum() >= MIN_AREA:
         ys, xs = np.nonzero(mask)
-        reading["color"] = nearest_name(np.median(f.astype(np.float32)[mask], axis=0), shapes.COLORS)
+        fg = np.median(f.astype(np.float32)[mask], axis=0)
+        reading["color"] = nearest_name(fg, shapes.COLORS)
         reading["shape"] = classify(f, mask, bg)
         reading["center"] = (float(xs.mean()), float(ys.mean()))
+        reading["soft_center"] = soft_center(f, mask, bg, fg)
     return reading
+
+
+def soft_center(frame_HWC: np.ndarray, mask_HW: np.ndarray, bg_rgb: np.ndarray, fg_rgb: np.ndarray) -> tuple:
+    """Coverage-weighted centroid (x, y) over the shape's pixels and their 1-pixel ring: sub-pixel, so
+    a shape moving a fraction of a pixel per frame (I's 16 fps) moves its centre smoothly, where the
+    thresholded mask's centre moves in steps."""
+    ring = mask_HW.copy()
+    for axis in (0, 1):
+        for shift in (1, -1):
+            ring |= np.roll(mask_HW, shift, axis)
+    cover = coverage(frame_HWC, bg_rgb, fg_rgb) * ring
+    ys, xs = np.mgrid[: cover.shape[0], : cover.shape[1]]
+    total = max(float(cover.sum()), 1e-6)
+    return float((cover * xs).sum() / total), float((cover * ys).sum() / total)
+
+
+def jump_ratio(centers: Sequence[tuple[float, float] | None]) -> float:
+    """Largest step of the centre between consecutive frames over the median step (1 for even motion);
+    frames without a shape break the track (NaN with fewer than two steps)."""
+    steps = [
+        float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        for a, b in zip(centers[:-1], centers[1:])
+        if a is not None and b is not None
+    ]
+    if len(steps) < 2:
+        return float("nan")
+    return max(steps) / max(float(np.median(steps)), MIN_STEP)
 
 
 def analyse_video(frames_THWC: np.ndarray) -> dict:
@@ -145,7 +179,8 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     `direction` (centroid track over all frames, None if static), `shift_px`,
     and consistency: `present` (fraction of frames with a shape), `area_cv`
     (std / mean of the shape's area), `color_agreement` / `shape_agreement`
-    (fraction of frames agreeing with frame 0), `consistent` (`is_consistent`).
+    (fraction of frames agreeing with frame 0), `consistent` (`is_consistent`), and smoothness:
+    `jump_ratio` (`jump_ratio` of the sub-pixel centres; above JUMP_LIMIT the video jumps).
     """
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -173,6 +208,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
         "color_agreement": color_agree,
         "shape_agreement": shape_agree,
         "consistent": is_consistent(present, area_cv, color_agree),
+        "jump_ratio": jump_ratio([p["soft_center"] for p in per]),
     }
 
 
@@ -209,6 +245,10 @@ def summarise(readings: Sequence[Mapping], wanted: Sequence[Mapping]) -> dict:
     finite_cv = [r["area_cv"] for r in readings if np.isfinite(r["area_cv"])]
     out["mean_area_cv"] = float(np.mean(finite_cv)) if finite_cv else float("inf")
     out["mean_color_agreement"] = float(np.mean([r["color_agreement"] for r in readings]))
+    if all("jump_ratio" in r for r in readings):
+        ratios = np.asarray([r["jump_ratio"] for r in readings], np.float64)
+        out["jumpy_fraction"] = float(np.mean(ratios > JUMP_LIMIT))  # NaN (no track) is not a jump
+        out["median_jump_ratio"] = float(np.nanmedian(ratios)) if np.isfinite(ratios).any() else float("nan")
     for bg in ("black", "white"):  # the zero-terminal-SNR ablation's measure (SPEC, Lin et al. 2023)
         want = float(np.mean(shapes.BACKGROUNDS[bg]))
         errs = [abs(r["background_brightness"] - want) for r, w in zip(readings, wanted) if w["background"] == bg]

@@ -91,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run the interpolation model and judge motion on its 16 fps video "
         "(default: F's 8 frames; I costs ~5x the video stage)",
     )
+    e.add_argument("--interp-checkpoint", default=None, help="with --interp: model I (default: CHECKPOINT/interp)")
+    e.add_argument(
+        "--interp-steps", type=int, default=None, help="with --interp: I's sampler steps (default: I's checkpoint's)"
+    )
     e.add_argument("--output", default=None, help="write the full report (JSON) here")
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -144,14 +148,21 @@ def main(args: argparse.Namespace) -> int:
             f"--num-prompts {args.num_prompts}, --batch-size {args.batch_size}, "
             + ", ".join(f"{k} {v}" for k, v in counts.items())
         )
-    if args.num_steps is not None and args.num_steps < 1:
-        raise UserError(f"--num-steps must be >= 1, got {args.num_steps}")
+    for flag, steps in (("--num-steps", args.num_steps), ("--interp-steps", args.interp_steps)):
+        if steps is not None and steps < 1:
+            raise UserError(f"{flag} must be >= 1, got {steps}")
+    if (args.interp_checkpoint or args.interp_steps) and not args.interp:
+        raise UserError("--interp-checkpoint and --interp-steps need --interp")
     if args.output:
         check_output_file(args.output, "--output")
     if args.checkpoint:
         from emu_jax import checkpoint_io
 
         checkpoint_io.load_meta(args.checkpoint)  # a missing or foreign folder fails here, before any model is built
+    if args.interp_checkpoint:
+        from emu_jax import checkpoint_io
+
+        checkpoint_io.load_meta(args.interp_checkpoint)
     report = evaluate.run(
         checkpoint=args.checkpoint,
         num_prompts=args.num_prompts,
@@ -160,6 +171,8 @@ def main(args: argparse.Namespace) -> int:
         ceiling_clips=args.ceiling_clips,
         num_steps=args.num_steps,
         use_interp=args.interp,
+        interp_checkpoint=args.interp_checkpoint,
+        interp_num_steps=args.interp_steps,
         word_use_clips=args.word_use_clips,
         first_frame_clips=args.first_frame_clips,
         clips_start=args.clips_start,

@@ -10,10 +10,16 @@ TARGETS = {"color_accuracy": 0.90, "shape_accuracy": 0.90, "direction_accuracy":
 
 def format_report(report: dict) -> str:
     """A short table: model vs ceiling per attribute, with the issue's targets."""
-    m, c = report["model"], report.get("ceiling") or {}
+    m, f_ceil = report["model"], report.get("ceiling") or {}
+    # With interpolation the unprefixed keys read the 16 fps video, so their ceiling is the real clips at
+    # I's length and rate; `f_video_*` keys read F's 8 frames, whose ceiling is the 8-frame one.
+    c = report.get("interp_ceiling") or f_ceil
+    c = {**c, **{"f_video_" + k: v for k, v in f_ceil.items()}}
+    c["f_video_all_correct"] = f_ceil.get("all_correct")
+    interp = f"on ({report.get('interp_num_steps')} steps)" if report["interpolation"] else "off"
     lines = [
         f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
-        f"{report['num_steps']} steps, interpolation {'on' if report['interpolation'] else 'off'}, "
+        f"{report['num_steps']} steps, interpolation {interp}, "
         f"{report['sampling_seconds']} s sampling)",
         f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}",
     ]
@@ -28,7 +34,12 @@ def format_report(report: dict) -> str:
         "given_first_frame_consistent_fraction",
         "consistent_fraction",
         "f_video_direction_accuracy",
+        "f_video_all_correct",
         "f_video_consistent_fraction",
+        "jumpy_fraction",
+        "f_video_jumpy_fraction",
+        "jumpy_not_in_f",
+        "median_jump_ratio",
         "mean_area_cv",
         "video_frame0_color_accuracy",
         "video_frame0_shape_accuracy",
@@ -40,7 +51,7 @@ def format_report(report: dict) -> str:
         if key not in m:
             continue
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
-        ceil = f"{c[key]:.3f}" if key in c else ""
+        ceil = f"{c[key]:.3f}" if c.get(key) is not None else ""
         lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
     for group in ("text_sensitivity", "word_use"):
         for field, value in (m.get(group) or {}).items():

@@ -93,6 +93,14 @@ def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps:
     )
 
 
+def interp_ceiling(pipe, num_clips: int, seed: int) -> dict:
+    """`ceiling` at the interpolation model's output length and frame rate."""
+    lay, cfg = pipe.interp.layout, pipe.main.model.config
+    return ceiling(
+        num_clips, seed, resolution=cfg.resolution, num_frames=lay.num_slots, fps=float(cfg.fps) * lay.factor
+    )
+
+
 def given_frame_error(samples: Sequence, layout) -> dict:
     """How closely I's output keeps F's frames at their slots: pixel RMS (0-255) between each F frame
     and its slot in the interpolated video, next to the RMS between consecutive F frames (the motion
@@ -265,12 +273,23 @@ def score_samples(samples: Sequence, wanted: Sequence[shapes.ShapeAttrs], layout
         np.mean([r["video_shape"] == w.shape for r, w in zip(readings, wanted)])
     )
     if all(s.video is not None and s.interpolated is not None for s in samples):
-        # F's own 8 frames too, so one interpolated run reports both stages' motion.
+        # F's own 8 frames too, so one interpolated run compares the two stages on the same prompts.
         f_reads = [analyse.analyse_video(s.video) for s in samples]
-        summary["f_video_direction_accuracy"] = float(
-            np.mean([r["direction"] == w.direction for r, w in zip(f_reads, wanted)])
-        )
+        f_right = [r["direction"] == w.direction for r, w in zip(f_reads, wanted)]
+        key_right = [
+            all(r[a] == getattr(w, a) for a in ("background", "color", "shape")) for r, w in zip(readings, wanted)
+        ]
+        f_jumps = [r["jump_ratio"] > analyse.JUMP_LIMIT for r in f_reads]
+        summary["f_video_direction_accuracy"] = float(np.mean(f_right))
+        summary["f_video_all_correct"] = float(np.mean([k and d for k, d in zip(key_right, f_right)]))
         summary["f_video_consistent_fraction"] = float(np.mean([r["consistent"] for r in f_reads]))
+        summary["f_video_jumpy_fraction"] = float(np.mean(f_jumps))
+        # The issue's smoothness test: a 16 fps video may only jump where F's own video already does.
+        summary["jumpy_not_in_f"] = int(
+            sum(r["jump_ratio"] > analyse.JUMP_LIMIT and not fj for r, fj in zip(readings, f_jumps))
+        )
+        for r, f in zip(readings, f_reads):
+            r.update({"f_direction": f["direction"], "f_consistent": f["consistent"], "f_jump_ratio": f["jump_ratio"]})
     if layout is not None:
         summary.update(given_frame_error(samples, layout))
     return summary, readings
@@ -315,6 +334,8 @@ def run(
     ceiling_clips: int = 200,
     num_steps: int | None = None,
     use_interp: bool = False,
+    interp_checkpoint: str | None = None,
+    interp_num_steps: int | None = None,
     word_use_clips: int = 32,
     first_frame_clips: int = 32,
     clips_start: str = "path",
@@ -322,7 +343,9 @@ def run(
 ) -> dict:
     """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
     `word_use` of the main model on `word_use_clips` real clips and, for a video checkpoint, the video
-    stage given `first_frame_clips` real first frames (0: skip either); `clips_start` is where those
+    stage given `first_frame_clips` real first frames (0: skip either); `interp_checkpoint`: model I
+    (default: `checkpoint`/interp); `interp_num_steps`: I's sampling
+    steps (default: I's checkpoint's, else `num_steps`); `clips_start` is where those
     clips start (`shapes.START_MODES`; the ceiling always reads the dataset's own clips). `progress`:
     print each phase and the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
     from emu_jax.sampling import pipeline
@@ -333,7 +356,13 @@ def run(
     prompts = [shapes.caption(a) for a in wanted]
     overrides = {"num_steps": num_steps} if num_steps else None
     pipe = pipeline.Pipeline.from_checkpoint(
-        path, use_interp=use_interp, overrides=overrides, batch_size=min(batch_size, num_prompts), progress=progress
+        path,
+        use_interp=use_interp,
+        interp_checkpoint=interp_checkpoint,
+        overrides=overrides,
+        interp_overrides={"num_steps": interp_num_steps} if interp_num_steps else None,
+        batch_size=min(batch_size, num_prompts),
+        progress=progress,
     )
     cfg = pipe.main.model.config
     pipe.progress.note(f"eval: sampling {num_prompts} held-out prompts in batches of {pipe.batch_size}")
@@ -362,12 +391,15 @@ def run(
         "num_prompts": num_prompts,
         "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None,
+        "interp_num_steps": pipe.interp_settings.num_steps if pipe.interp is not None else None,
         "sampling_seconds": round(seconds, 1),
         "clips_start": clips_start,
         "model": summary,
         "ceiling": ceiling(
             ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames, fps=float(cfg.fps)
         ),
+        # The same real clips at I's frame count and rate: what a perfect 16 fps video would score.
+        **({"interp_ceiling": interp_ceiling(pipe, ceiling_clips, seed)} if pipe.interp is not None else {}),
         # The consistency parts too, so a report says why a video failed the test.
         "per_prompt": [
             {
@@ -384,8 +416,10 @@ def run(
                         "area_cv",
                         "color_agreement",
                         "consistent",
+                        "jump_ratio",
                     )
                 },
+                **{k: r[k] for k in ("f_direction", "f_consistent", "f_jump_ratio") if k in r},
             }
             for p, r in zip(prompts, readings)
         ],

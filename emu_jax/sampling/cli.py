@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="item i's noise comes from (seed, i) (default 0)")
     parser.add_argument("--steps", type=int, default=None, help=f"sampling steps ({ckpt}: {d.num_steps})")
+    parser.add_argument(
+        "--interp-steps",
+        type=int,
+        default=None,
+        help="the interpolation model's sampling steps (default: --steps if given, else its checkpoint's)",
+    )
     parser.add_argument("--sampler", default=None, help=f"one of {', '.join(METHODS)} ({ckpt}: {d.method})")
     parser.add_argument(
         "--guidance-keyframe", type=float, default=None, help=f"keyframe text CFG scale ({ckpt}: {d.guidance_keyframe})"
@@ -155,6 +161,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _interp_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """I's settings: the same overrides, with its own step count when --interp-steps is given."""
+    return {**_overrides(args), **({"num_steps": args.interp_steps} if args.interp_steps is not None else {})}
+
+
 def prompt_warnings(model: Any, prompts: list[str]) -> list[list[str]]:
     """Per prompt, what its tokenizers warned (words outside the vocabulary, truncation)."""
     out = []
@@ -174,6 +185,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
     prompts = read_prompts(args)
     check_overrides(_overrides(args), FLAGS)
+    check_overrides({"num_steps": args.interp_steps}, {"num_steps": "--interp-steps"})
     check_batch_size(args.batch_size, "--batch-size")
     check_seed(args.seed, "--seed")
     mesh = parse_mesh(args.mesh)
@@ -196,7 +208,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
         imeta, _, itask, ischedule, iprediction = loading.describe_checkpoint(interp_path)
         if itask != "interp":
             raise UserError(f"--interp-checkpoint {interp_path} is a {itask!r} model, not an interpolation model")
-        interp_settings = Settings.from_dict(imeta.get("sampling"), **_overrides(args))
+        interp_settings = Settings.from_dict(imeta.get("sampling"), **_interp_overrides(args))
         interp_settings.validate(ischedule, iprediction)
     image, image_note = None, None
     if args.image is not None:
@@ -299,6 +311,7 @@ def _run(args: argparse.Namespace, v: dict) -> int:
         interp_checkpoint=v["interp"],
         use_interp=v["interp"] is not None,
         overrides=_overrides(args),
+        interp_overrides=_interp_overrides(args),
         batch_size=args.batch_size,
         negative_prompt=args.negative_prompt,
         progress=not args.quiet and pid == 0,

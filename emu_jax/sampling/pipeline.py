@@ -136,16 +136,20 @@ class Pipeline:
         interp_checkpoint: str | None = None,
         use_interp: bool = True,
         overrides: Mapping[str, Any] | None = None,
+        interp_overrides: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> "Pipeline":
-        """Load F from `path` (and I from `interp_checkpoint` or `path/interp/`); settings = meta + overrides."""
+        """Load F from `path` (and I from `interp_checkpoint` or `path/interp/`); settings = meta + overrides
+        (+ `interp_overrides` for I alone, e.g. its own step count)."""
         main = load_model(path)
         settings = Settings.from_dict(main.meta.get("sampling"), **dict(overrides or {}))
         interp, interp_settings = None, None
         ipath = find_interp_checkpoint(path, interp_checkpoint) if use_interp else None
         if ipath is not None:
             interp = load_model(ipath)
-            interp_settings = Settings.from_dict(interp.meta.get("sampling"), **dict(overrides or {}))
+            interp_settings = Settings.from_dict(
+                interp.meta.get("sampling"), **{**dict(overrides or {}), **dict(interp_overrides or {})}
+            )
         return cls(main, settings, interp=interp, interp_settings=interp_settings, **kwargs)
 
     # ---- set-up ------------------------------------------------------------------------------

@@ -66,6 +66,26 @@ def test_wrong_readings_are_caught():
         analyse.analyse_video(video[0])
 
 
+def test_jump_ratio_finds_a_teleport_that_real_16fps_clips_do_not_have():
+    """Real dataset clips at I's 16 fps (sub-pixel steps, H.264) stay under JUMP_LIMIT; the same clip
+    with its second half moved away (the shape teleports once) goes over it."""
+    from emu_jax.demo import evaluate
+
+    videos, attrs = evaluate.real_clips(12, 3, resolution=32, num_frames=37, fps=16.0)
+    smooth = [analyse.analyse_video(clips.from_unit_range(v)) for v in videos]
+    ratios = [r["jump_ratio"] for r in smooth]
+    assert max(ratios) < analyse.JUMP_LIMIT and min(ratios) >= 1.0, ratios
+    s = analyse.summarise(smooth, [a.to_dict() for a in attrs])
+    assert s["jumpy_fraction"] == 0.0 and 1.0 <= s["median_jump_ratio"] < analyse.JUMP_LIMIT
+    a = shapes.ShapeAttrs("square", "green", "black", "right", 0.6, 0.3, 0.1, 0.5)
+    clip = shapes.render_clip(a, 37, 32)
+    assert analyse.analyse_video(clip)["jump_ratio"] < analyse.JUMP_LIMIT
+    teleport = np.concatenate([clip[:20], clip[36:37].repeat(17, 0)])  # jumps to the end and stays there
+    assert analyse.analyse_video(teleport)["jump_ratio"] > analyse.JUMP_LIMIT
+    assert np.isnan(analyse.jump_ratio([None, (1.0, 1.0), None, (2.0, 2.0)]))  # no two consecutive steps
+    assert analyse.jump_ratio([(0, 0), (0, 0), (0, 0), (0.04, 0)]) == pytest.approx(0.04 / analyse.MIN_STEP)
+
+
 def test_evaluation_scores_samples_and_prompt_set_is_held_out():
     """`score_samples` reads keyframe attributes from the keyframe and motion from the video."""
     import types
@@ -113,6 +133,13 @@ def test_given_frame_error_reads_the_given_slots():
     assert summary["direction_accuracy"] == 1.0
     assert summary["f_video_direction_accuracy"] == pytest.approx(2 / 3)
     assert summary["f_video_consistent_fraction"] == 1.0
+    assert summary["f_video_all_correct"] == pytest.approx(2 / 3) and summary["all_correct"] == 1.0
+    assert summary["jumpy_fraction"] == 0.0 and summary["jumpy_not_in_f"] == 0
+    # An interpolated video that teleports where F's video does not is counted against I.
+    samples[1].interpolated = np.concatenate([dense[1][:20], dense[1][36:37].repeat(16, 0)])
+    summary, readings = evaluate.score_samples(samples, attrs, layout)
+    assert summary["jumpy_not_in_f"] == 1 and summary["f_video_jumpy_fraction"] == 0.0
+    assert readings[1]["jump_ratio"] > analyse.JUMP_LIMIT >= readings[1]["f_jump_ratio"]
     assert evaluate.given_frame_error([types.SimpleNamespace(video=d, interpolated=None) for d in dense], layout) == {}
     two = conditioning.output_given_positions(16, layout)
     assert two.tolist()[:9] == [4, 8, 12, 16, 20, 24, 28, 32, 36] and len(two) == 16

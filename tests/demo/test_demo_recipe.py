@@ -113,3 +113,32 @@ def test_bad_stage_and_size_are_named():
         recipe.run_recipe("/tmp/never", "huge")
     with pytest.raises(ValueError, match="'nope'"):
         recipe.run_recipe("/tmp/never", "tiny", stages=["nope"])
+
+
+@pytest.mark.slow
+def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path, capsys):
+    """`demo eval --interp --interp-steps 1`: I runs with its own step count and the report compares the
+    16 fps video with F's frames on the same prompts (direction, all four, consistency, jumps)."""
+    from emu_jax import cli
+
+    workdir, _, _ = tiny_recipe
+    out = tmp_path / "report.json"
+    model = str(workdir / recipe.EXPORT)
+    flags = ["--checkpoint", model, "--num-prompts", "2", "--batch-size", "2", "--ceiling-clips", "2"]
+    flags += ["--word-use-clips", "0", "--first-frame-clips", "0", "--output", str(out)]
+    assert cli.main(["demo", "eval", *flags, "--interp", "--interp-steps", "1"]) == 0
+    report = json.loads(out.read_text())
+    m = report["model"]
+    assert report["interpolation"] and report["interp_num_steps"] == 1 and report["num_steps"] == 2
+    for key in ("f_video_direction_accuracy", "f_video_all_correct", "f_video_jumpy_fraction", "jumpy_fraction"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["jumpy_not_in_f"] in (0, 1, 2)
+    assert report["interp_ceiling"]["count"] == 2 and report["ceiling"]["count"] == 2
+    assert all({"jump_ratio", "f_jump_ratio", "f_direction"} <= set(row) for row in report["per_prompt"])
+    captured = capsys.readouterr()
+    assert "interpolation on (1 steps)" in captured.out and "jumpy_not_in_f" in captured.out
+    assert "batch 0 interpolation: step 1/1" in captured.err, captured.err[-2000:]
+    assert cli.main(["demo", "eval", "--interp-steps", "2"]) == 2
+    assert "need --interp" in capsys.readouterr().err
+    assert cli.main(["demo", "eval", "--interp", "--interp-steps", "0"]) == 2
+    assert "--interp-steps must be >= 1, got 0" in capsys.readouterr().err

@@ -46,6 +46,8 @@ def test_cli_writes_keyframe_videos_gifs_and_json(ckpt, tmp_path, capsys):
             "Blue square, moving!",
             "--steps",
             2,
+            "--interp-steps",
+            1,
             "--batch-size",
             2,
             "--seed",
@@ -62,6 +64,7 @@ def test_cli_writes_keyframe_videos_gifs_and_json(ckpt, tmp_path, capsys):
         rec = json.loads((out / f"{stem}.json").read_text())
         assert rec["prompt_index"] == int(stem[:4]) and rec["seed"] == 7
         assert rec["settings"]["num_steps"] == 2 and rec["settings"]["guidance_image"] == 2.0
+        assert rec["interp_settings"]["num_steps"] == 1  # --interp-steps sets I's steps alone
         assert rec["stages"] == ["keyframe", "video", "interp", "decode"]
         assert rec["video"] == f"{stem}_16fps.mp4" and rec["gif"] == f"{stem}_16fps.gif"
         base = video_io.probe(str(out / f"{stem}.mp4"))
@@ -122,6 +125,7 @@ def no_compile(monkeypatch):
         (["--prompt", "x", "--guidance-text", "nan"], "guidance --guidance-text must be a finite number >= 0, got nan"),
         (["--prompt", "x", "--guidance-image", "-1"], "--guidance-image must be a finite number >= 0, got -1.0"),
         (["--prompt", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--prompt", "x", "--interp-steps", "0"], "--interp-steps must be >= 1, got 0"),
         (["--prompt", "x", "--steps", "1001"], r"num_steps must be an integer in [1, 1000], got 1001"),
         (["--prompt", "x", "--sampler", "heun"], "unknown --sampler 'heun'"),
         (["--prompt", "x", "--checkpoint", "EMPTYDIR"], "not an emu_jax checkpoint"),
