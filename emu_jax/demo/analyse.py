@@ -159,17 +159,19 @@ def soft_center(frame_HWC: np.ndarray, mask_HW: np.ndarray, bg_rgb: np.ndarray, 
     return float((cover * xs).sum() / total), float((cover * ys).sum() / total)
 
 
-def jump_ratio(centers: Sequence[tuple[float, float] | None]) -> float:
-    """Largest step of the centre between consecutive frames over the median step (1 for even motion);
-    frames without a shape break the track (NaN with fewer than two steps)."""
-    steps = [
-        float(np.hypot(b[0] - a[0], b[1] - a[1]))
-        for a, b in zip(centers[:-1], centers[1:])
+def jump_ratio(centers: Sequence[tuple[float, float] | None]) -> tuple[float, int | None]:
+    """(largest step of the centre between consecutive frames over the median step (1 for even motion),
+    the frame the largest step starts from); frames without a shape break the track (NaN, None with
+    fewer than two steps)."""
+    steps = {
+        t: float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        for t, (a, b) in enumerate(zip(centers[:-1], centers[1:]))
         if a is not None and b is not None
-    ]
+    }
     if len(steps) < 2:
-        return float("nan")
-    return max(steps) / max(float(np.median(steps)), MIN_STEP)
+        return float("nan"), None
+    worst = max(steps, key=steps.get)
+    return steps[worst] / max(float(np.median(list(steps.values()))), MIN_STEP), worst
 
 
 def analyse_video(frames_THWC: np.ndarray) -> dict:
@@ -180,7 +182,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     and consistency: `present` (fraction of frames with a shape), `area_cv`
     (std / mean of the shape's area), `color_agreement` / `shape_agreement`
     (fraction of frames agreeing with frame 0), `consistent` (`is_consistent`), and smoothness:
-    `jump_ratio` (`jump_ratio` of the sub-pixel centres; above JUMP_LIMIT the video jumps).
+    `jump_ratio`, `jump_frame` (`jump_ratio` of the sub-pixel centres; above JUMP_LIMIT the video jumps).
     """
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -208,7 +210,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
         "color_agreement": color_agree,
         "shape_agreement": shape_agree,
         "consistent": is_consistent(present, area_cv, color_agree),
-        "jump_ratio": jump_ratio([p["soft_center"] for p in per]),
+        **dict(zip(("jump_ratio", "jump_frame"), jump_ratio([p["soft_center"] for p in per]))),
     }
 
 

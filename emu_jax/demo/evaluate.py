@@ -417,6 +417,7 @@ def run(
                         "color_agreement",
                         "consistent",
                         "jump_ratio",
+                        "jump_frame",
                     )
                 },
                 **{k: r[k] for k in ("f_direction", "f_consistent", "f_jump_ratio") if k in r},

@@ -81,9 +81,12 @@ def test_jump_ratio_finds_a_teleport_that_real_16fps_clips_do_not_have():
     clip = shapes.render_clip(a, 37, 32)
     assert analyse.analyse_video(clip)["jump_ratio"] < analyse.JUMP_LIMIT
     teleport = np.concatenate([clip[:20], clip[36:37].repeat(17, 0)])  # jumps to the end and stays there
-    assert analyse.analyse_video(teleport)["jump_ratio"] > analyse.JUMP_LIMIT
-    assert np.isnan(analyse.jump_ratio([None, (1.0, 1.0), None, (2.0, 2.0)]))  # no two consecutive steps
-    assert analyse.jump_ratio([(0, 0), (0, 0), (0, 0), (0.04, 0)]) == pytest.approx(0.04 / analyse.MIN_STEP)
+    jumped = analyse.analyse_video(teleport)
+    assert jumped["jump_ratio"] > analyse.JUMP_LIMIT and jumped["jump_frame"] == 19
+    ratio, frame = analyse.jump_ratio([None, (1.0, 1.0), None, (2.0, 2.0)])
+    assert np.isnan(ratio) and frame is None  # no two consecutive steps
+    ratio, frame = analyse.jump_ratio([(0, 0), (0, 0), (0, 0), (0.04, 0)])
+    assert ratio == pytest.approx(0.04 / analyse.MIN_STEP) and frame == 2
 
 
 def test_evaluation_scores_samples_and_prompt_set_is_held_out():
