@@ -208,3 +208,16 @@ def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_m
             proc.wait(timeout=10)
     err_text = err_path.read_text()
     assert "Traceback" not in err_text, err_text
+
+
+def test_drain_refuses_a_batch_still_filling(tmp_path, f_model):
+    engine = serve.Engine(save(f_model, str(tmp_path / "f")), batch_size=4, max_wait_ms=600_000, use_interp=False)
+    job = engine.parse({"prompt": "red circle", "steps": 1})
+    assert engine.submit(job)
+    time.sleep(0.5)  # the worker now waits (up to 600 s) for three more requests to fill the batch
+    engine.drain()
+    engine.worker.join(timeout=30)
+    assert not engine.worker.is_alive() and not engine.in_flight  # nothing was in flight
+    assert job.status == "error" and "shut down before this request ran" in job.error
+    assert not engine.submit(engine.parse({"prompt": "blue square"}))
+    assert engine.wait_collected(0)  # nothing for a draining server to wait for
