@@ -32,11 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--checkpoint", help="the model to sweep (exported model or training workdir)")
     for flag, (axis, _) in SWEEP_FLAGS.items():
         sweep.add_argument(f"--{flag.replace('_', '-')}", help=f"values of {axis}")
-    sweep.add_argument("--prompts", help="file of prompts, one a line (item i = prompt i)")
+    sweep.add_argument(
+        "--prompts", help="file of prompts, one a line (item i = prompt i); optional when a --metric brings its own"
+    )
     sweep.add_argument("--num-items", type=int, default=8)
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--batch-size", type=int, default=4)
-    sweep.add_argument("--metric", action="append", help="default ref_pixel_error; also clip_score, MODULE:FUNCTION")
+    sweep.add_argument(
+        "--metric", action="append", help="besides ref_pixel_error (always computed): clip_score, MODULE:FUNCTION"
+    )
     sweep.add_argument("--clip", help="transformers CLIPModel folder, for clip_score")
 
 
@@ -76,8 +80,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.study or args.arm or args.report:
         raise UserError("--sweep takes --checkpoint and grid flags, not --study / --arm / --report")
-    if not args.checkpoint or not args.prompts:
-        raise UserError("--sweep needs --checkpoint CKPT and --prompts FILE")
+    if not args.checkpoint:
+        raise UserError("--sweep needs --checkpoint CKPT")
     axes = {}
     for flag, (axis, kind) in SWEEP_FLAGS.items():
         text = getattr(args, flag)
@@ -86,15 +90,14 @@ def _sweep(args: argparse.Namespace) -> int:
                 axes[axis] = [kind(v) for v in text.split(",") if v.strip()]
             except ValueError as e:
                 raise UserError(f"--{flag.replace('_', '-')} {text!r}: {e}") from None
-    prompts = [p for p in pathlib.Path(args.prompts).read_text().splitlines() if p.strip()]
-    if len(prompts) < max(args.num_items, 2):
-        raise UserError(f"--prompts {args.prompts}: {len(prompts)} prompts for --num-items {args.num_items} (>= 2)")
-    metrics = args.metric or ["ref_pixel_error"]
+    if args.num_items < 2:
+        raise UserError(f"--num-items must be >= 2 (paired intervals need two items), got {args.num_items}")
+    metrics = list(dict.fromkeys(["ref_pixel_error", *(args.metric or [])]))  # the default is always computed
     if "clip_score" in metrics and not args.clip:
         raise UserError("metric clip_score needs --clip CLIPModel folder")
     settings = {
         "metrics": metrics,
-        "prompts": prompts[: args.num_items],
+        "prompts": sweep_prompts(args, metrics),
         "num_items": args.num_items,
         "seed": args.seed,
         "batch_size": args.batch_size,
@@ -106,3 +109,23 @@ def _sweep(args: argparse.Namespace) -> int:
     for name, nfe in summary["nfe"].items():
         print(f"{name}: NFE {nfe}")
     return 0
+
+
+def sweep_prompts(args: argparse.Namespace, metrics: list[str]) -> list[str]:
+    """--num-items prompts from --prompts FILE, else from the first metric that brings its own (a
+    `prompts(num_items, seed)` attribute), so ref_pixel_error scores the very videos that metric samples."""
+    from emu_jax.ablate.metrics import resolve
+
+    if args.prompts:
+        prompts = [p for p in pathlib.Path(args.prompts).read_text().splitlines() if p.strip()]
+        if len(prompts) < args.num_items:
+            raise UserError(f"--prompts {args.prompts}: {len(prompts)} prompts for --num-items {args.num_items}")
+        return prompts[: args.num_items]
+    for name in metrics:
+        own = getattr(resolve(name), "prompts", None) if name != "ref_pixel_error" else None
+        if callable(own):
+            return [str(p) for p in own(args.num_items, args.seed)]
+    raise UserError(
+        f"--sweep needs --prompts FILE: no metric of {metrics} brings its own prompts "
+        "(a MODULE:FUNCTION metric with a prompts(num_items, seed) attribute does)"
+    )

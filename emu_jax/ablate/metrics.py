@@ -3,7 +3,9 @@ analyser without the library importing it).
 
 A metric is `fn(ctx: EvalContext) -> array (num_items,)`, one value per evaluation item, lower or higher
 better as its `better` attribute says ("lower" by default). Per-item values are what make paired
-bootstrap comparisons possible: item i is the same clip with the same noise in every arm.
+bootstrap comparisons possible: item i is the same clip with the same noise in every arm. A metric that
+samples prompts of its own says so with a `prompts(num_items, seed) -> list[str]` attribute, which an
+inference sweep then uses when it is given no prompts.
 """
 
 from __future__ import annotations

@@ -12,9 +12,15 @@ import numpy as np
 from emu_jax.demo import analyse, evaluate, shapes
 
 
+def prompts(num_items: int, seed: int) -> list[str]:
+    """The captions these metrics sample (held-out draws): `emu-video ablate --sweep` needs no --prompts."""
+    return [shapes.caption(w) for w in evaluate.prompt_set(int(num_items), int(seed))]
+
+
 def _readings(ctx):
-    wanted = evaluate.prompt_set(int(ctx.settings["num_items"]), int(ctx.settings["seed"]))
-    videos = ctx.sample([shapes.caption(w) for w in wanted])
+    n, seed = int(ctx.settings["num_items"]), int(ctx.settings["seed"])
+    wanted = evaluate.prompt_set(n, seed)
+    videos = ctx.sample(prompts(n, seed))
     readings = []
     for w, v in zip(wanted, videos):
         key, vid = analyse.analyse_video(v[:1]), analyse.analyse_video(v)
@@ -34,3 +40,4 @@ def attribute_accuracy(ctx) -> np.ndarray:
 
 
 all_correct.better = attribute_accuracy.better = "higher"
+all_correct.prompts = attribute_accuracy.prompts = prompts

@@ -1,11 +1,17 @@
 """`emu-video serve` driven over HTTP: 6 concurrent requests in fewer batches than requests, each video
-equal to `emu-video sample --prompt P --seed S`; 400 / 401 / 429 / 404; /metrics parses."""
+equal to `emu-video sample --prompt P --seed S`; 400 / 401 / 429 / 404; /metrics parses; SIGTERM drains
+a real server process."""
 
 import argparse
 import concurrent.futures
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -15,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from emu_jax.sampling import cli as sample
 from emu_jax.sampling import serve
-from sampling_helpers import save
+from sampling_helpers import REPO, save
 
 pytestmark = pytest.mark.slow
 REQUESTS = [
@@ -56,8 +62,6 @@ def call(url, body=None, headers=None, timeout=600):
 
 
 def wait_done(base, job_id, headers=None):
-    import time
-
     deadline = time.time() + 600
     while time.time() < deadline:
         _, body = call(f"{base}/v1/videos/{job_id}", headers=headers)
@@ -153,3 +157,67 @@ def test_serve_refuses_public_bind_without_token(capsys):
     serve.add_arguments(parser)
     assert serve.main(parser.parse_args(["--host", "0.0.0.0"])) == 2
     assert "give --token" in capsys.readouterr().err
+
+
+def test_serve_rejects_bad_drain_seconds(capsys):
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert serve.main(parser.parse_args(["--drain-seconds", "nan"])) == 2
+    assert "--drain-seconds must be >= 0, got nan" in capsys.readouterr().err
+
+
+def wait_for(what, fn, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not (got := fn()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return got
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_model):
+    ckpt = save(f_model, str(tmp_path / "f"))
+    out_path, err_path = tmp_path / "out.log", tmp_path / "err.log"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device: the quickest compile
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
+    argv = ["serve", "--checkpoint", ckpt, "--no-interp", "--port", "0", "--batch-size", "1", "--max-wait-ms", "0"]
+    with open(out_path, "w") as out, open(err_path, "w") as err:  # files, not pipes: logs can never block it
+        proc = subprocess.Popen([sys.executable, "-m", "emu_jax.cli", *argv], cwd=REPO, stdout=out, stderr=err, env=env)
+    try:
+        text = wait_for("the server", lambda: "serving" in (t := out_path.read_text()) and t)
+        base = text.split(" on ")[1].split()[0]
+        ids = []
+        for prompt in ("red circle moving left", "blue square"):  # batch size 1: the second one waits
+            status, body = call(f"{base}/v1/videos", {"prompt": prompt, "seed": 1, "steps": 2})
+            assert status == 202, body
+            ids.append(json.loads(body)["id"])
+        # Running from when the worker takes it, through the first batch's compile: SIGTERM lands mid-batch.
+        wait_for("a running request", lambda: json.loads(call(f"{base}/v1/videos/{ids[0]}")[1])["status"] == "running")
+        proc.send_signal(signal.SIGTERM)
+        wait_for("the drain to start", lambda: "SIGTERM" in out_path.read_text())
+        status, body = call(f"{base}/v1/videos", {"prompt": "green triangle"})
+        assert (status, json.loads(body)) == (503, {"error": "server is shutting down"})
+        assert wait_done(base, ids[0])["status"] == "done"  # the batch in flight finished
+        queued = json.loads(call(f"{base}/v1/videos/{ids[1]}")[1])
+        assert queued["status"] == "error" and "shut down before this request ran" in queued["error"]
+        code, mp4 = call(f"{base}/v1/videos/{ids[0]}.mp4")  # the last result fetched: the server may stop now
+        assert code == 200 and mp4[4:8] == b"ftyp"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    err_text = err_path.read_text()
+    assert "Traceback" not in err_text, err_text
+
+
+def test_drain_refuses_a_batch_still_filling(tmp_path, f_model):
+    engine = serve.Engine(save(f_model, str(tmp_path / "f")), batch_size=4, max_wait_ms=600_000, use_interp=False)
+    job = engine.parse({"prompt": "red circle", "steps": 1})
+    assert engine.submit(job)
+    time.sleep(0.5)  # the worker now waits (up to 600 s) for three more requests to fill the batch
+    engine.drain()
+    engine.worker.join(timeout=30)
+    assert not engine.worker.is_alive() and not engine.in_flight  # nothing was in flight
+    assert job.status == "error" and "shut down before this request ran" in job.error
+    assert not engine.submit(engine.parse({"prompt": "blue square"}))
+    assert engine.wait_collected(0)  # nothing for a draining server to wait for
