@@ -1,10 +1,13 @@
-"""The moving-shapes demo recipe: one config per stage, two sizes.
+"""The moving-shapes demo recipe: its sub-stages as a table (RECIPE), one config per sub-stage, two sizes.
 
-`get_config("STAGE[,SIZE]")`, STAGE in vae | t2i | t2v | interp, SIZE in
-default | tiny (tests). All stages read one moving-shapes dataset rendered at
-the interpolation frame rate (16 fps, 40 frames), so F's 8 frames at 4 fps and
-I's 37 slots at 16 fps are both clips of it. The recipe
-(`emu-video demo train`, emu_jax/demo/recipe.py) fills in `data.data_dir`,
+`get_config("NAME[,SIZE]")`: NAME a sub-stage of RECIPE (e.g. t2v_s3) or a
+stage vae | t2i | t2v | interp (its first sub-stage), SIZE default | tiny
+(tests: 2 steps per sub-stage, a batch of clips per dataset);
+`get_config("recipe")` is the table's order for emu_jax/demo/recipe.py. The
+main dataset is rendered at the interpolation frame rate (16 fps, 40 frames),
+so F's 8 frames at 4 fps and I's 37 slots at 16 fps are both clips of it; the
+direction curriculum adds datasets of the same clips with restricted looks
+(`datasets`). The recipe (`emu-video demo train`) fills in `data.data_dir`,
 `train.init_from` and the VAE's measured latent scale.
 """
 
@@ -129,35 +132,90 @@ def dataset(size: str) -> ml_collections.ConfigDict:
     )
 
 
-# (steps, batch, lr, warmup) per stage and size. Default: with T2I at 1800 steps the recipe measured 95 min
-# (about 92 idle); with T2I at 1500 steps the whole recipe measured 88 min on 2 idle cores (docs/demo.md).
-# The VAE keeps a constant LR; the diffusion stages decay it with a cosine to 10%.
-SCHEDULE = {
-    "default": {
-        "vae": (2500, 16, 1e-3, 50),
-        "t2i": (1500, 32, 1e-3, 100),
-        "t2v": (400, 8, 1e-3, 20),
-        "interp": (100, 4, 1e-3, 10),
-    },
-    "tiny": {"vae": (2, 8, 1e-3, 0), "t2i": (2, 8, 1e-3, 0), "t2v": (2, 8, 1e-3, 0), "interp": (2, 8, 1e-3, 0)},
-}
+# Every curriculum dataset: free starts (the first frame does not give the direction away), one speed and
+# one size (only the direction word varies the motion), 64 test clips (docs/demo.md, "The direction curriculum").
+CURRICULUM_DATA = dict(start="free", speed_range=(0.4, 0.4), size_range=(0.3, 0.3), num_test=64)
+
+
+def datasets(size: str) -> dict:
+    """Build arguments of every dataset the recipe renders, keyed by its folder in the workdir."""
+    base = dataset(size).to_dict()
+    cur = {**base, **CURRICULUM_DATA}
+    out = {
+        "data": base,
+        "data_s1": {**cur, "start": "centre", "look": ("red", "circle", "black"), "num_train": 512},
+        "data_s3": {**cur, "look": ("red", "circle", "black"), "num_train": 512},
+        "data_s6": {**cur, "look": ("any", "circle", "black"), "num_train": 1024},
+        "data_s7": {**cur, "look": ("any", "any", "black"), "num_train": 2048},
+        "data_s8": {**cur, "num_train": 4096, "num_test": 256},
+    }
+    if size == "tiny":  # same looks and starts, a batch of clips each
+        out.update({k: {**v, "num_train": 8, "num_test": 4} for k, v in out.items() if k != "data"})
+    return out
+
+
+BATCH = {"default": {"vae": 16, "t2i": 32, "t2v": 8, "interp": 4}, "tiny": dict.fromkeys(STAGES, 8)}
+
+# The recipe, in order: one row per sub-stage, each an ordinary training run in WORKDIR/NAME (a new LR
+# schedule: cosine to 10%, the VAE constant) started from WORKDIR/INIT_FROM and reading WORKDIR/DATA.
+# These are the runs that made the shipped model, with their measured seconds in docs/demo.md ("The recipe").
+# Size tiny: the same rows, 2 steps each, no warmup.
+#   (NAME, STAGE, DATA, STEPS, LR, WARMUP, INIT_FROM, extra config)
+RECIPE = (
+    ("vae", "vae", "data", 2500, 1e-3, 50, None, {}),
+    ("t2i_1", "t2i", "data", 1500, 1e-3, 100, "vae", {}),
+    # The keyframe F starts from is a first frame: T2I sees first frames of F's 8-frame clips.
+    ("t2i_2", "t2i", "data", 500, 1e-3, 100, "t2i_1", {"data.num_frames": 8, "data.fps": 4.0, "data.keep_frames": 1}),
+    ("t2i_3", "t2i", "data", 1000, 5e-4, 20, "t2i_2", {}),
+    ("t2v_0", "t2v", "data", 400, 1e-3, 20, "t2i_3", {}),
+    # The direction curriculum: the word on one look first, then the looks widened one attribute at a time,
+    # then long training on every look (direction stayed at chance when F saw every look from the start).
+    ("t2v_s1", "t2v", "data_s1", 400, 1e-3, 20, "t2v_0", {}),
+    ("t2v_s1b", "t2v", "data_s1", 200, 1e-3, 20, "t2v_s1", {}),
+    ("t2v_s3", "t2v", "data_s3", 400, 1e-3, 20, "t2v_s1b", {}),
+    ("t2v_s6", "t2v", "data_s6", 400, 1e-3, 20, "t2v_s3", {}),
+    ("t2v_s7", "t2v", "data_s7", 300, 1e-3, 20, "t2v_s6", {}),
+    ("t2v_s8", "t2v", "data_s8", 300, 1e-3, 20, "t2v_s7", {}),
+    ("t2v_s9", "t2v", "data_s8", 800, 1e-3, 20, "t2v_s8", {}),
+    ("t2v_s10", "t2v", "data_s8", 1100, 1e-3, 20, "t2v_s9", {}),
+    ("interp", "interp", "data_s8", 100, 1e-3, 10, "t2v_s10", {}),
+)
+NAMES = tuple(r[0] for r in RECIPE)
+
+
+def recipe_row(name: str, size: str) -> dict:
+    """One sub-stage of RECIPE at `size`; a STAGE name gives its first sub-stage (the stage's base config)."""
+    rows = [r for r in RECIPE if r[0] == name] or [r for r in RECIPE if r[1] == name][:1]
+    if not rows or size not in SIZES:
+        raise ValueError(f"configs/demo/shapes.py: {name!r},{size!r} is not one of {STAGES + NAMES} x {SIZES}")
+    name, stage, data, steps, lr, warmup, init_from, extra = rows[0]
+    if size == "tiny":
+        steps, warmup = 2, 0
+    return dict(name=name, stage=stage, data=data, steps=steps, lr=lr, warmup=warmup, init_from=init_from, extra=extra)
 
 
 def get_config(arg=None):
     parts = (arg or "t2v").split(",")
-    stage, size = parts[0], (parts[1] if len(parts) > 1 else "default")
-    if stage not in STAGES or size not in SIZES:
+    name, size = parts[0], (parts[1] if len(parts) > 1 else "default")
+    if name == "recipe":  # the table itself, for emu_jax/demo/recipe.py
+        rows = {n: {k: recipe_row(n, size)[k] for k in ("stage", "data", "init_from")} for n in NAMES}
+        return ml_collections.ConfigDict(dict(order=NAMES, rows=rows, datasets=datasets(size)))
+    if (name not in STAGES and name not in NAMES) or size not in SIZES:
         raise ValueError(
-            f"configs/demo/shapes.py takes STAGE[,SIZE] with STAGE in {STAGES} and SIZE in {SIZES}, got {arg!r}"
+            f"configs/demo/shapes.py takes NAME[,SIZE] with NAME a stage {STAGES} or a sub-stage {NAMES} "
+            f"and SIZE in {SIZES}, got {arg!r}"
         )
+    row = recipe_row(name, size)
+    stage = row["stage"]
     c = load_config("base.py")
     c.model = model(size)
-    c.dataset = dataset(size)  # build parameters of the recipe's moving_shapes dataset
+    # Build parameters of the moving_shapes dataset this sub-stage reads (folder `row["data"]` of the workdir).
+    c.dataset = ml_collections.ConfigDict(datasets(size)[row["data"]])
     c.data = load_config("data/moving_shapes_tiny.py")
     c.data.resolution = c.model.resolution
     c.data.text_max_length = TEXT_MAX_LENGTH
-    steps, batch, lr, warmup = SCHEDULE[size][stage]
-    c.train.task = {"vae": "vae", "t2i": "t2i", "t2v": "t2v", "interp": "interp"}[stage]
+    steps, batch, lr, warmup = row["steps"], BATCH[size][stage], row["lr"], row["warmup"]
+    c.train.task = stage
     c.train.steps, c.train.batch_size = steps, batch
     c.train.log_every = max(1, min(50, steps))
     c.train.save_every = max(1, min(250, steps))
@@ -193,4 +251,10 @@ def get_config(arg=None):
         c.data.num_frames = s.pad * 2 + s.factor * (s.num_given - 1) + 1
         c.data.fps = float(c.model.fps * s.factor)
         c.train.trainable = "temporal"
+    for key, value in row["extra"].items():  # the row's own settings come last
+        *path, leaf = key.split(".")
+        node = c
+        for part in path:
+            node = node[part]
+        node[leaf] = value
     return c

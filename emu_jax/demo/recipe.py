@@ -1,11 +1,15 @@
 """The demo recipe: moving-shapes data -> VAE -> text-to-image -> F (temporal) -> I, then export.
 
-Every stage is an ordinary training run in its own folder under the recipe's
-workdir (`data/`, `vae/`, `t2i/`, `t2v/`, `interp/`), configured by
-configs/demo/shapes.py and chained with `train.init_from`. Re-running the
-recipe resumes an interrupted stage from its newest checkpoint and skips
-finished ones; `recipe.json` records each stage's measured wall time
-(summed over resumes) and the exported model folder.
+The stages (`STAGES`) are made of sub-stages declared in configs/demo/shapes.py
+(`RECIPE`): three T2I phases, F and its direction curriculum, I. Each
+sub-stage is an ordinary training run in its own folder under the recipe's
+workdir (`vae/`, `t2i_1/`, ..., `t2v_s10/`, `interp/`), reading its own
+dataset folder (`data/`, `data_s1/`, ...) and started with `train.init_from`
+from the sub-stage before it. `--stages` takes stage names (all their
+sub-stages) or sub-stage names. Re-running the recipe resumes an interrupted
+sub-stage from its newest checkpoint and skips finished ones; `recipe.json`
+records each sub-stage's measured wall time (summed over resumes) and the
+exported model folder.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable, Sequence
 import ml_collections
 
 from emu_jax.config import apply_override, load_config
+from emu_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 STAGES = ("data", "vae", "t2i", "t2v", "interp", "export")
@@ -26,31 +31,72 @@ TRAIN_STAGES = ("vae", "t2i", "t2v", "interp")
 SIZES = ("default", "tiny")
 RECORD = "recipe.json"
 EXPORT = "demo_model"
-INIT_FROM = {"t2i": "vae", "t2v": "t2i", "interp": "t2v"}
+
+
+def table(size: str) -> ml_collections.ConfigDict:
+    """configs/demo/shapes.py's RECIPE at `size`: `order` of sub-stages, `rows[name]` (stage, data,
+    init_from) and `datasets[folder]` (build arguments)."""
+    if size not in SIZES:
+        raise ValueError(f"size {size!r}: allowed sizes {SIZES}")
+    return load_config(f"demo/shapes.py:recipe,{size}")
+
+
+def units(size: str) -> list[tuple[str, str]]:
+    """Every unit of work in order as (name, stage): the datasets, the training sub-stages, the export."""
+    t = table(size)
+    return [
+        *((d, "data") for d in t.datasets),
+        *((n, t.rows[n].stage) for n in t.order),
+        ("export", "export"),
+    ]
+
+
+def select(size: str, names: Sequence[str]) -> list[str]:
+    """The units `names` asks for, in recipe order: a stage name means all its sub-stages."""
+    all_units = units(size)
+    known = set(STAGES) | {n for n, _ in all_units}
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise ValueError(
+            f"stages {bad}: choose stages {list(STAGES)} or sub-stages {[n for n, _ in all_units if n not in STAGES]}"
+        )
+    return [n for n, stage in all_units if n in names or stage in names]
+
+
+def _row(t: ml_collections.ConfigDict, name: str) -> tuple[str, ml_collections.ConfigDict]:
+    """(sub-stage name, its row); a stage name stands for its first sub-stage."""
+    name = name if name in t.rows else next(n for n in t.order if t.rows[n].stage == name)
+    return name, t.rows[name]
+
+
+def last(size: str, stage: str) -> str:
+    """The stage's last sub-stage: the run the recipe exports (F: the curriculum's end)."""
+    t = table(size)
+    return [n for n in t.order if t.rows[n].stage == stage][-1]
 
 
 def stage_config(
-    stage: str,
+    name: str,
     size: str,
     workdir: str | pathlib.Path,
     *,
     latent_scale: dict | None = None,
     overrides: Sequence[tuple[str, str]] = (),
 ) -> ml_collections.ConfigDict:
-    """The config of one training stage, pointed at the recipe's data and previous stage.
+    """The config of one sub-stage (or a stage: its first), pointed at its dataset and the run it starts from.
 
     `overrides`: (dotted key, value) pairs applied last, e.g. ("train.steps", "10").
     """
-    if stage not in TRAIN_STAGES:
-        raise ValueError(f"stage {stage!r} is not a training stage; choose from {TRAIN_STAGES}")
-    if size not in SIZES:
-        raise ValueError(f"size {size!r} is not one of {SIZES}")
+    t = table(size)
+    if name not in t.rows and name not in TRAIN_STAGES:
+        raise ValueError(f"{name!r} is not a training stage {TRAIN_STAGES} or sub-stage {tuple(t.order)}")
+    name, row = _row(t, name)
     workdir = pathlib.Path(workdir).absolute()
-    cfg = load_config(f"demo/shapes.py:{stage},{size}")
-    cfg.data.data_dir = str(workdir / "data")
-    if stage in INIT_FROM:
-        cfg.train.init_from = str(workdir / INIT_FROM[stage])
-    if stage != "vae" and latent_scale is not None:
+    cfg = load_config(f"demo/shapes.py:{name},{size}")
+    cfg.data.data_dir = str(workdir / row.data)
+    if row.init_from:
+        cfg.train.init_from = str(workdir / row.init_from)
+    if row.stage != "vae" and latent_scale is not None:
         cfg.model.vae.scaling_factor = float(latent_scale["scaling_factor"])
         cfg.model.vae.shift_factor = float(latent_scale["shift_factor"])
     for key, value in overrides:
@@ -76,14 +122,13 @@ class Record:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def build_data(workdir: pathlib.Path, size: str) -> str:
-    """Renders and writes the moving-shapes dataset (no-op when already prepared)."""
+def build_data(data_dir: str | pathlib.Path, build: ml_collections.ConfigDict) -> str:
+    """Renders and writes a moving-shapes dataset with `build`'s arguments (no-op when already prepared)."""
     from emu_jax.data import builders
     from emu_jax.demo.dataset import MovingShapes
 
-    d = load_config(f"demo/shapes.py:t2v,{size}").dataset
-    builders.prepare(MovingShapes(data_dir=str(workdir / "data"), **d.to_dict()))
-    return str(workdir / "data")
+    builders.prepare(MovingShapes(data_dir=str(data_dir), **build.to_dict()))
+    return str(data_dir)
 
 
 def _finished(cfg, run_dir: pathlib.Path) -> bool:
@@ -110,7 +155,8 @@ def _with_tokenizer_copy(model: dict, folder: pathlib.Path) -> dict:
 
 
 def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Path | None = None) -> pathlib.Path:
-    """F (from the t2v run) -> `out`, I (from the interp run, bfloat16) -> `out/interp`; weights only."""
+    """F (from the last t2v sub-stage) -> `out`, I (from the last interp sub-stage, bfloat16) -> `out/interp`;
+    weights only."""
     import jax
     import numpy as np
 
@@ -120,8 +166,9 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
     for stage, folder in (("t2v", out), ("interp", out / "interp")):
         if (folder / checkpoint_io.META_FILE).is_file():
             continue
-        cfg = stage_config(stage, size, workdir, latent_scale=latent_scale)
-        meta, params = checkpoint_io.load_checkpoint(str(workdir / stage))
+        run = last(size, stage)
+        cfg = stage_config(run, size, workdir, latent_scale=latent_scale)
+        meta, params = checkpoint_io.load_checkpoint(str(workdir / run))
         if stage == "interp":
             # I is stored in bfloat16 so F + I fit the package's 50 MB budget; Flax promotes the
             # weights back to the fp32 activations, so only the weights' rounding changes.
@@ -141,6 +188,7 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
                 "sampling": cfg.sampling.to_dict(),
                 "slots": cfg.train.slots.to_dict(),
                 "trained_steps": int(meta.get("step", 0)),
+                "run": run,
                 "recipe": f"emu-video demo train --size {size}",
             },
             params,
@@ -159,50 +207,65 @@ def run_recipe(
 ) -> dict:
     """Runs (or resumes) the recipe's `stages` in order; returns the `recipe.json` record.
 
-    `overrides` apply to every training stage (e.g. ("train.steps", "3")).
-    `stop_after`: each training stage stops (with a checkpoint) after this
+    `stages`: stage names (each: all its sub-stages) and sub-stage names, e.g. ("t2v",) or ("t2v_s9", "t2v_s10").
+    `overrides` apply to every training sub-stage (e.g. ("train.steps", "3")).
+    `stop_after`: each training sub-stage stops (with a checkpoint) after this
     many steps of this call, as a preemption would.
     """
-    bad = [s for s in stages if s not in STAGES]
-    if bad or size not in SIZES:
-        raise ValueError(f"stages {bad} / size {size!r}: allowed stages {STAGES}, sizes {SIZES}")
+    todo = select(size, stages)
     workdir = pathlib.Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stage in TRAIN_STAGES:  # every config error before any work
-        stage_config(stage, size, workdir, overrides=overrides)
+    configs = {n: stage_config(n, size, workdir, overrides=overrides) for n, s in units(size) if s in TRAIN_STAGES}
+    workdir.mkdir(parents=True, exist_ok=True)  # after every config error
     record = Record(workdir, size)
     scale = None
-    for stage in STAGES:
-        if stage not in stages:
+    for name, stage in units(size):
+        if name not in todo:
             continue
-        entry = record.stage(stage)
+        entry = record.stage(name)
+        entry["stage"] = stage
         t0 = time.perf_counter()
         if stage == "data":
-            build_data(workdir, size)
+            build_data(workdir / name, table(size).datasets[name])
         elif stage == "export":
             scale = scale or _scale(workdir, size, overrides, make_loader)
             entry["folder"] = str(export(workdir, size, scale))
         else:
-            if stage != "vae":
-                scale = scale or _scale(workdir, size, overrides, make_loader)
-            cfg = stage_config(stage, size, workdir, latent_scale=scale, overrides=overrides)
-            run_dir = workdir / stage
-            if not _finished(cfg, run_dir):
-                log.info("stage %s: training %d steps in %s", stage, cfg.train.steps, run_dir)
-                if stage == "vae":
-                    from emu_jax.training.vae_train import train_vae as train_fn
-                else:
-                    from emu_jax.training.loop import train as train_fn
-                entry["last_metrics"] = train_fn(cfg, run_dir, make_loader=make_loader, stop_after=stop_after)
-            entry["steps"] = cfg.train.steps
+            run_dir = workdir / name
+            if not _finished(configs[name], run_dir):
+                _check_start(name, configs)
+                if stage != "vae":
+                    scale = scale or _scale(workdir, size, overrides, make_loader)
+                cfg = stage_config(name, size, workdir, latent_scale=scale, overrides=overrides)
+                entry["last_metrics"] = _train(name, cfg, run_dir, make_loader, stop_after)
+            entry["steps"] = configs[name].train.steps
+            entry["init_from"] = configs[name].train.init_from or None
+            entry["data"] = configs[name].data.data_dir
         entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t0, 1)
-        entry["done"] = stage in ("data", "export") or _finished(cfg, workdir / stage)
+        entry["done"] = stage in ("data", "export") or _finished(configs[name], workdir / name)
         record.save()
         if not entry["done"]:
-            log.warning("stage %s stopped before its last step; re-run to resume", stage)
+            log.warning("%s stopped before its last step; re-run to resume", name)
             break
-        log.info("stage %s done (%.1f s in total)", stage, entry["seconds"])
+        log.info("%s done (%.1f s in total)", name, entry["seconds"])
     return record.data
+
+
+def _check_start(name: str, configs: dict) -> None:
+    """UserError unless the run `name` starts from (a sub-stage of the recipe) has finished."""
+    start = pathlib.Path(configs[name].train.init_from) if configs[name].train.init_from else None
+    if start is not None and start.name in configs and not _finished(configs[start.name], start):
+        raise UserError(f"{name} starts from {start.name}, which has not finished: run --stages {start.name} first")
+
+
+def _train(name: str, cfg, run_dir: pathlib.Path, make_loader, stop_after) -> dict:
+    """Trains (or resumes) one sub-stage on its dataset (rendered first unless the data stage did)."""
+    build_data(cfg.data.data_dir, cfg.dataset)
+    log.info("%s: training %d steps in %s", name, cfg.train.steps, run_dir)
+    if cfg.train.task == "vae":
+        from emu_jax.training.vae_train import train_vae as train_fn
+    else:
+        from emu_jax.training.loop import train as train_fn
+    return train_fn(cfg, run_dir, make_loader=make_loader, stop_after=stop_after)
 
 
 def _scale(workdir: pathlib.Path, size: str, overrides, make_loader) -> dict:

@@ -1,58 +1,162 @@
-"""The demo recipe end to end at the tiny size: every stage trains 2 steps, resumes, exports a loadable model."""
+"""The demo recipe end to end at the tiny size: every sub-stage (T2I phases, F's direction curriculum, I) trains
+2 steps on its own dataset, stops and resumes mid-curriculum, and exports a loadable model."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from emu_jax import checkpoint_io
+from emu_jax.data import pipeline
 from emu_jax.demo import analyse, recipe
+
+# The training runs in order, each started from the one before (docs/demo.md, "The recipe").
+CHAIN = (
+    "vae",
+    "t2i_1",
+    "t2i_2",
+    "t2i_3",
+    "t2v_0",
+    "t2v_s1",
+    "t2v_s1b",
+    "t2v_s3",
+    "t2v_s6",
+    "t2v_s7",
+    "t2v_s8",
+    "t2v_s9",
+    "t2v_s10",
+    "interp",
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo_recipe")
-    # First call stops every stage after 1 step: the recipe halts at the unfinished VAE stage.
+    # First call stops every sub-stage after 1 step: the recipe halts at the unfinished VAE.
     first = recipe.run_recipe(workdir, "tiny", stop_after=1)
-    second = recipe.run_recipe(workdir, "tiny")  # resumes the VAE, then runs the rest
-    return workdir, first, second
+    # Up to the curriculum's first sub-stage, by stage and sub-stage names.
+    recipe.run_recipe(workdir, "tiny", stages=["vae", "t2i", "t2v_0", "t2v_s1"])
+    # A stop mid-curriculum: t2v_s1b stops after 1 of its 2 steps, nothing after it starts.
+    stopped = recipe.run_recipe(workdir, "tiny", stop_after=1)
+    second = recipe.run_recipe(workdir, "tiny")  # resumes t2v_s1b, then runs the rest
+    return workdir, first, stopped, second
 
 
-@pytest.mark.slow  # the tiny recipe fixture trains every stage (~100 s)
+@pytest.mark.slow  # the tiny recipe fixture trains 14 sub-stages
 def test_recipe_stops_then_resumes_every_stage(tiny_recipe):
-    workdir, first, second = tiny_recipe
-    assert first["stages"]["vae"]["done"] is False and "t2i" not in first["stages"]
-    assert all(second["stages"][s]["done"] for s in recipe.STAGES), second
+    workdir, first, _, second = tiny_recipe
+    assert first["stages"]["vae"]["done"] is False and "t2i_1" not in first["stages"]
+    assert all(e["done"] for e in second["stages"].values()), second
     vae_steps = [json.loads(line)["step"] for line in (workdir / "vae" / "metrics.jsonl").read_text().splitlines()]
     assert vae_steps == [1, 2]  # step 2 continued from the saved step 1, not from scratch
-    for stage in recipe.TRAIN_STAGES:
-        assert second["stages"][stage]["seconds"] > 0
+    for name in CHAIN:
+        assert second["stages"][name]["seconds"] > 0, name
     # A third run has nothing left to do and changes no checkpoint.
-    before = sorted(p.name for p in (workdir / "t2v" / "checkpoints").iterdir())
+    before = sorted(p.name for p in (workdir / "t2v_s10" / "checkpoints").iterdir())
     third = recipe.run_recipe(workdir, "tiny")
-    assert sorted(p.name for p in (workdir / "t2v" / "checkpoints").iterdir()) == before
-    assert third["stages"]["t2v"]["seconds"] < second["stages"]["t2v"]["seconds"] + 5
+    assert sorted(p.name for p in (workdir / "t2v_s10" / "checkpoints").iterdir()) == before
+    assert third["stages"]["t2v_s10"]["seconds"] < second["stages"]["t2v_s10"]["seconds"] + 5
+
+
+@pytest.mark.slow
+def test_every_sub_stage_runs_in_order_from_the_one_before(tiny_recipe):
+    workdir, _, _, second = tiny_recipe
+    assert list(second["stages"]) == [n for n, _ in recipe.units("tiny")]
+    assert [n for n, e in second["stages"].items() if e["stage"] not in ("data", "export")] == list(CHAIN)
+    assert second["stages"]["vae"]["init_from"] is None
+    for prev, name in zip(CHAIN, CHAIN[1:]):
+        assert second["stages"][name]["init_from"] == str(workdir / prev), name
+        assert second["stages"][name]["steps"] == 2
+    # What was frozen stays bit-identical down the chain: the VAE from the vae run everywhere, the spatial
+    # layers T2I trained (changed by every T2I phase) in every F sub-stage and in I.
+    params = {n: checkpoint_io.load_checkpoint(str(workdir / n))[1] for n in ("vae", *CHAIN[1:])}
+    kernel = {n: np.asarray(p["unet"]["conv_in"]["kernel"]) for n, p in params.items() if n != "vae"}
+    vae_kernel = np.asarray(params["vae"]["vae"]["encoder"]["conv_in"]["kernel"])
+    for name in CHAIN[1:]:
+        assert (np.asarray(params[name]["vae"]["encoder"]["conv_in"]["kernel"]) == vae_kernel).all(), name
+    for a, b in (("t2i_1", "t2i_2"), ("t2i_2", "t2i_3")):
+        assert not (kernel[a] == kernel[b]).all(), (a, b)
+    for name in CHAIN[4:]:
+        assert (kernel[name] == kernel["t2i_3"]).all(), name
+
+
+@pytest.mark.slow
+def test_a_stop_mid_curriculum_resumes_at_that_sub_stage(tiny_recipe):
+    workdir, _, stopped, second = tiny_recipe
+    assert [n for n, e in stopped["stages"].items() if not e["done"]] == ["t2v_s1b"]
+    assert "t2v_s3" not in stopped["stages"] and "export" not in stopped["stages"]
+
+    def steps(name):
+        return [json.loads(x)["step"] for x in (workdir / name / "metrics.jsonl").read_text().splitlines()]
+
+    # A 2-step run logs its last step; the stopped one also the step it stopped at. A re-run would log again.
+    assert steps("t2v_s1") == [2]  # finished before the stop, not re-run
+    assert steps("t2v_s1b") == [1, 2]  # step 2 continued from the stop's step 1
+    assert steps("t2v_s3") == [2]
+    assert second["stages"]["t2v_s1b"]["seconds"] > stopped["stages"]["t2v_s1b"]["seconds"]
+
+
+@pytest.mark.slow
+def test_each_sub_stage_reads_a_dataset_built_as_declared(tiny_recipe):
+    workdir, _, _, second = tiny_recipe
+    declared = recipe.table("tiny").datasets
+    data = {"t2i_2": "data", "t2v_0": "data", "t2v_s1": "data_s1", "t2v_s1b": "data_s1", "t2v_s3": "data_s3"}
+    data |= {"t2v_s6": "data_s6", "t2v_s7": "data_s7", "t2v_s9": "data_s8", "t2v_s10": "data_s8", "interp": "data_s8"}
+    for name, folder in data.items():
+        assert second["stages"][name]["data"] == str(workdir / folder), name
+    look = {"data_s1": ("red", "circle", "black"), "data_s3": ("red", "circle", "black")}
+    look |= {"data_s6": (None, "circle", "black"), "data_s7": (None, None, "black"), "data_s8": (None, None, None)}
+    for folder, (color, shape, background) in look.items():
+        rows = [r for split in ("train", "test") for r in _rows(workdir / folder, split)]
+        assert len(rows) == declared[folder].num_train + declared[folder].num_test == 12, folder
+        for key, want in (("color", color), ("shape", shape), ("background", background)):
+            if want is not None:
+                assert {r[key] for r in rows} == {want}, (folder, key)
+        assert {round(float(r["speed"]), 4) for r in rows} == {0.4} and {round(float(r["size"]), 4) for r in rows} == {
+            0.3
+        }, folder
+        centre = all(float(r[k]) == 0.5 for r in rows for k in ("start_x", "start_y"))
+        assert centre == (folder == "data_s1"), folder  # s1 starts in the centre, the rest anywhere
+    assert len(_rows(workdir / "data", "train")) == declared["data"].num_train == 16
+    # The curriculum's last data varies every attribute of the look.
+    rows = _rows(workdir / "data_s8", "train")
+    assert len({r["color"] for r in rows}) > 1 and len({r["background"] for r in rows}) > 1
+
+
+def _rows(data_dir, split):
+    source = pipeline.open_source("moving_shapes", str(data_dir), split)
+    return [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in source[i].items()} for i in range(len(source))]
 
 
 @pytest.mark.slow
 def test_exported_model_folders_load_with_their_roles(tiny_recipe):
-    workdir, _, second = tiny_recipe
+    workdir, _, _, second = tiny_recipe
     folder = workdir / recipe.EXPORT
     assert second["stages"]["export"]["folder"] == str(folder)
     meta_f, params_f = checkpoint_io.load_checkpoint(str(folder))
     meta_i, params_i = checkpoint_io.load_checkpoint(str(folder / "interp"))
     assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
+    assert meta_f["run"] == "t2v_s10" and meta_i["run"] == "interp"
     assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
     assert meta_i["slots"] == {"num_given": 4, "factor": 2, "pad": 1}
     scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
     assert meta_f["model"]["vae"]["scaling_factor"] == pytest.approx(scale["scaling_factor"])
+    # F is the curriculum's last run and I the interp run, weight for weight (I rounded to bfloat16).
+    _, last_f = checkpoint_io.load_checkpoint(str(workdir / "t2v_s10"))
+    _, before_f = checkpoint_io.load_checkpoint(str(workdir / "t2v_s9"))
+    _, run_i = checkpoint_io.load_checkpoint(str(workdir / "interp"))
+    same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), params_f, last_f)
+    assert all(jax.tree.leaves(same))
+    assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), params_f, before_f)))
+    kernel_i = np.asarray(params_i["unet"]["conv_in"]["kernel"])
+    assert kernel_i.dtype == jnp.bfloat16  # I is exported in bfloat16 (package size budget)
+    assert (kernel_i == np.asarray(run_i["unet"]["conv_in"]["kernel"]).astype(jnp.bfloat16)).all()
     # F carries the VAE trained in the first stage and I carries F's spatial layers.
     _, vae_run = checkpoint_io.load_checkpoint(str(workdir / "vae"))
     k = "conv_in"
     assert (params_f["vae"]["encoder"][k]["kernel"] == vae_run["vae"]["encoder"][k]["kernel"]).all()
-    kernel_i = np.asarray(params_i["unet"]["conv_in"]["kernel"])
-    assert kernel_i.dtype == jnp.bfloat16  # I is exported in bfloat16 (package size budget)
     assert (kernel_i == np.asarray(params_f["unet"]["conv_in"]["kernel"]).astype(jnp.bfloat16)).all()
 
 
@@ -61,7 +165,7 @@ def test_demo_eval_runs_on_the_exported_model(tiny_recipe, tmp_path, capsys):
     """`emu-video demo eval` end to end on the tiny export: every section of the report is filled in."""
     from emu_jax import cli
 
-    workdir, _, _ = tiny_recipe
+    workdir, _, _, _ = tiny_recipe
     out = tmp_path / "report.json"
     assert (
         cli.main(
@@ -142,3 +246,80 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
     assert "need --interp" in capsys.readouterr().err
     assert cli.main(["demo", "eval", "--interp", "--interp-steps", "0"]) == 2
     assert "--interp-steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_default_recipe_declares_the_shipped_models_runs():
+    """Steps, LR / warmup, data and init_from of every default sub-stage, as docs/demo.md lists them."""
+    want = {
+        "vae": (2500, 1e-3, 50, "data", None),
+        "t2i_1": (1500, 1e-3, 100, "data", "vae"),
+        "t2i_2": (500, 1e-3, 100, "data", "t2i_1"),
+        "t2i_3": (1000, 5e-4, 20, "data", "t2i_2"),
+        "t2v_0": (400, 1e-3, 20, "data", "t2i_3"),
+        "t2v_s1": (400, 1e-3, 20, "data_s1", "t2v_0"),
+        "t2v_s1b": (200, 1e-3, 20, "data_s1", "t2v_s1"),
+        "t2v_s3": (400, 1e-3, 20, "data_s3", "t2v_s1b"),
+        "t2v_s6": (400, 1e-3, 20, "data_s6", "t2v_s3"),
+        "t2v_s7": (300, 1e-3, 20, "data_s7", "t2v_s6"),
+        "t2v_s8": (300, 1e-3, 20, "data_s8", "t2v_s7"),
+        "t2v_s9": (800, 1e-3, 20, "data_s8", "t2v_s8"),
+        "t2v_s10": (1100, 1e-3, 20, "data_s8", "t2v_s9"),
+        "interp": (100, 1e-3, 10, "data_s8", "t2v_s10"),
+    }
+    assert list(recipe.table("default").order) == list(want) == list(CHAIN)
+    for name, (steps, lr, warmup, data, init_from) in want.items():
+        cfg = recipe.stage_config(name, "default", "/w")
+        got = (cfg.train.steps, cfg.train.optimizer.lr, cfg.train.optimizer.warmup_steps, cfg.data.data_dir)
+        assert got == (steps, lr, warmup, f"/w/{data}"), name
+        assert cfg.train.init_from == (f"/w/{init_from}" if init_from else ""), name
+        assert cfg.train.optimizer.decay == ("constant" if name == "vae" else "cosine"), name
+        assert {k: cfg.dataset[k] for k in ("resolution", "num_frames", "fps")} == {
+            "resolution": 32,
+            "num_frames": 40,
+            "fps": 16.0,
+        }
+    first = recipe.stage_config("t2i_2", "default", "/w").data
+    assert (first.num_frames, first.fps, first.keep_frames) == (8, 4.0, 1)  # first frames of F's clips
+    later = recipe.stage_config("t2i_3", "default", "/w").data
+    assert (later.num_frames, later.keep_frames) == (1, 0)
+    d = recipe.table("default").datasets
+    assert (d.data.num_train, d.data.num_test, d.data.get("start", "path")) == (4096, 256, "path")
+    for folder, look, start, num_train, num_test in (
+        ("data_s1", ("red", "circle", "black"), "centre", 512, 64),
+        ("data_s3", ("red", "circle", "black"), "free", 512, 64),
+        ("data_s6", ("any", "circle", "black"), "free", 1024, 64),
+        ("data_s7", ("any", "any", "black"), "free", 2048, 64),
+        ("data_s8", None, "free", 4096, 256),
+    ):
+        b = d[folder]
+        assert (tuple(b.look) if "look" in b else None, b.start, b.num_train, b.num_test) == (
+            look,
+            start,
+            num_train,
+            num_test,
+        ), folder
+        assert (tuple(b.speed_range), tuple(b.size_range), b.seed) == ((0.4, 0.4), (0.3, 0.3), 0), folder
+
+
+def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
+    from emu_jax import cli
+
+    assert recipe.select("default", ["t2v"]) == list(CHAIN[4:13])
+    assert recipe.select("default", ["t2v_s10", "data", "t2v_s9"]) == [
+        "data",
+        "data_s1",
+        "data_s3",
+        "data_s6",
+        "data_s7",
+        "data_s8",
+        "t2v_s9",
+        "t2v_s10",
+    ]
+    assert recipe.last("default", "t2v") == "t2v_s10" and recipe.last("tiny", "interp") == "interp"
+    workdir = tmp_path / "w"
+    assert cli.main(["demo", "train", "--workdir", str(workdir), "--size", "tiny", "--stages", "t2v,s9"]) == 2
+    assert "'s9'" in capsys.readouterr().err and not workdir.exists()
+    # A sub-stage whose starting run has not finished refuses before building anything.
+    with pytest.raises(ValueError, match="t2v_s9 starts from t2v_s8, which has not finished"):
+        recipe.run_recipe(workdir, "tiny", stages=["t2v_s9"])
+    assert not (workdir / "data_s8").exists() and not (workdir / "t2v_s9").exists()
