@@ -2,6 +2,7 @@
 2 steps on its own dataset, stops and resumes mid-curriculum, and exports a loadable model."""
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import pytest
 
 from emu_jax import checkpoint_io
 from emu_jax.data import pipeline
-from emu_jax.demo import analyse, recipe
+from emu_jax.demo import analyse, evaluate, recipe
 
 # The training runs in order, each started from the one before (docs/demo.md, "The recipe").
 CHAIN = (
@@ -225,7 +226,7 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
     16 fps video with F's frames on the same prompts (direction, all four, consistency, jumps)."""
     from emu_jax import cli
 
-    workdir, _, _ = tiny_recipe
+    workdir = tiny_recipe[0]
     out = tmp_path / "report.json"
     model = str(workdir / recipe.EXPORT)
     flags = ["--checkpoint", model, "--num-prompts", "2", "--batch-size", "2", "--ceiling-clips", "2"]
@@ -264,7 +265,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
         "t2v_s8": (300, 1e-3, 20, "data_s8", "t2v_s7"),
         "t2v_s9": (800, 1e-3, 20, "data_s8", "t2v_s8"),
         "t2v_s10": (1100, 1e-3, 20, "data_s8", "t2v_s9"),
-        "interp": (100, 1e-3, 10, "data_s8", "t2v_s10"),
+        "interp": (300, 1e-3, 10, "data_s8", "t2v_s10"),
     }
     assert list(recipe.table("default").order) == list(want) == list(CHAIN)
     for name, (steps, lr, warmup, data, init_from) in want.items():
@@ -278,6 +279,11 @@ def test_default_recipe_declares_the_shipped_models_runs():
             "num_frames": 40,
             "fps": 16.0,
         }
+    # F samples with 25 steps, I (heavily conditioned) with 10; the bundled I ships that default.
+    assert recipe.stage_config("t2v_s10", "default", "/w").sampling.num_steps == 25
+    assert recipe.stage_config("interp", "default", "/w").sampling.num_steps == 10
+    bundled = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "interp" / "emu_jax.json").read_text())
+    assert bundled["sampling"]["num_steps"] == 10 and bundled["trained_steps"] == 300
     first = recipe.stage_config("t2i_2", "default", "/w").data
     assert (first.num_frames, first.fps, first.keep_frames) == (8, 4.0, 1)  # first frames of F's clips
     later = recipe.stage_config("t2i_3", "default", "/w").data
