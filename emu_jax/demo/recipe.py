@@ -57,9 +57,8 @@ def select(size: str, names: Sequence[str]) -> list[str]:
     known = set(STAGES) | {n for n, _ in all_units}
     bad = [n for n in names if n not in known]
     if bad:
-        raise ValueError(
-            f"stages {bad}: choose stages {list(STAGES)} or sub-stages {[n for n, _ in all_units if n not in STAGES]}"
-        )
+        subs = [n for n, _ in all_units if n not in STAGES]
+        raise ValueError(f"unknown stage(s) {bad}; choose stages {list(STAGES)} or sub-stages {subs}")
     return [n for n, stage in all_units if n in names or stage in names]
 
 
