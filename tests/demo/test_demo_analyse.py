@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emu_jax.data import clips
-from emu_jax.demo import analyse, shapes
+from emu_jax.demo import analyse, shapes, word_probe
 from emu_jax.demo.dataset import make_shapes_example
 
 
@@ -166,7 +166,7 @@ def test_text_sensitivity_finds_an_erased_attribute():
     def erased(prompts):
         return table[np.asarray(tok(prompts, 16).ids)]
 
-    s = evaluate.text_sensitivity(erased, wanted)
+    s = word_probe.text_sensitivity(erased, wanted)
     assert s["direction"] == 0.0 and min(s["color"], s["shape"], s["background"]) > 0.05
 
     import types
@@ -178,7 +178,7 @@ def test_text_sensitivity_finds_an_erased_attribute():
 
     model = EmuModel(EmuConfig.from_dict(load_config("demo/shapes.py:t2i").model.to_dict()))
     loaded = types.SimpleNamespace(model=model, params=model.init(jax.random.key(0)))
-    s = evaluate.text_sensitivity(lambda p: evaluate.model_contexts(loaded, p), wanted)
+    s = word_probe.text_sensitivity(lambda p: word_probe.model_contexts(loaded, p), wanted)
     assert min(s.values()) > 0.05, s
 
 
@@ -193,11 +193,11 @@ def test_word_use_finds_the_word_a_loss_reads():
         assert len(v) == len(prompts)
         return np.array([1.0 + 0.5 * ("moving right" not in p) for p in prompts])  # right is "correct"
 
-    s = evaluate.word_use(reads_direction, videos, wanted, batch_size=4)
+    s = word_probe.word_use(reads_direction, videos, wanted, batch_size=4)
     assert s["color"] == s["shape"] == s["background"] == 0.0
     assert s["direction"] != 0.0
     with pytest.raises(ValueError, match="one attribute set per clip"):
-        evaluate.word_use(reads_direction, videos[:3], wanted)
+        word_probe.word_use(reads_direction, videos[:3], wanted)
 
 
 @pytest.mark.slow  # compiles and runs a model loss over several prompts (minutes on 2 busy cores)
@@ -227,19 +227,19 @@ def test_model_loss_fixes_the_noise_so_only_the_prompt_moves_it():
         4, seed=0, resolution=cfg.model.resolution, num_frames=cfg.model.num_frames, fps=float(cfg.model.fps)
     )
     assert videos.shape == (4, cfg.model.num_frames, 16, 16, 3) and -1 <= videos.min() <= videos.max() <= 1
-    loss = evaluate.model_loss(loaded)
+    loss = word_probe.model_loss(loaded)
     prompts = [shapes.caption(a) for a in attrs]
     a, b = np.asarray(loss(videos, prompts)), np.asarray(loss(videos, prompts))
     assert a.shape == (4,) and np.isfinite(a).all() and (a > 0).all()
     np.testing.assert_array_equal(a, b)
-    s = evaluate.word_use(loss, videos, attrs)
+    s = word_probe.word_use(loss, videos, attrs)
     assert all(np.isfinite(v) for v in s.values()) and max(abs(v) for v in s.values()) > 0  # random text attention
-    image = evaluate.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "t2i"}), timesteps=(999,))
+    image = word_probe.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "t2i"}), timesteps=(999,))
     assert np.asarray(image(videos, prompts)).shape == (4,)
     with pytest.raises(ValueError, match="'interp'"):
-        evaluate.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "interp"}))
+        word_probe.model_loss(types.SimpleNamespace(**{**vars(loaded), "task": "interp"}))
     with pytest.raises(ValueError, match=r"timesteps \[1000\]"):
-        evaluate.model_loss(loaded, timesteps=(10, 1000))
+        word_probe.model_loss(loaded, timesteps=(10, 1000))
 
 
 class _ReplayPipe:
