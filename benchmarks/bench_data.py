@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from emu_jax.data import clips, shapes, video_io
+from emu_jax.data import clips, video_io
+from emu_jax.demo import shapes
 
 
 def make_sources(n: int, size: int, seconds: float, fps: int, gop: int) -> list[bytes]:
