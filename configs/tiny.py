@@ -2,7 +2,9 @@
 
 `--config configs/tiny.py:t2v` (default) trains model F's temporal layers;
 `:t2i` the keyframe (text-to-image) model; `:interp` the interpolation model I.
-Used by the tests and as the starting point of the demo configs.
+Used by the tests and as the starting point of the demo configs. It reads the demo's
+moving-shapes data (configs/demo/moving_shapes_tiny.py) because that is the one dataset that
+builds from nothing on any machine; point `data` at configs/data/video_folder.py for real videos.
 """
 
 import ml_collections
@@ -64,7 +66,7 @@ def get_config(arg=None):
     task = arg or "t2v"
     c = load_config("base.py")
     c.model = model()
-    c.data = load_config("data/moving_shapes_tiny.py")
+    c.data = load_config("demo/moving_shapes_tiny.py")
     c.data.text_max_length = 64
     c.train.task = task
     c.train.steps, c.train.batch_size = 20, 4

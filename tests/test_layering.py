@@ -2,7 +2,7 @@
 
 Floors, lowest first; a module may import its own floor and the ones below, never one above:
 0 sharding; 1 models, diffusion, conditioning; 2 config (it reads the model dataclasses' defaults),
-data, convert, checkpoint_io; 3 training, sampling, juice, ablate; 4 the command line and the demo wing.
+data, convert, model_folder; 3 training, sampling, juice, ablate; 4 the command line and the demo wing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ FLOORS = {
     "emu_jax.config": 2,
     "emu_jax.data": 2,
     "emu_jax.convert": 2,
-    "emu_jax.checkpoint_io": 2,
+    "emu_jax.model_folder": 2,
     "emu_jax.metrics": 2,
     "emu_jax.training": 3,
     "emu_jax.sampling": 3,

@@ -213,7 +213,7 @@ def get_config(arg=None):
     c.model = model(size)
     # Build parameters of the moving_shapes dataset this sub-stage reads (folder `row["data"]` of the workdir).
     c.dataset = ml_collections.ConfigDict(datasets(size)[row["data"]])
-    c.data = load_config("data/moving_shapes_tiny.py")
+    c.data = load_config("demo/moving_shapes_tiny.py")
     c.data.resolution = c.model.resolution
     c.data.text_max_length = TEXT_MAX_LENGTH
     steps, batch, lr, warmup = row["steps"], BATCH[size][stage], row["lr"], row["warmup"]

@@ -57,9 +57,9 @@ class EvalContext:
 
     @functools.cached_property
     def params(self):
-        from emu_jax import checkpoint_io
+        from emu_jax import model_folder
 
-        return checkpoint_io.load_checkpoint(self.checkpoint)[1]
+        return model_folder.load_checkpoint(self.checkpoint)[1]
 
     @functools.cached_property
     def _pipeline(self):

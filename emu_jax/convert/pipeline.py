@@ -1,4 +1,4 @@
-"""A whole diffusers pipeline folder -> an emu_jax checkpoint folder (see `emu_jax.checkpoint_io`).
+"""A whole diffusers pipeline folder -> an emu_jax checkpoint folder (see `emu_jax.model_folder`).
 
 Reads `unet/`, `vae/`, `text_encoder/` (+ optional `text_encoder_2/`) and
 their `tokenizer*/` folders, converts each with its converter, checks that
@@ -14,7 +14,7 @@ import os
 import shutil
 from typing import Any
 
-from emu_jax.checkpoint_io import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
+from emu_jax.model_folder import save_checkpoint
 
 # (encoder folder, tokenizer folder) pairs a diffusers pipeline may hold, in context order.
 TEXT_COMPONENTS = (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))

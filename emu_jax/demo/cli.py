@@ -157,13 +157,13 @@ def main(args: argparse.Namespace) -> int:
     if args.output:
         check_output_file(args.output, "--output")
     if args.checkpoint:
-        from emu_jax import checkpoint_io
+        from emu_jax import model_folder
 
-        checkpoint_io.load_meta(args.checkpoint)  # a missing or foreign folder fails here, before any model is built
+        model_folder.load_meta(args.checkpoint)  # a missing or foreign folder fails here, before any model is built
     if args.interp_checkpoint:
-        from emu_jax import checkpoint_io
+        from emu_jax import model_folder
 
-        checkpoint_io.load_meta(args.interp_checkpoint)
+        model_folder.load_meta(args.interp_checkpoint)
     report = evaluate.run(
         checkpoint=args.checkpoint,
         num_prompts=args.num_prompts,

@@ -159,15 +159,15 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
     import jax
     import numpy as np
 
-    from emu_jax import checkpoint_io
+    from emu_jax import model_folder
 
     out = pathlib.Path(out or workdir / EXPORT)
     for stage, folder in (("t2v", out), ("interp", out / "interp")):
-        if (folder / checkpoint_io.META_FILE).is_file():
+        if (folder / model_folder.META_FILE).is_file():
             continue
         run = last(size, stage)
         cfg = stage_config(run, size, workdir, latent_scale=latent_scale)
-        meta, params = checkpoint_io.load_checkpoint(str(workdir / run))
+        meta, params = model_folder.load_checkpoint(str(workdir / run))
         if stage == "interp":
             # I is stored in bfloat16 so F + I fit the package's 50 MB budget; Flax promotes the
             # weights back to the fp32 activations, so only the weights' rounding changes.
@@ -177,7 +177,7 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
                 ),
                 params,
             )
-        checkpoint_io.save_checkpoint(
+        model_folder.save_checkpoint(
             str(folder),
             {
                 "kind": "model",

@@ -12,7 +12,7 @@ import hashlib
 import os
 from typing import Any, Mapping
 
-from emu_jax import checkpoint_io, conditioning
+from emu_jax import conditioning, model_folder
 from emu_jax.diffusion.schedules import Schedule, make_schedule
 
 # A checkpoint without a "diffusion" section (e.g. a converted model) gets the recipe's defaults.
@@ -54,8 +54,8 @@ def describe_checkpoint(path: str) -> tuple[dict, Any, str, Schedule, str]:
     """(meta, EmuConfig, task, schedule, prediction) from `emu_jax.json` alone: cheap, for validation."""
     from emu_jax.models.emu import EmuConfig
 
-    meta = checkpoint_io.load_meta(str(path))
-    config = EmuConfig.from_dict(checkpoint_io.model_config_dict(meta))
+    meta = model_folder.load_meta(str(path))
+    config = EmuConfig.from_dict(model_folder.model_config_dict(meta))
     d = {**DEFAULT_DIFFUSION, **dict(meta.get("diffusion") or {})}
     schedule = make_schedule(
         d["beta_schedule"],
@@ -72,7 +72,7 @@ def load_model(path: str) -> LoadedModel:
     from emu_jax.models.emu import EmuModel
 
     meta, config, task, schedule, prediction = describe_checkpoint(path)
-    meta, params = checkpoint_io.load_checkpoint(str(path), prefer_ema=True)
+    meta, params = model_folder.load_checkpoint(str(path), prefer_ema=True)
     layout = (
         conditioning.SlotLayout(**meta["slots"])
         if task == "interp" and meta.get("slots")
@@ -86,7 +86,7 @@ def find_interp_checkpoint(path: str, interp_checkpoint: str | None) -> str | No
     if interp_checkpoint:
         return interp_checkpoint
     sub = os.path.join(path, "interp")
-    return sub if os.path.isfile(os.path.join(sub, checkpoint_io.META_FILE)) else None
+    return sub if os.path.isfile(os.path.join(sub, model_folder.META_FILE)) else None
 
 
 def checkpoint_id(path: str) -> str:
@@ -96,7 +96,7 @@ def checkpoint_id(path: str) -> str:
     """
     h = hashlib.sha256()
     root = os.path.abspath(path)
-    with open(os.path.join(root, checkpoint_io.META_FILE), "rb") as f:
+    with open(os.path.join(root, model_folder.META_FILE), "rb") as f:
         h.update(f.read())
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if os.path.relpath(os.path.join(dirpath, d), root) != "interp")

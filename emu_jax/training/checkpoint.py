@@ -16,9 +16,9 @@ from typing import Any, Mapping
 import jax
 import orbax.checkpoint as ocp
 
-from emu_jax.checkpoint_io import CheckpointError
 from emu_jax.data.pipeline import iterator_checkpoint_args
 from emu_jax.errors import root_cause
+from emu_jax.model_folder import CheckpointError
 
 
 class RunCheckpointer:

@@ -13,11 +13,11 @@ from typing import Any
 import jax.numpy as jnp
 from flax import traverse_util
 
-from emu_jax import checkpoint_io
+from emu_jax import model_folder
 
 
 def load_init_params(path: str) -> dict:
-    return checkpoint_io.load_checkpoint(path)[1]
+    return model_folder.load_checkpoint(path)[1]
 
 
 def overlay_params(fresh: Any, loaded: Any) -> tuple[dict, str]:

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax.core import meta
 
-from emu_jax import checkpoint_io, sharding
+from emu_jax import model_folder, sharding
 from emu_jax.models import autoencoder as vae_lib
 from emu_jax.training import checkpoint as ckpt_lib
 from emu_jax.training import metrics as metrics_lib
@@ -117,16 +117,16 @@ def _boxed_params(vcfg: vae_lib.VAEConfig) -> dict:
 
 
 def write_meta(workdir: pathlib.Path, cfg: ml_collections.ConfigDict) -> None:
-    """`emu_jax.json` (task 'vae'): makes the workdir loadable by `checkpoint_io` / `train.init_from`."""
+    """`emu_jax.json` (task 'vae'): makes the workdir loadable by `model_folder` / `train.init_from`."""
     if jax.process_index() == 0:
         meta_ = {
-            "format": checkpoint_io.FORMAT,
-            "version": checkpoint_io.VERSION,
+            "format": model_folder.FORMAT,
+            "version": model_folder.VERSION,
             "kind": "training_run",
             "task": "vae",
             "model": cfg.model.to_dict(),
         }
-        (workdir / checkpoint_io.META_FILE).write_text(json.dumps(meta_, indent=2))
+        (workdir / model_folder.META_FILE).write_text(json.dumps(meta_, indent=2))
 
 
 def train_vae(
@@ -221,7 +221,7 @@ def latent_scale(
     if path.is_file():
         return json.loads(path.read_text())
     vcfg = vae_config(cfg)
-    _, params = checkpoint_io.load_checkpoint(str(workdir))
+    _, params = model_folder.load_checkpoint(str(workdir))
     if make_loader is None:
         from emu_jax.data.pipeline import make_loader
     split = "test" if cfg.get("dataset", {}).get("num_test", 0) else cfg.data.split

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 transformers = pytest.importorskip("transformers")
 
-from emu_jax import checkpoint_io  # noqa: E402
+from emu_jax import model_folder  # noqa: E402
 from emu_jax.models import text as text_lib  # noqa: E402
 from emu_jax.models import vae_video  # noqa: E402
 from emu_jax.models.emu import EmuConfig, load_tokenizer  # noqa: E402
@@ -96,7 +96,7 @@ def converted(pipeline_dir):
 @pytest.mark.slow
 def test_converted_checkpoint_reproduces_pytorch(pipeline_dir, converted):
     pipe, _, _ = pipeline_dir
-    meta, params = checkpoint_io.load_checkpoint(converted)
+    meta, params = model_folder.load_checkpoint(converted)
     assert meta["format"] == "emu_jax" and meta["text_encoders"][0]["kind"] == "clip"
     assert {"tokenizer.json", "vocab.json"} & set(os.listdir(os.path.join(converted, "tokenizer")))
     cfg = EmuConfig.from_dict(meta)
@@ -154,7 +154,7 @@ def test_cli_refuses_bad_folders(pipeline_dir, converted, tmp_path, capsys):
         main(["convert", "--help"])
     assert "--from-diffusers" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="not an emu_jax checkpoint: .* has no emu_jax.json"):
-        checkpoint_io.load_checkpoint(str(tmp_path))
+        model_folder.load_checkpoint(str(tmp_path))
 
 
 def test_pipeline_missing_weights_and_foreign_tokenizer(pipeline_dir, tmp_path):

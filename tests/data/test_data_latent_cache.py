@@ -70,7 +70,7 @@ def test_cache_latents_flags_checked_before_any_work(tmp_path, capsys, extra, ma
         "data",
         "cache-latents",
         "--config",
-        str(REPO / "configs/data/moving_shapes_tiny.py"),
+        str(REPO / "configs/demo/moving_shapes_tiny.py"),
         "--data-dir",
         str(tmp_path / "out"),
         *(["--encoder", "pool:4"] if "--encoder" not in extra else []),

@@ -16,7 +16,7 @@ from emu_jax import cli as emu_cli
 from emu_test_utils import REPO, xla_flags
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # each ~30 s on a loaded 2-core host
-CONFIG = str(REPO / "configs" / "data" / "moving_shapes_tiny.py")
+CONFIG = str(REPO / "configs" / "demo" / "moving_shapes_tiny.py")
 
 
 @pytest.fixture(scope="module")

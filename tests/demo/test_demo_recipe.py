@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emu_jax import checkpoint_io
+from emu_jax import model_folder
 from emu_jax.data import pipeline
 from emu_jax.demo import analyse, evaluate, recipe
 
@@ -72,7 +72,7 @@ def test_every_sub_stage_runs_in_order_from_the_one_before(tiny_recipe):
         assert second["stages"][name]["steps"] == 2
     # What was frozen stays bit-identical down the chain: the VAE from the vae run everywhere, the spatial
     # layers T2I trained (changed by every T2I phase) in every F sub-stage and in I.
-    params = {n: checkpoint_io.load_checkpoint(str(workdir / n))[1] for n in ("vae", *CHAIN[1:])}
+    params = {n: model_folder.load_checkpoint(str(workdir / n))[1] for n in ("vae", *CHAIN[1:])}
     kernel = {n: np.asarray(p["unet"]["conv_in"]["kernel"]) for n, p in params.items() if n != "vae"}
     vae_kernel = np.asarray(params["vae"]["vae"]["encoder"]["conv_in"]["kernel"])
     for name in CHAIN[1:]:
@@ -140,8 +140,8 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     workdir, _, _, second = tiny_recipe
     folder = workdir / recipe.EXPORT
     assert second["stages"]["export"]["folder"] == str(folder)
-    meta_f, params_f = checkpoint_io.load_checkpoint(str(folder))
-    meta_i, params_i = checkpoint_io.load_checkpoint(str(folder / "interp"))
+    meta_f, params_f = model_folder.load_checkpoint(str(folder))
+    meta_i, params_i = model_folder.load_checkpoint(str(folder / "interp"))
     assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
     assert meta_f["run"] == "t2v_s10" and meta_i["run"] == "interp"
     assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
@@ -149,9 +149,9 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
     assert meta_f["model"]["vae"]["scaling_factor"] == pytest.approx(scale["scaling_factor"])
     # F is the curriculum's last run and I the interp run, weight for weight (I rounded to bfloat16).
-    _, last_f = checkpoint_io.load_checkpoint(str(workdir / "t2v_s10"))
-    _, before_f = checkpoint_io.load_checkpoint(str(workdir / "t2v_s9"))
-    _, run_i = checkpoint_io.load_checkpoint(str(workdir / "interp"))
+    _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s10"))
+    _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s9"))
+    _, run_i = model_folder.load_checkpoint(str(workdir / "interp"))
     same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), params_f, last_f)
     assert all(jax.tree.leaves(same))
     assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), params_f, before_f)))
@@ -159,7 +159,7 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     assert kernel_i.dtype == jnp.bfloat16  # I is exported in bfloat16 (package size budget)
     assert (kernel_i == np.asarray(run_i["unet"]["conv_in"]["kernel"]).astype(jnp.bfloat16)).all()
     # F carries the VAE trained in the first stage and I carries F's spatial layers.
-    _, vae_run = checkpoint_io.load_checkpoint(str(workdir / "vae"))
+    _, vae_run = model_folder.load_checkpoint(str(workdir / "vae"))
     k = "conv_in"
     assert (params_f["vae"]["encoder"][k]["kernel"] == vae_run["vae"]["encoder"][k]["kernel"]).all()
     assert (kernel_i == np.asarray(params_f["unet"]["conv_in"]["kernel"]).astype(jnp.bfloat16)).all()

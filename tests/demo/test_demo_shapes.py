@@ -49,7 +49,7 @@ def test_invalid_attributes_name_the_field():
 def test_data_configs_load_with_the_shared_layout():
     from emu_jax.config import load_config
 
-    tiny = load_config("data/moving_shapes_tiny.py")
+    tiny = load_config("demo/moving_shapes_tiny.py")
     stage2 = load_config("data/video_folder.py:512")
     assert sorted(tiny) == sorted(stage2)
     assert (tiny.resolution, tiny.num_frames, tiny.fps) == (32, 8, 8.0)

@@ -7,7 +7,7 @@ import os
 import jax
 import numpy as np
 
-from emu_jax import checkpoint_io, conditioning
+from emu_jax import conditioning, model_folder
 from emu_jax.config import load_config
 from emu_jax.models.emu import EmuConfig, EmuModel
 from emu_jax.sampling.loading import LoadedModel, describe_checkpoint
@@ -55,11 +55,11 @@ def sampling_meta(meta):
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, checkpoint_io.META_FILE), "w") as f:
+        with open(os.path.join(d, model_folder.META_FILE), "w") as f:
             json.dump({"format": "emu_jax", "version": 1, **meta}, f)
         return describe_checkpoint(d)
 
 
 def save(loaded: LoadedModel, path: str, params=None) -> str:
-    checkpoint_io.save_checkpoint(path, loaded.meta, loaded.params if params is None else params)
+    model_folder.save_checkpoint(path, loaded.meta, loaded.params if params is None else params)
     return path

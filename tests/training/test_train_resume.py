@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from emu_jax import checkpoint_io
+from emu_jax import model_folder
 from emu_test_utils import REPO, xla_flags
 
 pytestmark = pytest.mark.slow  # subprocess training runs: straight, SIGKILLed and resumed (~70-95 s)
@@ -95,7 +95,7 @@ def _tree_hashes(folder):
 
 
 def _params(workdir):
-    return checkpoint_io.load_checkpoint(str(workdir), prefer_ema=False)[1]
+    return model_folder.load_checkpoint(str(workdir), prefer_ema=False)[1]
 
 
 def _steps(workdir):
@@ -208,7 +208,7 @@ def test_partial_async_save_is_ignored(straight, killed_and_resumed, tiny_shapes
     shutil.copytree(ckpts / str(EVERY), partial)
     for marker in ("commit_success.txt", "_CHECKPOINT_METADATA"):
         (partial / marker).unlink(missing_ok=True)
-    assert checkpoint_io._latest_step(str(snapshot)) == EVERY
+    assert model_folder._latest_step(str(snapshot)) == EVERY
     _run(snapshot, tiny_shapes_dir)
     assert not partial.exists()  # cleaned up on restart
     assert _losses(snapshot)[STEPS] == _losses(straight)[STEPS]
@@ -222,7 +222,7 @@ def test_truncated_checkpoint_names_its_step(killed_and_resumed, tiny_shapes_dir
     _, snapshot, killed_at = killed_and_resumed
     run = tmp_path / "run"
     shutil.copytree(snapshot, run)
-    assert checkpoint_io._latest_step(str(run)) == killed_at, "the snapshot no longer ends at the kill"
+    assert model_folder._latest_step(str(run)) == killed_at, "the snapshot no longer ends at the kill"
     for p in (run / "checkpoints" / str(killed_at) / "state").rglob("*"):
         if p.is_file() and p.parent.name == "d":  # OCDBT data files hold the arrays
             with open(p, "r+b") as f:

@@ -1,4 +1,6 @@
-"""Model checkpoints that the rest of emu_jax loads: a folder with `emu_jax.json` + params.
+"""Model folders: what `--checkpoint` and `train.init_from` name, a folder with `emu_jax.json` + params.
+
+(The Orbax step checkpoints of a training run are written and resumed by `emu_jax.training.checkpoint`.)
 
 Two kinds share the same `emu_jax.json` (`format: "emu_jax"`, a version and
 the model description, `EmuConfig.to_dict()`, at top level or under "model"):
