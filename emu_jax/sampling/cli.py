@@ -25,7 +25,7 @@ from emu_jax import distributed
 from emu_jax.diffusion.samplers import METHODS
 from emu_jax.errors import UserError
 from emu_jax.sampling import outputs
-from emu_jax.sampling.settings import Settings, check_batch_size, check_overrides, check_seed
+from emu_jax.sampling.settings import PARAM_DTYPES, Settings, check_batch_size, check_overrides, check_seed
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 # The flag that sets each setting, so an error names what the user typed.
@@ -35,6 +35,7 @@ FLAGS = {
     "guidance_keyframe": "--guidance-keyframe",
     "guidance_image": "--guidance-image",
     "guidance_text": "--guidance-text",
+    "param_dtype": "--param-dtype",
 }
 
 
@@ -76,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--guidance-text", type=float, default=None, help=f"video/interp text scale w_p ({ckpt}: {d.guidance_text})"
+    )
+    parser.add_argument(
+        "--param-dtype",
+        default=None,
+        help=f"weights' dtype while sampling: {', '.join(PARAM_DTYPES)} ({ckpt}: {d.param_dtype}); "
+        "bfloat16 halves their memory",
     )
     parser.add_argument(
         "--batch-size",
@@ -158,6 +165,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "guidance_keyframe": args.guidance_keyframe,
         "guidance_image": args.guidance_image,
         "guidance_text": args.guidance_text,
+        "param_dtype": args.param_dtype,
     }
 
 

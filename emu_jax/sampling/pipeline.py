@@ -20,6 +20,7 @@ Every stage's output is checked on the host: NaN / Inf raises
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -112,7 +113,7 @@ class Pipeline:
         m = sharding.local_batch_multiple(self.mesh)
         self.local_batch = -(-batch_size // m) * m  # padding rows keep every device busy with whole rows
         self.plan = settings.plan(main.schedule, main.prediction)
-        self.params = self._place_params(main, mesh_shape)
+        self.params = self._place_params(main, settings, mesh_shape)
         self._uncond = {"main": self._uncond_tokens(main.model)}
         f32 = np.float32  # host scalars: valid jit arguments in every process of a multi-host mesh
         self._scales = {
@@ -121,7 +122,7 @@ class Pipeline:
         }
         if interp is not None:
             self.interp_plan = self.interp_settings.plan(interp.schedule, interp.prediction)
-            self.interp_params = self._place_params(interp, mesh_shape)
+            self.interp_params = self._place_params(interp, self.interp_settings, mesh_shape)
             self._uncond["interp"] = self._uncond_tokens(interp.model)
             s = self.interp_settings
             self._scales["interp"] = {"image": f32(s.guidance_image), "text": f32(s.guidance_text)}
@@ -169,9 +170,10 @@ class Pipeline:
                 f"F makes {fc.num_frames}"
             )
 
-    def _place_params(self, loaded: LoadedModel, mesh_shape: Mapping[str, int] | None) -> Any:
-        """Replicated params, or (with a mesh shape) sharded by the model's logical axis names."""
+    def _place_params(self, loaded: LoadedModel, settings: Settings, mesh_shape: Mapping[str, int] | None) -> Any:
+        """Params in the settings' dtype, replicated or (with a mesh shape) sharded by their logical axis names."""
         rep = sharding.replicated(self.mesh)
+        loaded = dataclasses.replace(loaded, params=settings.cast_params(loaded.params))
         if (
             mesh_shape is None
             or sharding.data_parallel_size(self.mesh) == self.mesh.size

@@ -20,6 +20,7 @@ from emu_jax.diffusion.schedules import Schedule
 
 MAX_SEED = 2**31
 GUIDANCE_FIELDS = ("guidance_keyframe", "guidance_image", "guidance_text")
+PARAM_DTYPES = ("stored", "float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Settings:
     guidance_text: float = 7.5
     guidance_rescale: float = 0.0
     interp_aug_level: int = 100
+    # Weights as the checkpoint stores them, or cast once at load: bfloat16 halves their memory
+    # (what lets the paper's F and I sample on 16 GiB v5e chips; docs/aot.md).
+    param_dtype: str = "stored"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":
@@ -67,6 +71,25 @@ class Settings:
         lvl = self.interp_aug_level
         if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= schedule.num_train_steps:
             raise ValueError(f"interp_aug_level must be an integer in [0, {schedule.num_train_steps}], got {lvl!r}")
+        check_param_dtype(self.param_dtype)
+
+    def cast_params(self, params: Any) -> Any:
+        """Floating leaves in `param_dtype` (arrays or ShapeDtypeStructs); unchanged when 'stored'."""
+        if self.param_dtype == "stored":
+            return params
+        import jax
+        import jax.numpy as jnp
+
+        dtype = jnp.dtype(self.param_dtype)
+
+        def cast(x):
+            if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == dtype:
+                return x
+            if isinstance(x, jax.ShapeDtypeStruct):
+                return jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
+            return x.astype(dtype)
+
+        return jax.tree.map(cast, params)
 
     def plan(self, schedule: Schedule, prediction: str) -> samplers.SamplingPlan:
         return samplers.make_plan(
@@ -102,6 +125,14 @@ def check_overrides(overrides: Mapping[str, Any], labels: Mapping[str, str] | No
             raise ValueError(f"{label} must be >= 1, got {value!r}")
         if key in GUIDANCE_FIELDS:
             guidance_lib.validate_guidance_scale(label, value)
+        if key == "param_dtype":
+            check_param_dtype(value, label)
+
+
+def check_param_dtype(value: Any, label: str = "param_dtype") -> str:
+    if value not in PARAM_DTYPES:
+        raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(PARAM_DTYPES)}")
+    return value
 
 
 def check_seed(seed: Any, label: str = "seed") -> int:

@@ -114,8 +114,8 @@ def stage_model(cfg, settings, interp: bool = False):
     return StageModel(model, plan, schedule, settings.guidance_rescale, layout, int(settings.interp_aug_level))
 
 
-def abstract_params(model, mesh, shard: bool):
-    """(ShapeDtypeStruct params with the Pipeline's shardings, bytes per device)."""
+def abstract_params(model, mesh, shard: bool, settings):
+    """(ShapeDtypeStruct params with the Pipeline's shardings and the settings' dtype, bytes per device)."""
     import jax
     from flax.core import meta
 
@@ -128,6 +128,7 @@ def abstract_params(model, mesh, shard: bool):
     else:
         shardings = jax.tree.map(lambda _: sharding.replicated(mesh), shapes)
     structs = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+    structs = settings.cast_params(structs)
     per_device = sum(math.prod(s.sharding.shard_shape(s.shape)) * s.dtype.itemsize for s in jax.tree.leaves(structs))
     return structs, int(per_device)
 
@@ -258,9 +259,9 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
     cfg = main.model.config
     size, ch, frames = cfg.latent_size, cfg.unet.in_channels, cfg.num_frames
     steps = s["settings"].num_steps
-    params = {"main": abstract_params(main.model, mesh, s["shard_params"])}
+    params = {"main": abstract_params(main.model, mesh, s["shard_params"], s["settings"])}
     if interp is not None:
-        params["interp"] = abstract_params(interp.model, mesh, s["shard_params"])
+        params["interp"] = abstract_params(interp.model, mesh, s["shard_params"], s["settings"])
     common = (rows((b,), i32), rows((b,), i32))  # seeds, prompt indices
     halves = frames // interp.layout.num_given if interp is not None else 1
     pieces = {"keyframe": rows((b, 1, size, size, ch)), "video": rows((b, frames, size, size, ch))}
@@ -313,7 +314,9 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
             "main",
             repeat,
         )
-    notes = [f"params as initialised ({sorted({str(x.dtype) for x in jax.tree.leaves(params['main'][0])})})"]
+    dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params["main"][0])})
+    how = "as initialised" if s["settings"].param_dtype == "stored" else "sampling.param_dtype"
+    notes = [f"params {how} ({dtypes})"]
     if interp is None:
         notes.append(f"no --interp-config: the video is F's {frames} frames, no interpolation stage")
     return SampleReport(

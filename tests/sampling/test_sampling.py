@@ -51,6 +51,7 @@ def test_pipeline_shapes_fps_and_stitching(pipe, mixed):
     np.testing.assert_array_equal(f_only.video, mixed[0].video)
 
 
+@pytest.mark.slow  # ~16 s: the whole pipeline with interpolation, three times
 def test_same_seed_reproduces_and_item_does_not_depend_on_batch(pipe, mixed):
     again = [s for b in pipe.run(PROMPTS[:2], seed=3) for s in b]
     for a, b in zip(again, mixed[:2]):
@@ -241,5 +242,21 @@ def test_pipeline_refuses_wrong_models_and_settings(f_model, i_model):
         Pipeline(f_model, Settings(method="heun"))
     with pytest.raises(ValueError, match="guidance keyframe must be a finite number >= 0, got inf"):
         Pipeline(f_model, Settings(guidance_keyframe=float("inf")))
+    with pytest.raises(ValueError, match="unknown param_dtype 'float16'; allowed: stored, float32, bfloat16"):
+        Pipeline(f_model, Settings(param_dtype="float16"))
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         validate_prompts(["ok", ""])
+
+
+def test_bfloat16_weights_sample_close_to_the_stored_float32_ones(f_model):
+    """param_dtype=bfloat16 casts every floating weight once at load (half the memory) and the keyframe
+    stays close to the float32 weights' one; 'stored' keeps the checkpoint's dtypes."""
+    t2i = dataclasses.replace(f_model, task="t2i")  # the keyframe stage alone: the cast is the same for every stage
+    stored = Pipeline(t2i, Settings(num_steps=STEPS), batch_size=1, progress=False)
+    half = Pipeline(t2i, Settings(num_steps=STEPS, param_dtype="bfloat16"), batch_size=1, progress=False)
+    assert {x.dtype for x in jax.tree.leaves(stored.params)} == {jnp.dtype("float32")}
+    assert {x.dtype for x in jax.tree.leaves(half.params)} == {jnp.dtype(jnp.bfloat16)}
+    assert {x.dtype for x in jax.tree.leaves(f_model.params)} == {jnp.dtype("float32")}  # the loaded model untouched
+    a = next(stored.run(["red circle"], seed=3))[0].latents["keyframe"]
+    b = next(half.run(["red circle"], seed=3))[0].latents["keyframe"]
+    assert 0 < np.abs(a - b).max() < 0.1 * np.abs(a).max(), np.abs(a - b).max()

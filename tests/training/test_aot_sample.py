@@ -79,11 +79,19 @@ def test_fsdp_mesh_shards_the_params():
     assert s["shard_params"] and s["data_parallel"] == 8 and not _setup()["shard_params"]
     model = aot_sample.stage_model(s["cfg"], s["settings"]).model
     mesh = sharding.make_mesh({"data": 4, "fsdp": 2}, jax.devices()[:8])
-    _, sharded = aot_sample.abstract_params(model, mesh, True)
-    _, replicated = aot_sample.abstract_params(model, mesh, False)
+    _, sharded = aot_sample.abstract_params(model, mesh, True, s["settings"])
+    structs, replicated = aot_sample.abstract_params(model, mesh, False, s["settings"])
     assert replicated / 2 <= sharded < replicated
+    # sampling.param_dtype=bfloat16 (the v5e-8 configuration): same shardings, half the bytes
+    bf16 = _setup(mesh="data=4,fsdp=2", config_overrides=[("sampling.param_dtype", "bfloat16")])
+    structs16, half = aot_sample.abstract_params(model, mesh, False, bf16["settings"])
+    assert {str(x.dtype) for x in jax.tree.leaves(structs)} == {"float32"} and half * 2 == replicated
+    assert {str(x.dtype) for x in jax.tree.leaves(structs16)} == {"bfloat16"}
+    same = jax.tree.map(lambda a, b: (a.sharding, a.shape) == (b.sharding, b.shape), structs, structs16)
+    assert all(jax.tree.leaves(same))
 
 
+@pytest.mark.slow  # ~4.5 s: compiles the video stage's programs for 8 devices
 @needs_8
 def test_video_stage_compiles_on_8_cpu_devices_and_scales_per_video():
     """The video stage's programs on 8 CPU devices (v5p's numbers as the chip): memory > 0, one step's
@@ -164,6 +172,7 @@ def test_sample_report_peak_keeps_every_model_resident():
     assert math.isclose(r.per_video()["model_flops"], 3 * 1e9 * 4 / 4)
 
 
+@pytest.mark.slow  # ~6 s: a TPU compile through libtpu
 @pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e .[tpu]); CI installs .[test] only")
 def test_tiny_keyframe_stage_compiles_for_tpu(tmp_path, capsys):
     out = tmp_path / "sample.json"
