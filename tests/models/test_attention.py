@@ -247,6 +247,7 @@ def test_unet_with_splash_compiles_for_v5p(micro_unet):
     assert lowered.compile().memory_analysis().temp_size_in_bytes > 0
 
 
+@pytest.mark.slow  # ~5.5 s: compiles the blocked kernel at several batch sizes
 def test_blocked_tile_budget_maps_the_batch_in_chunks():
     """A tile budget below the whole batch's tile processes items in chunks (3 of 2 here, then 1 by 1),
     masks included, with the same result as all items at once."""

@@ -58,6 +58,7 @@ def reference(params, x, ctx, frames, heads, groups):
     return x + y.reshape(b, h, w, frames, c).transpose(0, 3, 1, 2, 4).reshape(n, h, w, c)
 
 
+@pytest.mark.slow  # ~9 s for both frame counts: a per-pixel reference loop
 @pytest.mark.parametrize("frames", [3, 4])
 def test_frame_major_layout_matches_per_pixel_reference(frames):
     rng = np.random.default_rng(frames)

@@ -64,6 +64,7 @@ def test_trainable_set_is_temporal_plus_conditioning(tiny):
         merge_params(trainable, params)
 
 
+@pytest.mark.slow  # ~5 s: compiles a whole U-Net Adam step
 def test_adam_step_changes_only_trainable(tiny):
     cfg, params = tiny
     rng = np.random.default_rng(0)

@@ -44,6 +44,7 @@ def test_sharded_step_equals_single_device(single_device, shape):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # ~7 s: builds the state and compiles two train steps
 def test_frozen_params_bit_identical_and_trainable_moves(single_device):
     _, (_, trainable, frozen0, frozen) = single_device
     for a, b in zip(jax.tree.leaves(frozen0), jax.tree.leaves(frozen)):
