@@ -47,8 +47,12 @@ def pin(mesh: Mesh, state: samplers.SamplerState) -> samplers.SamplerState:
     return jax.tree.map(lambda a: rows(mesh, a), state)
 
 
-def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None) -> dict:
-    """One jitted start + steps + finish per stage (closures over models, plans and schedules)."""
+def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather_per_step: bool | None = None) -> dict:
+    """One jitted start + steps + finish per stage (closures over models, plans and schedules).
+
+    `gather_per_step` (default: when the mesh shards params over fsdp) gathers the weights inside each
+    denoising step rather than once for the whole loop (`stages.denoise_steps`).
+    """
     m, plan, sched = main.model, main.plan, main.schedule
     fns = {
         "keyframe_start": jax.jit(
@@ -76,6 +80,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None) -> dic
             lambda st: rows(mesh, stages.join_halves(stages.finish(ip, isch, st), halves, lay))
         )
         models["interp"] = interp
+    gather = mesh.shape.get("fsdp", 1) > 1 if gather_per_step is None else gather_per_step
     for name, sm in models.items():
         mode, image_mode = stages.STAGE_MODES[name]
         fns[name + "_steps"] = jax.jit(
@@ -95,6 +100,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None) -> dic
                     mode=mode,
                     image_mode=im,
                     rescale_phi=sm.rescale_phi,
+                    gather_per_step=gather,
                 ),
             )
         )

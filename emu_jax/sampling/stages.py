@@ -16,6 +16,7 @@ and as condition dropout in training).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -165,16 +166,20 @@ def denoise_steps(
     mode: str,
     image_mode: bool = False,
     rescale_phi: float = 0.0,
+    gather_per_step: bool = False,
 ) -> SamplerState:
     """Steps [i0, i1) of a guided sampler, one batched forward per step.
 
     A `fori_loop` with (possibly traced) bounds, so one compiled function serves
     any chunk of steps: the Pipeline reports progress between chunks.
+    `gather_per_step` (for params sharded over fsdp): an optimisation barrier ties the
+    params to each step's state, so XLA gathers each layer's weights inside the step
+    instead of hoisting every gathered weight out of the loop, where they all stay live.
     """
 
-    def model_fn(x, t, c):
+    def model_fn(p, x, t, c):
         return model.denoise(
-            params,
+            p,
             x,
             t,
             c["contexts"],
@@ -184,11 +189,16 @@ def denoise_steps(
             context_masks=c["masks"],
         )
 
-    denoise = guidance_lib.guided_denoise_fn(model_fn, cond_batch, mode=mode, scales=scales, rescale_phi=rescale_phi)
     step_keys = fold(keys, _STEP_NOISE)
     shape = state.x.shape[1:]
 
     def body(i, st):
+        p = params
+        if gather_per_step:
+            p, st = jax.lax.optimization_barrier((params, st))
+        denoise = guidance_lib.guided_denoise_fn(
+            functools.partial(model_fn, p), cond_batch, mode=mode, scales=scales, rescale_phi=rescale_phi
+        )
         noise = None
         if plan.stochastic:
             noise = jax.vmap(lambda k: samplers.step_noise(k, i, shape))(step_keys)
