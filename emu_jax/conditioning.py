@@ -5,6 +5,9 @@ concatenated on channels (SPEC "image conditioning" and "Interpolation model
 I"). F gives frame 0; I gives every `factor`-th slot of a longer clip. The
 conditioning latents can be noise-augmented (I: t ~ U[0, 250] in training,
 t = 100 at inference), with level 0 meaning "clean".
+
+Array names end in their layout (docs/unet.md "Shape names"): T given frames,
+S slots of the interpolated clip; a digit is an axis of that fixed size.
 """
 
 from __future__ import annotations
@@ -28,18 +31,18 @@ def image_condition(image_latent: jax.Array, num_frames: int) -> jax.Array:
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     b, _, h, w, c = image_latent.shape
-    padded = jnp.zeros((b, num_frames, h, w, c), image_latent.dtype).at[:, 0].set(image_latent[:, 0])
-    mask = jnp.zeros((b, num_frames, h, w, 1), image_latent.dtype).at[:, 0].set(1.0)
-    return jnp.concatenate([padded, mask], axis=-1)
+    padded_BTHWC = jnp.zeros((b, num_frames, h, w, c), image_latent.dtype).at[:, 0].set(image_latent[:, 0])
+    mask_BTHW1 = jnp.zeros((b, num_frames, h, w, 1), image_latent.dtype).at[:, 0].set(1.0)
+    return jnp.concatenate([padded_BTHWC, mask_BTHW1], axis=-1)
 
 
-def drop_condition(cond: jax.Array, keep: jax.Array) -> jax.Array:
+def drop_condition(cond_BTHWC: jax.Array, keep_B: jax.Array) -> jax.Array:
     """Zero the conditioning of examples where `keep` (B,) is False (classifier-free dropout).
 
     The mask channel is dropped too, so "no image" looks the same at training
     and at sampling time (`cond=None` means zeros).
     """
-    return cond * keep.astype(cond.dtype)[:, None, None, None, None]
+    return cond_BTHWC * keep_B.astype(cond_BTHWC.dtype)[:, None, None, None, None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,27 +82,27 @@ class SlotLayout:
             )
 
 
-def interleave(frames: jax.Array, layout: SlotLayout) -> jax.Array:
-    """Place (B, n, H, W, C) frames into their slots of a zero (B, S, H, W, C) clip."""
-    layout.check_frames(frames.shape[1])
-    b, _, h, w, c = frames.shape
-    out = jnp.zeros((b, layout.num_slots, h, w, c), frames.dtype)
-    return out.at[:, layout.given_slots].set(frames)
+def interleave(frames_BTHWC: jax.Array, layout: SlotLayout) -> jax.Array:
+    """Place (B, T, H, W, C) given frames (T = num_given) into their slots of a zero (B, S, H, W, C) clip."""
+    layout.check_frames(frames_BTHWC.shape[1])
+    b, _, h, w, c = frames_BTHWC.shape
+    out_BSHWC = jnp.zeros((b, layout.num_slots, h, w, c), frames_BTHWC.dtype)
+    return out_BSHWC.at[:, layout.given_slots].set(frames_BTHWC)
 
 
-def interpolation_condition(frames: jax.Array, layout: SlotLayout) -> jax.Array:
-    """`[interleaved given latents, slot mask]`: (B, n, H, W, C) -> (B, S, H, W, C + 1)."""
-    x = interleave(frames, layout)
-    mask = jnp.asarray(layout.mask(), frames.dtype)[None, :, None, None, None]
-    mask = jnp.broadcast_to(mask, x.shape[:-1] + (1,))
-    return jnp.concatenate([x, mask], axis=-1)
+def interpolation_condition(frames_BTHWC: jax.Array, layout: SlotLayout) -> jax.Array:
+    """`[interleaved given latents, slot mask]`: (B, T, H, W, C) -> (B, S, H, W, C + 1)."""
+    x_BSHWC = interleave(frames_BTHWC, layout)
+    mask_1S111 = jnp.asarray(layout.mask(), frames_BTHWC.dtype)[None, :, None, None, None]
+    mask_BSHW1 = jnp.broadcast_to(mask_1S111, x_BSHWC.shape[:-1] + (1,))
+    return jnp.concatenate([x_BSHWC, mask_BSHW1], axis=-1)
 
 
-def given_frames(clip: jax.Array, layout: SlotLayout) -> jax.Array:
+def given_frames(clip_BS: jax.Array, layout: SlotLayout) -> jax.Array:
     """The frames of a (B, S, ...) clip at the given slots: the model's inputs in training."""
-    if clip.shape[1] != layout.num_slots:
-        raise ValueError(f"clip has {clip.shape[1]} frames, layout expects {layout.num_slots}")
-    return clip[:, layout.given_slots]
+    if clip_BS.shape[1] != layout.num_slots:
+        raise ValueError(f"clip has {clip_BS.shape[1]} frames, layout expects {layout.num_slots}")
+    return clip_BS[:, layout.given_slots]
 
 
 def augmentation_alpha_bar(alphas_cumprod: jax.Array, level: jax.Array) -> jax.Array:
@@ -116,21 +119,21 @@ def noise_augment(latents: jax.Array, level: jax.Array, alphas_cumprod: jax.Arra
     return jnp.sqrt(a) * latents + jnp.sqrt(1.0 - a) * noise
 
 
-def stitch_halves(first: jax.Array, second: jax.Array, layout: SlotLayout) -> jax.Array:
-    """Join the interpolations of two consecutive halves of a clip, overlap dropped.
+def stitch_halves(first_BS: jax.Array, second_BS: jax.Array, layout: SlotLayout) -> jax.Array:
+    """Join the interpolations of two consecutive (B, S, ...) halves of a clip, overlap dropped.
 
-    `first` keeps its leading slots and the `factor - 1` new frames after its
-    last given frame; `second` contributes its first given frame through its
+    The first half keeps its leading slots and the `factor - 1` new frames after its
+    last given frame; the second contributes its first given frame through its
     last given frame. With SPEC's layout, 2 x 37 slots become 65 frames in
     which each of the 16 given frames appears once, in order.
     """
-    for name, x in (("first", first), ("second", second)):
-        if x.shape[1] != layout.num_slots:
-            raise ValueError(f"{name} half has {x.shape[1]} frames, layout expects {layout.num_slots}")
+    for name, x_BS in (("first", first_BS), ("second", second_BS)):
+        if x_BS.shape[1] != layout.num_slots:
+            raise ValueError(f"{name} half has {x_BS.shape[1]} frames, layout expects {layout.num_slots}")
     last = int(layout.given_slots[-1])
-    head = first[:, : last + layout.factor]
-    tail = second[:, layout.pad : last + 1]
-    return jnp.concatenate([head, tail], axis=1)
+    head_BT = first_BS[:, : last + layout.factor]
+    tail_BT = second_BS[:, layout.pad : last + 1]
+    return jnp.concatenate([head_BT, tail_BT], axis=1)
 
 
 def stitched_given_positions(layout: SlotLayout) -> np.ndarray:

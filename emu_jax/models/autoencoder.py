@@ -175,13 +175,16 @@ class MidAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x_NHWC: Array) -> Array:
-        n, h, w, c = x_NHWC.shape
-        y = _norm(self.cfg, self.dtype, "group_norm")(x_NHWC).reshape(n, h * w, 1, c)
-        q, k, v = (layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y) for nm in ("to_q", "to_k", "to_v"))
+    def __call__(self, x_BHWC: Array) -> Array:
+        b, h, w, c = x_BHWC.shape
+        # Tokens are the H*W pixels (L), attended by one head (N = 1) of all C channels (D = C).
+        y_BLND = _norm(self.cfg, self.dtype, "group_norm")(x_BHWC).reshape(b, h * w, 1, c)
+        q, k, v = (
+            layers.Dense(c, ("embed", "heads"), dtype=self.dtype, name=nm)(y_BLND) for nm in ("to_q", "to_k", "to_v")
+        )
         # "auto": splash on TPU once h*w reaches 32x32 (the 4096-token score matrix dominates VAE memory).
-        y = layers.attention_core(q, k, v, implementation="auto").reshape(n, h, w, c)
-        return x_NHWC + layers.Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(y)
+        y_BHWC = layers.attention_core(q, k, v, implementation="auto").reshape(b, h, w, c)
+        return x_BHWC + layers.Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(y_BHWC)
 
 
 class MidBlock(nn.Module):
@@ -298,20 +301,20 @@ class AutoencoderKL(nn.Module):
             _conv(self.cfg.latent_channels, 1, dt, "post_quant_conv") if self.cfg.use_post_quant_conv else None
         )
 
-    def encode(self, x_NHWC: Array) -> DiagonalGaussian:
-        m = self.encoder(x_NHWC)
+    def encode(self, x_BHWC: Array) -> DiagonalGaussian:
+        m = self.encoder(x_BHWC)
         if self.quant_conv is not None:
             m = self.quant_conv(m)
         return DiagonalGaussian.from_moments(m.astype(jnp.float32))
 
-    def decode(self, z_NhwC: Array) -> Array:
+    def decode(self, z_BhwC: Array) -> Array:
         if self.post_quant_conv is not None:
-            z_NhwC = self.post_quant_conv(z_NhwC)
-        return self.decoder(z_NhwC).astype(jnp.float32)
+            z_BhwC = self.post_quant_conv(z_BhwC)
+        return self.decoder(z_BhwC).astype(jnp.float32)
 
-    def __call__(self, x_NHWC: Array) -> Array:
+    def __call__(self, x_BHWC: Array) -> Array:
         """Reconstruction through the posterior mean (used for init and tests)."""
-        return self.decode(self.encode(x_NHWC).mean)
+        return self.decode(self.encode(x_BHWC).mean)
 
 
 # ----------------------------------------------------------------------------- functional API
@@ -360,11 +363,11 @@ def unscale_latents(cfg: VAEConfig, latents: Array) -> Array:
     return latents / cfg.scaling_factor + cfg.shift_factor
 
 
-def encode(cfg: VAEConfig, params, x_NHWC: Array, dtype=None) -> DiagonalGaussian:
-    check_pixels(cfg, x_NHWC.shape)
-    return AutoencoderKL(cfg, dtype).apply(params, x_NHWC, method=AutoencoderKL.encode)
+def encode(cfg: VAEConfig, params, x_BHWC: Array, dtype=None) -> DiagonalGaussian:
+    check_pixels(cfg, x_BHWC.shape)
+    return AutoencoderKL(cfg, dtype).apply(params, x_BHWC, method=AutoencoderKL.encode)
 
 
-def decode(cfg: VAEConfig, params, z_NhwC: Array, dtype=None) -> Array:
-    check_latents(cfg, z_NhwC.shape)
-    return AutoencoderKL(cfg, dtype).apply(params, z_NhwC, method=AutoencoderKL.decode)
+def decode(cfg: VAEConfig, params, z_BhwC: Array, dtype=None) -> Array:
+    check_latents(cfg, z_BhwC.shape)
+    return AutoencoderKL(cfg, dtype).apply(params, z_BhwC, method=AutoencoderKL.decode)

@@ -112,7 +112,7 @@ def _conv_dims(nd: int) -> tuple[str, str, str]:
 
 
 class GroupNorm(nn.Module):
-    """GroupNorm over all non-batch axes of a channels-last tensor `(N, ..., C)`, statistics in float32.
+    """GroupNorm over all non-batch axes of a channels-last tensor `(B, ..., C)`, statistics in float32.
 
     Matches torch.nn.GroupNorm (biased two-pass variance); params `scale`, `bias`
     sit directly on this module. Output is cast to `dtype`.
@@ -127,6 +127,7 @@ class GroupNorm(nn.Module):
         c = x.shape[-1]
         if c % self.num_groups:
             raise ValueError(f"GroupNorm: {c} channels are not divisible by num_groups={self.num_groups}")
+        # (B, ..., C) -> (B, ..., groups, C / groups); statistics over all but B and the group axis.
         xg = x.astype(jnp.float32).reshape(x.shape[:-1] + (self.num_groups, c // self.num_groups))
         axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
         mean = xg.mean(axis=axes, keepdims=True)
@@ -167,11 +168,11 @@ def attention_core(
     block_q: int = attn_lib.DEFAULT_BLOCK_Q,
     block_kv: int = attn_lib.DEFAULT_BLOCK_KV,
 ) -> jax.Array:
-    """Scaled dot-product attention `(B, Lq, N, H), (B, Lk, N, H) -> (B, Lq, N, H)`.
+    """Scaled dot-product attention `(B, L, N, D), (B, K, N, D) -> (B, L, N, D)`.
 
     `implementation` is one of `attention.ATTENTION_IMPLS` (see emu_jax.models.attention;
     None = jax's XLA path); every one computes logits and softmax in float32.
-    `mask` is `(B, Lk)` bool, True = attend (padded text tokens False).
+    `mask` is `(B, K)` bool, True = attend (padded text tokens False).
     `upcast=True` runs q/k in float32 (diffusers' `upcast_attention`).
     """
     out_dtype = v.dtype
@@ -184,8 +185,8 @@ def attention_core(
 class Attention(nn.Module):
     """Multi-head attention with diffusers' layout: `to_q`, `to_k`, `to_v` (no bias), `to_out_0`.
 
-    x: `(B, Lq, C)`; context: `(B, Lk, D)` or None for self-attention;
-    context_mask: `(B, Lk)` bool or None. Returns `(B, Lq, out_features or C)`.
+    x: `(B, L, C)`; context: `(B, K, C_ctx)` or None for self-attention;
+    context_mask: `(B, K)` bool or None. Returns `(B, L, out_features or C)`.
     `zero_out=True` zero-initialises the output projection (identity residual).
     """
 
@@ -208,11 +209,13 @@ class Attention(nn.Module):
         q = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name="to_q")(x)
         k = Dense(inner, (kv_name, "heads"), use_bias=False, dtype=self.dtype, name="to_k")(kv_in)
         v = Dense(inner, (kv_name, "heads"), use_bias=False, dtype=self.dtype, name="to_v")(kv_in)
-        split = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, self.head_dim))  # noqa: E731
-        q, k, v = split(q), split(k), split(v)
-        q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
-        out = attention_core(q, k, v, context_mask, self.implementation, self.upcast, self.block_q, self.block_kv)
-        out = out.reshape(out.shape[:-2] + (inner,))
+        split = lambda t: t.reshape(t.shape[:-1] + (self.num_heads, self.head_dim))  # (B, L, N*D) -> (B, L, N, D)
+        q_BLND, k_BKND, v_BKND = split(q), split(k), split(v)
+        q_BLND = constrain(q_BLND, ("activation_batch", "activation_length", "activation_heads", None))
+        out_BLND = attention_core(
+            q_BLND, k_BKND, v_BKND, context_mask, self.implementation, self.upcast, self.block_q, self.block_kv
+        )
+        out = out_BLND.reshape(out_BLND.shape[:-2] + (inner,))  # heads side by side again: (B, L, N*D)
         return Dense(
             self.out_features or x.shape[-1],
             ("heads", "embed"),

@@ -64,22 +64,25 @@ class T5Attention(nn.Module):
         cfg = self.cfg
         inner = cfg.num_heads * cfg.d_kv
         heads = lambda t: t.reshape(t.shape[:-1] + (cfg.num_heads, cfg.d_kv))  # noqa: E731
-        q, k, v = (
+        q_BLND, k_BLND, v_BLND = (
             heads(layers.Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=p)(x_BLD))
             for p in "qkv"
         )
         if self.has_relative_bias:
             length = x_BLD.shape[1]
-            pos = jnp.arange(length)
-            buckets = relative_position_bucket(
-                pos[None, :] - pos[:, None], cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
+            pos_L = jnp.arange(length)
+            buckets_LL = relative_position_bucket(
+                pos_L[None, :] - pos_L[:, None], cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
             )
             table = embed(cfg.relative_attention_num_buckets, cfg.num_heads, "relative_attention_bias", (None, "heads"))
-            bias_BNLL = jnp.transpose(table(buckets), (2, 0, 1))[None].astype(jnp.float32)
-        mask = mask_BL.astype(bool)[:, None, None, :]
-        o = jax.nn.dot_product_attention(q, k, v, bias=bias_BNLL.astype(q.dtype), mask=mask, scale=1.0)
+            # The lookup gives (L, L, N); heads first, one row shared by the whole batch: (1, N, L, L).
+            bias_BNLL = jnp.transpose(table(buckets_LL), (2, 0, 1))[None].astype(jnp.float32)
+        mask_B11L = mask_BL.astype(bool)[:, None, None, :]
+        o_BLND = jax.nn.dot_product_attention(
+            q_BLND, k_BLND, v_BLND, bias=bias_BNLL.astype(q_BLND.dtype), mask=mask_B11L, scale=1.0
+        )
         out = layers.Dense(cfg.d_model, ("heads", "embed"), use_bias=False, dtype=self.dtype, name="o")(
-            o.reshape(o.shape[:-2] + (inner,))
+            o_BLND.reshape(o_BLND.shape[:-2] + (inner,))
         )
         return out, bias_BNLL
 

@@ -5,6 +5,10 @@ identity at its centre tap and zero elsewhere; the attention block's last
 projection is zero, so its residual adds nothing. Hence at init the video
 model equals the image model applied frame by frame. Every module here is
 named `temporal_*` by its parent, which is how `trainable.py` finds them.
+
+Array names end in their layout (docs/unet.md "Shape names"): F = B*T frames
+folded into the batch (the spatial layers' layout), P = H*W pixels of a frame,
+G = B*P one frame sequence per pixel, E = N*D the heads' features side by side.
 """
 
 from __future__ import annotations
@@ -52,18 +56,18 @@ class TemporalConv(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
-        x5 = x.reshape(n // self.num_frames, self.num_frames, h, w, c)
-        y = Conv(
+    def __call__(self, x_FHWC: jax.Array) -> jax.Array:
+        f, h, w, c = x_FHWC.shape
+        x_BTHWC = x_FHWC.reshape(f // self.num_frames, self.num_frames, h, w, c)
+        y_BTHWC = Conv(
             c,
             kernel_size=(self.kernel_size, 1, 1),
             window_names=("kernel_t", "kernel_h", "kernel_w"),
             kernel_init=identity_temporal_kernel_init,
             dtype=self.dtype,
             name="conv",
-        )(x5)
-        return y.reshape(n, h, w, c)
+        )(x_BTHWC)
+        return y_BTHWC.reshape(f, h, w, c)
 
 
 class FrameAttention(nn.Module):
@@ -71,7 +75,7 @@ class FrameAttention(nn.Module):
     Attention params (`to_q`, `to_k`, `to_v`, `to_out_0`).
 
     Projections run on the frame-major tokens as they are; only the per-head q / k / v and the
-    output are rearranged to `(B*P, T, N, H)` for the attention core, so the norms, projections and
+    output are rearranged to `(B*P, T, N, D)` for the attention core, so the norms, projections and
     feed-forward around it never see a transposed layout.
     """
 
@@ -84,20 +88,21 @@ class FrameAttention(nn.Module):
     block_kv: int = DEFAULT_BLOCK_KV
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, tp, c = x.shape
-        t, n, hd = self.num_frames, self.num_heads, self.head_dim
+    def __call__(self, x_BLC: jax.Array) -> jax.Array:
+        b, tp, c = x_BLC.shape  # L = T*P, frame-major
+        t, n, d = self.num_frames, self.num_heads, self.head_dim
         p = tp // t
-        inner = n * hd
+        inner = n * d
 
-        def per_pixel(name):  # (B, T*P, C) -> (B*P, T, N, H)
-            y = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=name)(x)
-            return y.reshape(b, t, p, n, hd).transpose(0, 2, 1, 3, 4).reshape(b * p, t, n, hd)
+        def per_pixel(name):  # (B, T*P, C) -> (G, T, N, D)
+            y_BLE = Dense(inner, ("embed", "heads"), use_bias=False, dtype=self.dtype, name=name)(x_BLC)
+            y_BPTND = y_BLE.reshape(b, t, p, n, d).transpose(0, 2, 1, 3, 4)
+            return y_BPTND.reshape(b * p, t, n, d)
 
-        q, k, v = per_pixel("to_q"), per_pixel("to_k"), per_pixel("to_v")
-        out = attention_core(q, k, v, None, self.implementation, False, self.block_q, self.block_kv)
-        out = out.reshape(b, p, t, inner).transpose(0, 2, 1, 3).reshape(b, tp, inner)
-        return Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(out)
+        q_GTND, k_GTND, v_GTND = per_pixel("to_q"), per_pixel("to_k"), per_pixel("to_v")
+        out_GTND = attention_core(q_GTND, k_GTND, v_GTND, None, self.implementation, False, self.block_q, self.block_kv)
+        out_BTPE = out_GTND.reshape(b, p, t, inner).transpose(0, 2, 1, 3)
+        return Dense(c, ("heads", "embed"), dtype=self.dtype, name="to_out_0")(out_BTPE.reshape(b, tp, inner))
 
 
 class TemporalBlock(nn.Module):
@@ -170,22 +175,22 @@ class TemporalAttention(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
+        self, x_FHWC: jax.Array, context: jax.Array | None = None, context_mask: jax.Array | None = None
     ) -> jax.Array:
         if self.cross_attention and context is None:
             raise ValueError("temporal cross-attention needs the text context")
-        n, h, w, c = x.shape
-        b, t = n // self.num_frames, self.num_frames
-        y = GroupNorm(self.norm_groups, 1e-6, dtype=self.dtype, name="norm")(x.reshape(b, t, h, w, c))
-        y = constrain(
-            y.reshape(b, t, h * w, c),
+        f, h, w, c = x_FHWC.shape
+        b, t = f // self.num_frames, self.num_frames
+        y_BTHWC = GroupNorm(self.norm_groups, 1e-6, dtype=self.dtype, name="norm")(x_FHWC.reshape(b, t, h, w, c))
+        y_BTPC = constrain(
+            y_BTHWC.reshape(b, t, h * w, c),
             ("activation_batch", "activation_frames", "activation_length", "activation_embed"),
         )
-        y = Dense(c, ("embed", "heads"), dtype=self.dtype, name="proj_in")(y)
+        y_BTPC = Dense(c, ("embed", "heads"), dtype=self.dtype, name="proj_in")(y_BTPC)
         pos_TC = timestep_embedding(jnp.arange(t), c, flip_sin_to_cos=True).astype(self.dtype)
-        y = (y + pos_TC[None, :, None]).reshape(b, t * h * w, c)
+        y_BLC = (y_BTPC + pos_TC[None, :, None]).reshape(b, t * h * w, c)  # L = T*P, frame-major
         for i in range(self.num_layers):
-            y = TemporalBlock(
+            y_BLC = TemporalBlock(
                 t,
                 self.num_heads,
                 c // self.num_heads,
@@ -195,6 +200,6 @@ class TemporalAttention(nn.Module):
                 self.attention_blocks,
                 self.layer_remat,
                 name=f"transformer_blocks_{i}",
-            )(y, context, context_mask)
-        y = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y)
-        return x + y.reshape(n, h, w, c).astype(x.dtype)
+            )(y_BLC, context, context_mask)
+        y_BLC = Dense(c, ("heads", "embed"), zero_init=True, dtype=self.dtype, name="proj_out")(y_BLC)
+        return x_FHWC + y_BLC.reshape(f, h, w, c).astype(x_FHWC.dtype)

@@ -1,7 +1,8 @@
 """The spatio-temporal U-Net `F` of Emu Video (also the interpolation model `I`).
 
 A diffusers-style SD U-Net on `(B, T, H, W, C)` latents whose spatial layers
-see `(B*T, H, W, C)`, with identity-initialised temporal convs / attention
+see `(B*T, H, W, C)` (`x_BTHWC`, `h_FHWC`: F = B*T, docs/unet.md "Shape names"),
+with identity-initialised temporal convs / attention
 after each spatial conv / attention, an extra zero-initialised conditioning
 input conv (`conv_in_cond`: padded image latent + mask), and `image_mode`
 that skips all temporal layers (keyframe generation with the same weights).
@@ -39,7 +40,7 @@ class UNet(nn.Module):
     @nn.compact
     def __call__(
         self,
-        x: jax.Array,
+        x_BTHWC: jax.Array,
         t: jax.Array,
         contexts: Sequence[jax.Array],
         cond: jax.Array | None = None,
@@ -52,7 +53,7 @@ class UNet(nn.Module):
         contexts = tuple(contexts)
         validate_inputs(
             cfg,
-            x.shape,
+            x_BTHWC.shape,
             jnp.shape(t),
             [c.shape for c in contexts],
             None if cond is None else cond.shape,
@@ -60,7 +61,7 @@ class UNet(nn.Module):
             None if cond_level is None else jnp.shape(cond_level),
         )
         del deterministic  # no dropout: SD-family U-Nets train with dropout 0
-        b, nt, hh, ww, _ = x.shape
+        b, nt, hh, ww, _ = x_BTHWC.shape
         masks = tuple(context_masks) if context_masks is not None else (None,) * len(contexts)
 
         # Time (and optional conditioning-noise-level) embedding, one row per frame.
@@ -73,44 +74,44 @@ class UNet(nn.Module):
             temb = temb + TimestepEmbedding(cfg.time_embed_dim, zero_out=True, dtype=dtype, name="cond_level_embed")(
                 timestep_embedding(level, cfg.model_channels, cfg.flip_sin_to_cos, cfg.freq_shift).astype(dtype)
             )
-        temb = jnp.repeat(temb, nt, axis=0)  # (B*T, E)
+        temb = jnp.repeat(temb, nt, axis=0)  # (B*T, E): one row per frame, item-major like h_FHWC
 
         # Input: frozen conv_in on the noisy latent + zero-initialised conv_in_cond on the conditioning.
-        x = constrain(x, VIDEO_NAMES)
-        h = Conv(cfg.model_channels, (3, 3), dtype=dtype, name="conv_in")(x.reshape(b * nt, hh, ww, -1))
+        x_BTHWC = constrain(x_BTHWC, VIDEO_NAMES)
+        h_FHWC = Conv(cfg.model_channels, (3, 3), dtype=dtype, name="conv_in")(x_BTHWC.reshape(b * nt, hh, ww, -1))
         if cfg.cond_channels and (cond is not None or self.is_initializing()):
-            c_in = jnp.zeros(x.shape[:4] + (cfg.cond_channels,), dtype) if cond is None else cond
-            h = h + Conv(
+            cond_BTHWC = jnp.zeros(x_BTHWC.shape[:4] + (cfg.cond_channels,), dtype) if cond is None else cond
+            h_FHWC = h_FHWC + Conv(
                 cfg.model_channels,
                 (3, 3),
                 use_bias=False,
                 kernel_init=nn.initializers.zeros,
                 dtype=dtype,
                 name="conv_in_cond",
-            )(c_in.reshape(b * nt, hh, ww, -1))
+            )(cond_BTHWC.reshape(b * nt, hh, ww, -1))
         if cfg.temporal and (not image_mode or self.is_initializing()):
-            z = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, name="temporal_conv_in")(h)
-            h = h if image_mode else z
-        h = constrain(h, SPATIAL_NAMES)
+            z_FHWC = TemporalConv(nt, cfg.temporal_kernel, dtype=dtype, name="temporal_conv_in")(h_FHWC)
+            h_FHWC = h_FHWC if image_mode else z_FHWC
+        h_FHWC = constrain(h_FHWC, SPATIAL_NAMES)  # H, W shrink and grow again through the levels
 
         args = (temb, contexts, masks)
-        skips = [h]
+        skips = [h_FHWC]
         levels = cfg.num_levels
         for i in range(levels):
-            h, outs = LevelBlock(cfg, "down", i, cfg.level_res_blocks[i], i < levels - 1, name=f"down_blocks_{i}")(
-                h, *args, None, nt, image_mode
+            h_FHWC, outs = LevelBlock(cfg, "down", i, cfg.level_res_blocks[i], i < levels - 1, name=f"down_blocks_{i}")(
+                h_FHWC, *args, None, nt, image_mode
             )
             skips.extend(outs)
-        h, _ = LevelBlock(cfg, "mid", levels - 1, 2, False, name="mid_block")(h, *args, None, nt, image_mode)
+        h_FHWC, _ = LevelBlock(cfg, "mid", levels - 1, 2, False, name="mid_block")(h_FHWC, *args, None, nt, image_mode)
         for j in range(levels):
             i = levels - 1 - j
-            h, _ = LevelBlock(cfg, "up", i, cfg.level_res_blocks[i] + 1, j < levels - 1, name=f"up_blocks_{j}")(
-                h, *args, skips, nt, image_mode
+            h_FHWC, _ = LevelBlock(cfg, "up", i, cfg.level_res_blocks[i] + 1, j < levels - 1, name=f"up_blocks_{j}")(
+                h_FHWC, *args, skips, nt, image_mode
             )
 
-        h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="conv_norm_out")(h))
-        h = conv3x3(self, cfg, h, cfg.out_channels, "conv_out", nt, image_mode)
-        return constrain(h.astype(jnp.float32).reshape(b, nt, hh, ww, cfg.out_channels), VIDEO_NAMES)
+        h_FHWC = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="conv_norm_out")(h_FHWC))
+        h_FHWC = conv3x3(self, cfg, h_FHWC, cfg.out_channels, "conv_out", nt, image_mode)
+        return constrain(h_FHWC.astype(jnp.float32).reshape(b, nt, hh, ww, cfg.out_channels), VIDEO_NAMES)
 
 
 def dummy_inputs(config: UNetConfig, batch: int = 1, frames: int = 2, size: int | None = None, context_len: int = 4):

@@ -1,6 +1,7 @@
 """U-Net blocks (diffusers SD 1.x / 2.x structure) with optional temporal layers.
 
-Spatial tensors are `(B*T, H, W, C)`. Module and param names mirror
+Spatial tensors are `(B*T, H, W, C)`, named `x_FHWC` (F = B*T frames folded into the batch,
+P = H*W pixels of a frame: docs/unet.md "Shape names"). Module and param names mirror
 diffusers' `UNet2DConditionModel` keys (`resnets_0/conv1/kernel` for
 `resnets.0.conv1.weight`) so conversion is a mechanical rename; the temporal
 modules sit beside them, named `temporal_*`. In `image_mode` temporal layers
@@ -71,17 +72,17 @@ class ResBlock(nn.Module):
     out_channels: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, temb: jax.Array, num_frames: int, image_mode: bool) -> jax.Array:
+    def __call__(self, x_FHWC: jax.Array, temb: jax.Array, num_frames: int, image_mode: bool) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
-        h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm1")(x))
-        h = conv3x3(self, cfg, h, self.out_channels, "conv1", num_frames, image_mode)
-        t = Dense(self.out_channels, ("mlp", "embed"), dtype=dtype, name="time_emb_proj")(nn.silu(temb))
-        h = remat.tag_residual(h + t[:, None, None, :])
-        h = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm2")(h))
-        h = conv3x3(self, cfg, h, self.out_channels, "conv2", num_frames, image_mode)
-        if x.shape[-1] != self.out_channels:
-            x = Conv(self.out_channels, (1, 1), dtype=dtype, name="conv_shortcut")(x)
-        return constrain(x.astype(dtype) + h, SPATIAL_NAMES)
+        h_FHWC = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm1")(x_FHWC))
+        h_FHWC = conv3x3(self, cfg, h_FHWC, self.out_channels, "conv1", num_frames, image_mode)
+        t_FC = Dense(self.out_channels, ("mlp", "embed"), dtype=dtype, name="time_emb_proj")(nn.silu(temb))
+        h_FHWC = remat.tag_residual(h_FHWC + t_FC[:, None, None, :])
+        h_FHWC = nn.silu(GroupNorm(cfg.norm_groups, cfg.norm_eps, dtype=dtype, name="norm2")(h_FHWC))
+        h_FHWC = conv3x3(self, cfg, h_FHWC, self.out_channels, "conv2", num_frames, image_mode)
+        if x_FHWC.shape[-1] != self.out_channels:
+            x_FHWC = Conv(self.out_channels, (1, 1), dtype=dtype, name="conv_shortcut")(x_FHWC)
+        return constrain(x_FHWC.astype(dtype) + h_FHWC, SPATIAL_NAMES)
 
 
 class BasicTransformerBlock(nn.Module):
@@ -92,7 +93,7 @@ class BasicTransformerBlock(nn.Module):
     head_dim: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
+    def __call__(self, x_FPC: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
         attn = dict(
             implementation=cfg.attention_impl,
@@ -103,16 +104,18 @@ class BasicTransformerBlock(nn.Module):
         )
         attn_cls = remat.remat(Attention, _layer_remat(cfg))
         ff_cls = remat.remat(GEGLUFeedForward, _layer_remat(cfg))
-        x = x + attn_cls(self.num_heads, self.head_dim, name="attn1", **attn)(LayerNorm(dtype=dtype, name="norm1")(x))
-        x = remat.tag_residual(x)
+        attn1 = attn_cls(self.num_heads, self.head_dim, name="attn1", **attn)
+        x_FPC = remat.tag_residual(x_FPC + attn1(LayerNorm(dtype=dtype, name="norm1")(x_FPC)))
         # Cross-attention is per query token, so all T frames of a sample share one context row:
-        # fold frames into the query length instead of repeating the context T times.
-        n, l, c = x.shape
+        # fold frames into the query length (L = T*P) instead of repeating the context T times.
+        f, p, c = x_FPC.shape
         b = context.shape[0]
-        q_in = LayerNorm(dtype=dtype, name="norm2")(x).reshape(b, (n // b) * l, c)
-        y = attn_cls(self.num_heads, self.head_dim, name="attn2", **attn)(q_in, context.astype(dtype), context_mask)
-        x = remat.tag_residual(x + y.reshape(n, l, c))
-        return remat.tag_residual(x + ff_cls(dtype=dtype, name="ff")(LayerNorm(dtype=dtype, name="norm3")(x)))
+        q_in_BLC = LayerNorm(dtype=dtype, name="norm2")(x_FPC).reshape(b, (f // b) * p, c)
+        y_BLC = attn_cls(self.num_heads, self.head_dim, name="attn2", **attn)(
+            q_in_BLC, context.astype(dtype), context_mask
+        )
+        x_FPC = remat.tag_residual(x_FPC + y_BLC.reshape(f, p, c))
+        return remat.tag_residual(x_FPC + ff_cls(dtype=dtype, name="ff")(LayerNorm(dtype=dtype, name="norm3")(x_FPC)))
 
 
 class SpatialTransformer(nn.Module):
@@ -128,18 +131,18 @@ class SpatialTransformer(nn.Module):
     num_layers: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, contexts: Sequence[jax.Array], context_masks: Sequence) -> jax.Array:
+    def __call__(self, x_FHWC: jax.Array, contexts: Sequence[jax.Array], context_masks: Sequence) -> jax.Array:
         cfg, dtype = self.cfg, _dtype(self.cfg)
-        n, h, w, c = x.shape
-        y = GroupNorm(cfg.norm_groups, 1e-6, dtype=dtype, name="norm")(x).reshape(n, h * w, c)
-        y = Dense(c, ("embed", "heads"), dtype=dtype, name="proj_in")(y)
+        f, h, w, c = x_FHWC.shape
+        y_FPC = GroupNorm(cfg.norm_groups, 1e-6, dtype=dtype, name="norm")(x_FHWC).reshape(f, h * w, c)
+        y_FPC = Dense(c, ("embed", "heads"), dtype=dtype, name="proj_in")(y_FPC)
         for i in range(self.num_layers):
             j = i if len(contexts) > 1 else 0
-            y = BasicTransformerBlock(cfg, self.num_heads, c // self.num_heads, name=f"transformer_blocks_{i}")(
-                y, contexts[j], context_masks[j]
+            y_FPC = BasicTransformerBlock(cfg, self.num_heads, c // self.num_heads, name=f"transformer_blocks_{i}")(
+                y_FPC, contexts[j], context_masks[j]
             )
-        y = Dense(c, ("heads", "embed"), dtype=dtype, name="proj_out")(y)
-        return constrain(x.astype(dtype) + y.reshape(n, h, w, c), SPATIAL_NAMES)
+        y_FPC = Dense(c, ("heads", "embed"), dtype=dtype, name="proj_out")(y_FPC)
+        return constrain(x_FHWC.astype(dtype) + y_FPC.reshape(f, h, w, c), SPATIAL_NAMES)
 
 
 class LevelBlock(nn.Module):
@@ -212,8 +215,9 @@ class Resample(nn.Module):
     down: bool
 
     @nn.compact
-    def __call__(self, h, num_frames: int, image_mode: bool):
+    def __call__(self, h_FHWC, num_frames: int, image_mode: bool):
         if not self.down:
-            h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-        h = conv3x3(self, self.cfg, h, self.out_channels, "conv", num_frames, image_mode, strides=2 if self.down else 1)
-        return constrain(h, SPATIAL_NAMES)
+            h_FHWC = jnp.repeat(jnp.repeat(h_FHWC, 2, axis=1), 2, axis=2)
+        stride = 2 if self.down else 1
+        h_FHWC = conv3x3(self, self.cfg, h_FHWC, self.out_channels, "conv", num_frames, image_mode, strides=stride)
+        return constrain(h_FHWC, SPATIAL_NAMES)

@@ -28,21 +28,22 @@ def _frames_in_chunks(fn, x_BT: Array, chunk: int) -> Array:
     lax.map runs over frame chunks while the batch axis stays leading inside
     each step, so a batch sharded over devices stays sharded (mapping over the
     flattened B*T axis would gather every clip onto every device). One
-    compile, memory bounded by B * chunk frames.
+    compile, memory bounded by B * chunk frames. Names: `x_IBT` is I chunks of `chunk` frames
+    (T inside a chunk), F = B*chunk frames folded into the batch; per-frame axes stay unnamed.
     """
     b, t = x_BT.shape[:2]
     chunk = max(1, min(int(chunk), t))
     pad = (-t) % chunk
-    x = jnp.pad(x_BT, [(0, 0), (0, pad)] + [(0, 0)] * (x_BT.ndim - 2)) if pad else x_BT
-    n = (t + pad) // chunk
-    xs = jnp.swapaxes(x.reshape((b, n, chunk) + x.shape[2:]), 0, 1)  # (n, B, chunk, ...)
+    x_BT = jnp.pad(x_BT, [(0, 0), (0, pad)] + [(0, 0)] * (x_BT.ndim - 2)) if pad else x_BT
+    num_chunks = (t + pad) // chunk
+    x_IBT = jnp.swapaxes(x_BT.reshape((b, num_chunks, chunk) + x_BT.shape[2:]), 0, 1)
 
-    def one(xc: Array) -> Array:  # (B, chunk, ...): batch-major, so the batch sharding carries over
-        y = fn(xc.reshape((b * chunk,) + xc.shape[2:]))
-        return y.reshape((b, chunk) + y.shape[1:])
+    def one(chunk_BT: Array) -> Array:  # batch-major, so the batch sharding carries over
+        y_F = fn(chunk_BT.reshape((b * chunk,) + chunk_BT.shape[2:]))
+        return y_F.reshape((b, chunk) + y_F.shape[1:])
 
-    ys = jax.lax.map(one, xs)  # (n, B, chunk, ...)
-    return jnp.swapaxes(ys, 0, 1).reshape((b, n * chunk) + ys.shape[3:])[:, :t]
+    y_IBT = jax.lax.map(one, x_IBT)
+    return jnp.swapaxes(y_IBT, 0, 1).reshape((b, num_chunks * chunk) + y_IBT.shape[3:])[:, :t]
 
 
 def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = None, chunk: int = 8, dtype=None) -> Array:
@@ -55,9 +56,9 @@ def encode_video(cfg: VAEConfig, params, x_BTHWC: Array, rng: Array | None = Non
     if x_BTHWC.ndim != 5:
         raise ValueError(f"video must be (B, T, H, W, C), got shape {x_BTHWC.shape}")
 
-    def moments(xc: Array) -> Array:
+    def moments(x_FHWC: Array) -> Array:
         # Mean and log-variance travel together so one chunked pass serves both modes.
-        post = encode(cfg, params, xc, dtype)
+        post = encode(cfg, params, x_FHWC, dtype)
         return jnp.concatenate([post.mean, post.logvar], axis=-1)
 
     post = DiagonalGaussian.from_moments(_frames_in_chunks(moments, x_BTHWC, chunk))

@@ -12,6 +12,10 @@ CFG over (empty prompt, prompt); video and interpolation use the two-condition
 CFG over (no image + empty prompt, image + empty prompt, image + prompt), all
 in one forward pass. "No image" is an all-zero conditioning (as `cond=None`
 and as condition dropout in training).
+
+Array names end in their layout (docs/unet.md "Shape names"): T frames, S slots
+of an interpolated clip, R = B*halves rows (item-major) when I interpolates a
+clip as two halves; a digit is an axis of that fixed size.
 """
 
 from __future__ import annotations
@@ -112,17 +116,18 @@ def video_conditions(
     return two_condition_batch(model, params, tokens, uncond_tokens, cond)
 
 
-def split_halves(video: jax.Array, tokens: Mapping, keys: jax.Array, layout: conditioning.SlotLayout):
-    """(B, H*n, ...) video -> (B*H, n, ...) rows (item-major), tokens repeated, keys folded with the half."""
-    n, t = layout.num_given, video.shape[1]
+def split_halves(video_BT: jax.Array, tokens: Mapping, keys: jax.Array, layout: conditioning.SlotLayout):
+    """(B, halves*n, ...) video -> (B*halves, n, ...) rows (item-major), tokens repeated, keys folded
+    with the half."""
+    n, t = layout.num_given, video_BT.shape[1]
     if t % n or t // n not in (1, 2):
         raise ValueError(f"interpolation takes {n} or {2 * n} frames (layout {layout}), got {t}")
     halves = t // n
-    b = video.shape[0]
-    rows = video.reshape((b * halves, n) + video.shape[2:])
+    b = video_BT.shape[0]
+    rows_RT = video_BT.reshape((b * halves, n) + video_BT.shape[2:])
     rep = {k: jnp.repeat(v, halves, axis=0) for k, v in tokens.items()}
     half_keys = jax.vmap(lambda k: jax.vmap(lambda h: jax.random.fold_in(k, h))(jnp.arange(halves)))(keys)
-    return rows, rep, half_keys.reshape((b * halves,)), halves
+    return rows_RT, rep, half_keys.reshape((b * halves,)), halves
 
 
 def interp_conditions(
@@ -130,19 +135,20 @@ def interp_conditions(
     params: dict,
     tokens: Mapping,
     uncond_tokens: Mapping,
-    given: jax.Array,
+    given_BTHWC: jax.Array,
     keys: jax.Array,
     layout: conditioning.SlotLayout,
     schedule: Schedule,
     aug_level: int | jax.Array,
 ) -> dict:
-    """Two-condition batch for I: `given` (B, n, h, w, c) noise-augmented to `aug_level` (SPEC: 100)."""
-    b = given.shape[0]
+    """Two-condition batch for I: the given frames (B, n, h, w, c) noise-augmented to `aug_level` (SPEC: 100)."""
+    b = given_BTHWC.shape[0]
     level = jnp.full((b,), aug_level, jnp.int32)
-    noise = normal(fold(keys, _AUG_NOISE), given.shape[1:])
-    a = conditioning.augmentation_alpha_bar(jnp.asarray(schedule.alphas_cumprod), level)[:, None, None, None, None]
-    augmented = jnp.sqrt(a) * given + jnp.sqrt(1.0 - a) * noise
-    cond = conditioning.interpolation_condition(augmented, layout)
+    noise_BTHWC = normal(fold(keys, _AUG_NOISE), given_BTHWC.shape[1:])
+    a_B = conditioning.augmentation_alpha_bar(jnp.asarray(schedule.alphas_cumprod), level)
+    a_B1111 = a_B[:, None, None, None, None]
+    augmented_BTHWC = jnp.sqrt(a_B1111) * given_BTHWC + jnp.sqrt(1.0 - a_B1111) * noise_BTHWC
+    cond = conditioning.interpolation_condition(augmented_BTHWC, layout)
     return two_condition_batch(model, params, tokens, uncond_tokens, cond, level)
 
 
@@ -271,10 +277,10 @@ def interp_start(
     layout: conditioning.SlotLayout,
     aug_level: int | jax.Array = 100,
 ):
-    """As `keyframe_start` for model I; rows are (item, half), so the batch is B * halves."""
-    rows, rep, row_keys, _ = split_halves(video_latent, tokens, keys, layout)
+    """As `keyframe_start` for model I; rows are (item, half), so the batch is R = B * halves."""
+    rows_RT, rep, row_keys, _ = split_halves(video_latent, tokens, keys, layout)
     k = fold(row_keys, INTERP)
-    cb = interp_conditions(model, params, rep, _uncond(model, uncond_tokens), rows, k, layout, schedule, aug_level)
+    cb = interp_conditions(model, params, rep, _uncond(model, uncond_tokens), rows_RT, k, layout, schedule, aug_level)
     return cb, start(plan, schedule, k, latent_shape(model, layout.num_slots)), k
 
 
@@ -354,16 +360,17 @@ def interpolate(
 ) -> jax.Array:
     """Model I: (B, n, ...) -> (B, num_slots, ...); (B, 2n, ...) -> two halves stitched (SPEC: 16 -> 65)."""
     started = interp_start(model, params, tokens, uncond_tokens, keys, plan, schedule, video_latent, layout, aug_level)
-    rows = _run_all("interp", model, params, plan, schedule, started, {"image": w_image, "text": w_text}, rescale_phi)
-    return join_halves(rows, video_latent.shape[1] // layout.num_given, layout)
+    scales = {"image": w_image, "text": w_text}
+    rows_RS = _run_all("interp", model, params, plan, schedule, started, scales, rescale_phi)
+    return join_halves(rows_RS, video_latent.shape[1] // layout.num_given, layout)
 
 
-def join_halves(rows: jax.Array, halves: int, layout: conditioning.SlotLayout) -> jax.Array:
-    """(B*H, S, ...) interpolated rows -> (B, S, ...) or, for two halves, the stitched clip."""
+def join_halves(rows_RS: jax.Array, halves: int, layout: conditioning.SlotLayout) -> jax.Array:
+    """(B*halves, S, ...) interpolated rows -> (B, S, ...) or, for two halves, the stitched clip."""
     if halves == 1:
-        return rows
-    per_item = rows.reshape((-1, 2) + rows.shape[1:])
-    return conditioning.stitch_halves(per_item[:, 0], per_item[:, 1], layout)
+        return rows_RS
+    rows_B2S = rows_RS.reshape((-1, 2) + rows_RS.shape[1:])
+    return conditioning.stitch_halves(rows_B2S[:, 0], rows_B2S[:, 1], layout)
 
 
 def decode(model: Any, params: dict, latents: jax.Array, chunk: int = 8) -> jax.Array:
