@@ -53,6 +53,7 @@ def fwd(tiny):
     return call
 
 
+@pytest.mark.slow  # ~14 s: video- and image-mode U-Net forwards compiled
 def test_video_mode_equals_image_mode_at_init(tiny, fwd):
     cfg, params, x, t, ctx = tiny
     video = fwd(params, x, t, ctx)  # zero cond
@@ -215,6 +216,7 @@ def test_temporal_cross_attention_starts_silent_then_reads_text_per_video(tiny):
     assert float(jnp.max(jnp.abs((b[1] - a[1]) - through_spatial))) > 1e-4  # the temporal path reads text
 
 
+@pytest.mark.slow  # ~10 s: initialises three U-Net variants
 def test_init_from_overlay_copies_every_matching_param_and_names_misfits(tiny):
     """A checkpoint of the same architecture initialises every param (leaf for leaf the checkpoint's);
     a checkpoint whose shapes do not fit is an error naming the param."""

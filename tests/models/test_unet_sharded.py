@@ -57,6 +57,7 @@ def setup(devices8):
     return params, inputs, fwd, expected
 
 
+@pytest.mark.slow  # ~16 s: a sharded U-Net forward compiled for two meshes
 @pytest.mark.parametrize("shape", [{"data": 2, "fsdp": 4, "tensor": 1}, {"data": 2, "fsdp": 2, "tensor": 2}])
 def test_sharded_forward_matches_single_device(setup, shape):
     params, inputs, fwd, expected = setup

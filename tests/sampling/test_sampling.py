@@ -86,6 +86,7 @@ def _tokens(model, prompts):
     return {k: jnp.asarray(v) for k, v in model.tokenize_all(prompts).items()}
 
 
+@pytest.mark.slow  # ~10 s: compiles the keyframe and video stages
 def test_video_stage_receives_exactly_the_keyframe_latent(f_model):
     m, p, sched = f_model.model, f_model.params, f_model.schedule
     plan = samplers.make_plan(sched, method="ddim", num_steps=1, prediction=f_model.prediction, spacing="trailing")
