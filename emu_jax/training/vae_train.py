@@ -66,13 +66,13 @@ def validate(cfg: ml_collections.ConfigDict, mesh) -> vae_lib.VAEConfig:
 
 
 def vae_loss(
-    vcfg: vae_lib.VAEConfig, params: dict, x_NHWC: jax.Array, rng: jax.Array, *, kl_weight: float, kind: str = "l1+l2"
+    vcfg: vae_lib.VAEConfig, params: dict, x_BHWC: jax.Array, rng: jax.Array, *, kl_weight: float, kind: str = "l1+l2"
 ) -> tuple[jax.Array, dict]:
     """Reconstruction (L1 / L2 / both, pixels in [-1, 1]) of a posterior sample + kl_weight * KL."""
     module = vae_lib.AutoencoderKL(vcfg)
-    post = module.apply({"params": params["vae"]}, x_NHWC, method=module.encode)
+    post = module.apply({"params": params["vae"]}, x_BHWC, method=module.encode)
     rec = module.apply({"params": params["vae"]}, post.sample(rng), method=module.decode)
-    err = rec - x_NHWC
+    err = rec - x_BHWC
     l1, l2 = jnp.abs(err).mean(), jnp.square(err).mean()
     rec_loss = {"l1": l1, "l2": l2, "l1+l2": l1 + l2}[kind]
     kl = post.kl().mean()
