@@ -36,8 +36,8 @@ class Settings:
     guidance_text: float = 7.5
     guidance_rescale: float = 0.0
     interp_aug_level: int = 100
-    # Weights as the checkpoint stores them, or cast once at load: bfloat16 halves their memory
-    # (what lets the paper's F and I sample on 16 GiB v5e chips; docs/aot.md).
+    # Weights as the checkpoint stores them, or cast once at load: bfloat16 halves their resident
+    # memory (the paper's F and I: 40.6 -> 20.3 GiB, docs/aot.md).
     param_dtype: str = "stored"
 
     @classmethod
