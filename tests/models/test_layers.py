@@ -64,7 +64,8 @@ def test_norms_and_dense_match_torch_on_any_leading_shape(shape):
         want, g, want_dx, (want_dw, want_db) = _torch_value_and_grads(ref, x, ["weight", "bias"])
         p = {k: jnp.asarray(v) for k, v in params.items()}
         got = ours.apply({"params": p}, jnp.asarray(x))
-        dp, dx = jax.grad(lambda p, x: jnp.sum(ours.apply({"params": p}, x) * g), argnums=(0, 1))(p, jnp.asarray(x))
+        loss = lambda p, x, m=ours, g=g: jnp.sum(m.apply({"params": p}, x) * g)  # noqa: E731
+        dp, dx = jax.grad(loss, argnums=(0, 1))(p, jnp.asarray(x))
         name = type(ours).__name__
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=2e-5, err_msg=name)
         np.testing.assert_allclose(np.asarray(dx), want_dx, rtol=1e-4, atol=2e-5, err_msg=name)
