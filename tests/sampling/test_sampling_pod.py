@@ -78,7 +78,7 @@ def _items(out):
     """index -> (record, frames) of every finished item in `out`."""
     found = {}
     for name in sorted(os.listdir(out)):
-        if name.endswith(".json") and name != "manifest.json":
+        if name.endswith(".json") and name != "manifest.json" and not name.startswith("."):  # .tmp-*: unfinished
             rec = json.loads((out / name).read_text())
             assert rec["prompt_index"] not in found, f"item {rec['prompt_index']} written twice"
             found[rec["prompt_index"]] = (rec, dict(np.load(out / rec["files"]["frames"])))
@@ -162,9 +162,11 @@ def test_kill_resume_and_refuse_another_command(setup, reference):
     argv = _argv(ckpt, prompts, out, "--batch-size", "1")
     proc = subprocess.Popen(argv, env=_env(1), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while (
-        time.time() < deadline and len([n for n in os.listdir(out) if n.endswith(".json")] if out.exists() else []) < 4
-    ):  # manifest + 3 items
+
+    def finished():  # manifest + items, not the .tmp-* files of a write in flight
+        return [n for n in os.listdir(out) if n.endswith(".json") and not n.startswith(".")] if out.exists() else []
+
+    while time.time() < deadline and len(finished()) < 4:  # manifest + 3 items
         time.sleep(0.2)
     proc.kill()  # SIGKILL mid-file
     proc.wait()
