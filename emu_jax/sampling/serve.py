@@ -6,14 +6,16 @@
     curl -s localhost:8000/v1/videos/ID ; curl -so out.mp4 localhost:8000/v1/videos/ID.mp4
 
 The batching itself is `emu_jax.sampling.batcher.Engine`; this module is its HTTP face and the
-command line. SIGTERM drains: new requests get 503, the batch in flight finishes and its clients
-may fetch their videos for up to `--drain-seconds`, queued requests end with an error, exit 0.
+command line. SIGTERM or Ctrl-C drains (a second Ctrl-C stops at once, exit 130): new requests
+get 503, the batch in flight finishes and its clients may fetch their videos for up to
+`--drain-seconds`, queued requests end with an error, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import signal
 import sys
 import threading
@@ -122,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--drain-seconds",
         type=float,
         default=30,
-        help="on SIGTERM, after the batch in flight, serve its results this long at most (default 30)",
+        help="on SIGTERM or Ctrl-C, after the batch in flight, serve its results this long at most (default 30)",
     )
 
 
@@ -155,11 +157,16 @@ def main(args: argparse.Namespace) -> int:
         return 2
     server = make_server(args.host, args.port, make_app(engine, args.token), threaded=True)
 
-    def stop(*_):  # refuse new work, finish the batch in flight, let its clients fetch it, then stop serving
+    def stop(signum, _frame):  # refuse new work, finish the batch in flight, let its clients fetch it, then stop
+        name = signal.Signals(signum).name
         if engine.draining:
+            if signum == signal.SIGINT:  # a second Ctrl-C: the user will not wait for the batch
+                print(f"{name} again: stopping now, the batch in flight is lost", flush=True)
+                os._exit(130)
             return
         engine.drain()
-        print("SIGTERM: finishing the batch in flight, refusing new requests", flush=True)
+        again = " (Ctrl-C again stops now)" if signum == signal.SIGINT else ""
+        print(f"{name}: finishing the batch in flight, refusing new requests{again}", flush=True)
 
         def shut():
             engine.worker.join()
@@ -170,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
         threading.Thread(target=shut, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print(
         f"serving {args.checkpoint} on http://{args.host}:{server.server_port} (batch {args.batch_size}, "
         f"wait {args.max_wait_ms:g} ms)",

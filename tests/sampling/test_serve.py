@@ -1,6 +1,6 @@
 """`emu-video serve` driven over HTTP: 6 concurrent requests in fewer batches than requests, each video
-equal to `emu-video sample --prompt P --seed S`; 400 / 401 / 429 / 404; /metrics parses; SIGTERM drains
-a real server process."""
+equal to `emu-video sample --prompt P --seed S`; 400 / 401 / 429 / 404; /metrics parses; SIGTERM or
+Ctrl-C drains a real server process, a second Ctrl-C stops it at once."""
 
 import argparse
 import concurrent.futures
@@ -174,7 +174,8 @@ def wait_for(what, fn, timeout=300):
     return got
 
 
-def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_model):
+def start_server(tmp_path, f_model):
+    """`emu-video serve` on `f_model` in a subprocess (batch 1, no wait): (process, its base URL, stdout file)."""
     ckpt = save(f_model, str(tmp_path / "f"))
     out_path, err_path = tmp_path / "out.log", tmp_path / "err.log"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device: the quickest compile
@@ -182,9 +183,14 @@ def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_m
     argv = ["serve", "--checkpoint", ckpt, "--no-interp", "--port", "0", "--batch-size", "1", "--max-wait-ms", "0"]
     with open(out_path, "w") as out, open(err_path, "w") as err:  # files, not pipes: logs can never block it
         proc = subprocess.Popen([sys.executable, "-m", "emu_jax.cli", *argv], cwd=REPO, stdout=out, stderr=err, env=env)
+    text = wait_for("the server", lambda: "serving" in (t := out_path.read_text()) and t)
+    return proc, text.split(" on ")[1].split()[0], out_path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_model, sig):
+    proc, base, out_path = start_server(tmp_path, f_model)
     try:
-        text = wait_for("the server", lambda: "serving" in (t := out_path.read_text()) and t)
-        base = text.split(" on ")[1].split()[0]
         ids = []
         for prompt in ("red circle moving left", "blue square"):  # batch size 1: the second one waits
             status, body = call(f"{base}/v1/videos", {"prompt": prompt, "seed": 1, "steps": 2})
@@ -192,8 +198,8 @@ def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_m
             ids.append(json.loads(body)["id"])
         # Running from when the worker takes it, through the first batch's compile: SIGTERM lands mid-batch.
         wait_for("a running request", lambda: json.loads(call(f"{base}/v1/videos/{ids[0]}")[1])["status"] == "running")
-        proc.send_signal(signal.SIGTERM)
-        wait_for("the drain to start", lambda: "SIGTERM" in out_path.read_text())
+        proc.send_signal(sig)
+        wait_for("the drain to start", lambda: f"{sig.name}: finishing" in out_path.read_text())
         status, body = call(f"{base}/v1/videos", {"prompt": "green triangle"})
         assert (status, json.loads(body)) == (503, {"error": "server is shutting down"})
         assert wait_done(base, ids[0])["status"] == "done"  # the batch in flight finished
@@ -206,8 +212,27 @@ def test_sigterm_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path, f_m
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    err_text = err_path.read_text()
+    err_text = (tmp_path / "err.log").read_text()
     assert "Traceback" not in err_text, err_text
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path, f_model):
+    proc, base, out_path = start_server(tmp_path, f_model)
+    try:
+        status, body = call(f"{base}/v1/videos", {"prompt": "red circle moving left", "seed": 1, "steps": 2})
+        assert status == 202, body
+        job = json.loads(body)["id"]
+        wait_for("a running request", lambda: json.loads(call(f"{base}/v1/videos/{job}")[1])["status"] == "running")
+        proc.send_signal(signal.SIGINT)
+        wait_for("the drain to start", lambda: "SIGINT: finishing" in out_path.read_text())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "SIGINT again: stopping now" in out_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert "Traceback" not in (tmp_path / "err.log").read_text()
 
 
 def test_drain_refuses_a_batch_still_filling(tmp_path, f_model):
