@@ -196,7 +196,7 @@ def test_stop_signal_finishes_the_batch_in_flight_and_refuses_new_work(tmp_path,
             status, body = call(f"{base}/v1/videos", {"prompt": prompt, "seed": 1, "steps": 2})
             assert status == 202, body
             ids.append(json.loads(body)["id"])
-        # Running from when the worker takes it, through the first batch's compile: SIGTERM lands mid-batch.
+        # Running from when the worker takes it, through the first batch's compile: the signal lands mid-batch.
         wait_for("a running request", lambda: json.loads(call(f"{base}/v1/videos/{ids[0]}")[1])["status"] == "running")
         proc.send_signal(sig)
         wait_for("the drain to start", lambda: f"{sig.name}: finishing" in out_path.read_text())
