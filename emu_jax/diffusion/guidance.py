@@ -104,6 +104,7 @@ def guided_denoise_fn(
     mode: str,
     scales: Mapping[str, Any] | None = None,
     rescale_phi: float = 0.0,
+    sequential: bool = False,
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """Wrap `model_fn(x, t, cond)` into a guided `denoise_fn(x_t, t)` with one batched forward.
 
@@ -111,7 +112,9 @@ def guided_denoise_fn(
     `MODE_CONDITIONS[mode]` order (use `batch_conditions`), leading size `n * B`; or a
     function `(x_nB, t_nB) -> cond_batch` when the conditioning depends on the input.
     `scales`: `{"text": w}` for text, `{"image": w_i, "text": w_p}` for two-condition
-    (SPEC: 2.0 / 7.5). `t` may be a scalar or `(B,)`; the model always sees `(n * B,)`.
+    (SPEC: 2.0 / 7.5). `t` may be a scalar or `(B,)`; the model sees `(n * B,)`, or with
+    `sequential` the n conditionings one after another as `(B,)` forwards in a `lax.map`: the
+    same result with a third of the activation memory (the paper's interpolation on a 16 GiB chip).
     """
     scales = dict(scales or {})
     validate_guidance(mode, scales, rescale_phi)
@@ -123,6 +126,10 @@ def guided_denoise_fn(
         x_nb = jnp.concatenate([x_t] * n, axis=0)
         t_nb = jnp.concatenate([t_b] * n, axis=0)
         cond = cond_batch(x_nb, t_nb) if callable(cond_batch) else cond_batch
+        if sequential and n > 1:
+            per_cond = jax.tree_util.tree_map(lambda a: a.reshape((n, b) + a.shape[1:]), cond)
+            outs = jax.lax.map(lambda c: model_fn(x_t, t_b, c), per_cond)
+            return combine(tuple(outs[i] for i in range(n)), mode, scales, rescale_phi)
         out = model_fn(x_nb, t_nb, cond)
         return combine(tuple(jnp.split(out, n, axis=0)), mode, scales, rescale_phi)
 

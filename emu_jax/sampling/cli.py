@@ -25,7 +25,14 @@ from emu_jax import distributed
 from emu_jax.diffusion.samplers import METHODS
 from emu_jax.errors import UserError
 from emu_jax.sampling import outputs
-from emu_jax.sampling.settings import PARAM_DTYPES, Settings, check_batch_size, check_overrides, check_seed
+from emu_jax.sampling.settings import (
+    GUIDANCE_PASSES,
+    PARAM_DTYPES,
+    Settings,
+    check_batch_size,
+    check_overrides,
+    check_seed,
+)
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 # The flag that sets each setting, so an error names what the user typed.
@@ -36,6 +43,7 @@ FLAGS = {
     "guidance_image": "--guidance-image",
     "guidance_text": "--guidance-text",
     "param_dtype": "--param-dtype",
+    "guidance_passes": "--guidance-passes",
 }
 
 
@@ -83,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"weights' dtype while sampling: {', '.join(PARAM_DTYPES)} ({ckpt}: {d.param_dtype}); "
         "bfloat16 halves their memory",
+    )
+    parser.add_argument(
+        "--guidance-passes",
+        default=None,
+        help=f"the guidance conditionings' forwards: {', '.join(GUIDANCE_PASSES)} ({ckpt}: {d.guidance_passes}); "
+        "sequential needs less activation memory",
     )
     parser.add_argument(
         "--batch-size",
@@ -166,6 +180,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "guidance_image": args.guidance_image,
         "guidance_text": args.guidance_text,
         "param_dtype": args.param_dtype,
+        "guidance_passes": args.guidance_passes,
     }
 
 

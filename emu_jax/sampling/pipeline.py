@@ -200,7 +200,13 @@ class Pipeline:
 
     def _build(self) -> dict:
         """The jitted programs of every stage (`emu_jax.sampling.programs`, shared with `emu-video aot`)."""
-        main = programs.StageModel(self.main.model, self.plan, self.main.schedule, self.settings.guidance_rescale)
+        main = programs.StageModel(
+            self.main.model,
+            self.plan,
+            self.main.schedule,
+            self.settings.guidance_rescale,
+            sequential_guidance=self.settings.guidance_passes == "sequential",
+        )
         interp = None
         if self.interp is not None:
             s = self.interp_settings
@@ -211,6 +217,7 @@ class Pipeline:
                 s.guidance_rescale,
                 self.interp.layout,
                 int(s.interp_aug_level),
+                s.guidance_passes == "sequential",
             )
         return programs.build(self.mesh, main, interp)
 

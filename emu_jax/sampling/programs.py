@@ -35,6 +35,7 @@ class StageModel:
     rescale_phi: float = 0.0
     layout: conditioning.SlotLayout | None = None  # model I only
     aug_level: int = 100  # model I only
+    sequential_guidance: bool = False  # Settings.guidance_passes == "sequential"
 
 
 def rows(mesh: Mesh, a: jax.Array) -> jax.Array:
@@ -111,6 +112,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather
                     image_mode=im,
                     rescale_phi=sm.rescale_phi,
                     gather_per_step=gather,
+                    sequential_guidance=sm.sequential_guidance,
                 ),
             )
         )

@@ -21,6 +21,7 @@ from emu_jax.diffusion.schedules import Schedule
 MAX_SEED = 2**31
 GUIDANCE_FIELDS = ("guidance_keyframe", "guidance_image", "guidance_text")
 PARAM_DTYPES = ("stored", "float32", "bfloat16")
+GUIDANCE_PASSES = ("batched", "sequential")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Settings:
     # Weights as the checkpoint stores them, or cast once at load: bfloat16 halves their resident
     # memory (the paper's F and I: 40.6 -> 20.3 GiB, docs/aot.md).
     param_dtype: str = "stored"
+    # The guidance conditionings (2 or 3) as one batched forward, or one after another: sequential
+    # needs a third of the activation memory (the paper's interp on v5e: docs/aot.md) for smaller matmuls.
+    guidance_passes: str = "batched"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":
@@ -72,6 +76,7 @@ class Settings:
         if isinstance(lvl, bool) or not isinstance(lvl, (int, np.integer)) or not 0 <= lvl <= schedule.num_train_steps:
             raise ValueError(f"interp_aug_level must be an integer in [0, {schedule.num_train_steps}], got {lvl!r}")
         check_param_dtype(self.param_dtype)
+        check_guidance_passes(self.guidance_passes)
 
     def cast_params(self, params: Any) -> Any:
         """Floating leaves in `param_dtype` (arrays or ShapeDtypeStructs); unchanged when 'stored'."""
@@ -127,11 +132,19 @@ def check_overrides(overrides: Mapping[str, Any], labels: Mapping[str, str] | No
             guidance_lib.validate_guidance_scale(label, value)
         if key == "param_dtype":
             check_param_dtype(value, label)
+        if key == "guidance_passes":
+            check_guidance_passes(value, label)
 
 
 def check_param_dtype(value: Any, label: str = "param_dtype") -> str:
     if value not in PARAM_DTYPES:
         raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(PARAM_DTYPES)}")
+    return value
+
+
+def check_guidance_passes(value: Any, label: str = "guidance_passes") -> str:
+    if value not in GUIDANCE_PASSES:
+        raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(GUIDANCE_PASSES)}")
     return value
 
 

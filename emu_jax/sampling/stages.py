@@ -173,6 +173,7 @@ def denoise_steps(
     image_mode: bool = False,
     rescale_phi: float = 0.0,
     gather_per_step: bool = False,
+    sequential_guidance: bool = False,
 ) -> SamplerState:
     """Steps [i0, i1) of a guided sampler, one batched forward per step.
 
@@ -181,6 +182,7 @@ def denoise_steps(
     `gather_per_step` (for params sharded over fsdp): an optimisation barrier ties the
     params to each step's state, so XLA gathers each layer's weights inside the step
     instead of hoisting every gathered weight out of the loop, where they all stay live.
+    `sequential_guidance`: the conditionings' forwards one after another (`guided_denoise_fn`).
     """
 
     def model_fn(p, x, t, c):
@@ -203,7 +205,12 @@ def denoise_steps(
         if gather_per_step:
             p, st = jax.lax.optimization_barrier((params, st))
         denoise = guidance_lib.guided_denoise_fn(
-            functools.partial(model_fn, p), cond_batch, mode=mode, scales=scales, rescale_phi=rescale_phi
+            functools.partial(model_fn, p),
+            cond_batch,
+            mode=mode,
+            scales=scales,
+            rescale_phi=rescale_phi,
+            sequential=sequential_guidance,
         )
         noise = None
         if plan.stochastic:

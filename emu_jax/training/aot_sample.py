@@ -111,7 +111,15 @@ def stage_model(cfg, settings, interp: bool = False):
     layout = conditioning.SlotLayout(s.num_given, s.factor, s.pad) if interp else None
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
     plan = settings.plan(schedule, d.prediction)
-    return StageModel(model, plan, schedule, settings.guidance_rescale, layout, int(settings.interp_aug_level))
+    return StageModel(
+        model,
+        plan,
+        schedule,
+        settings.guidance_rescale,
+        layout,
+        int(settings.interp_aug_level),
+        settings.guidance_passes == "sequential",
+    )
 
 
 def abstract_params(model, mesh, shard: bool, settings):
@@ -147,8 +155,9 @@ def text_flops(model, rows: int) -> float:
     return total
 
 
-def _compile(fn, args, topo, mesh, n: int, model_flops: float, kernel_flops: float, per_device: int):
-    """Lower + compile one program; (AotReport per device, compiled, lowered)."""
+def _compile(fn, args, topo, mesh, n: int, model_flops: float, kernel_flops: float, per_device: int, inner: int = 1):
+    """Lower + compile one program; (AotReport per device, compiled, lowered). `inner`: the trip count of
+    a loop inside the step (sequential guidance passes), whose body cost_analysis counts once."""
     from emu_jax import sharding
 
     t0 = time.perf_counter()
@@ -171,10 +180,10 @@ def _compile(fn, args, topo, mesh, n: int, model_flops: float, kernel_flops: flo
         int(mem.temp_size_in_bytes),
         int(mem.alias_size_in_bytes),
         topo.hbm_bytes_per_chip * topo.num_chips // n,
-        float(cost.get("flops", 0.0)),
+        float(cost.get("flops", 0.0)) * inner,
         compile_seconds=round(secs, 1),
         host_temp_bytes=int(getattr(mem, "host_temp_size_in_bytes", 0) or 0),
-        bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+        bytes_accessed=float(cost.get("bytes accessed", 0.0)) * inner,
         model_flops=model_flops / n,
         kernel_flops=kernel_flops / n,
         peak_flops_per_s=topo.chip.peak_tflops_bf16 * 1e12 * per_chip,
@@ -273,9 +282,9 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
         pieces["interp"] = rows(joined.shape)
     report_stages: dict[str, list[SampleProgram]] = {}
 
-    def one(stage, name, fn, args, model_flops, kernel, which=None, repeat=1):
+    def one(stage, name, fn, args, model_flops, kernel, which=None, repeat=1, inner=1):
         progress(f"  compiling {stage}/{name} ...")
-        r, compiled, lowered = _compile(fn, args, topo, mesh, n, model_flops, kernel, per_device)
+        r, compiled, lowered = _compile(fn, args, topo, mesh, n, model_flops, kernel, per_device, inner)
         pbytes = params[which][1] if which else 0
         report_stages.setdefault(stage, []).append(SampleProgram(name, r, repeat, pbytes))
         return outputs(lowered, compiled)
@@ -295,7 +304,8 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
         kernel = _splash_flops(ucfg, nrows * count["passes"], stage_frames, size, text_len, image_mode)
         scales = {k: scalar() for k in (("text",) if mode == "text" else ("image", "text"))}
         steps_args = (p, cb, state, keys, scales, scalar(i32), scalar(i32))
-        state = one(stage, "steps", fns[stage + "_steps"], steps_args, count["per_step"], kernel, which, steps)
+        inner = count["passes"] if sm.sequential_guidance else 1
+        state = one(stage, "steps", fns[stage + "_steps"], steps_args, count["per_step"], kernel, which, steps, inner)
         pieces[stage] = one(stage, "finish", fns[stage + "_finish"], (state,), 0.0, 0)
     if "decode" in s["stages"]:
         total = sum(x.shape[1] for x in pieces.values())

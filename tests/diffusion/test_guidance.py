@@ -61,10 +61,12 @@ def _toy_model(calls):
     return model_fn
 
 
+@pytest.mark.parametrize("sequential", [False, True])
 @pytest.mark.parametrize(
     "mode,scales", [("text", {"text": 7.5}), ("two_condition", {"image": 2.0, "text": 7.5}), ("none", {})]
 )
-def test_guided_denoise_runs_one_batched_forward(mode, scales, outs):
+def test_guided_denoise_runs_one_batched_forward(mode, scales, sequential, outs):
+    """Batched: one forward of n * B rows. Sequential: forwards of B rows inside a `lax.map` (traced once)."""
     x = outs[0]  # (B=2, T, H, W, C=2)
     rs = np.random.RandomState(1)
     names = guidance.MODE_CONDITIONS[mode]
@@ -74,10 +76,15 @@ def test_guided_denoise_runs_one_batched_forward(mode, scales, outs):
     ]
     calls = []
     model_fn = _toy_model(calls)
-    denoise = guidance.guided_denoise_fn(model_fn, guidance.batch_conditions(*conds), mode=mode, scales=scales)
+    denoise = guidance.guided_denoise_fn(
+        model_fn, guidance.batch_conditions(*conds), mode=mode, scales=scales, sequential=sequential
+    )
     t = jnp.array([999, 999], jnp.int32)
     got = jax.jit(denoise)(x, t)
-    assert calls == [2 * len(names)]  # one forward of n * B examples
+    assert calls == [2 if sequential and len(names) > 1 else 2 * len(names)]
+    if sequential and len(names) > 1:  # the loop is in the program: one B-row forward per conditioning
+        jaxpr = str(jax.make_jaxpr(denoise)(x, t))
+        assert "scan" in jaxpr and f"length={len(names)}" in jaxpr
     parts = [model_fn(x, t, c) for c in conds]  # reference: separate forwards
     if mode == "text":
         want = guidance.cfg_text(parts[1], parts[0], 7.5)

@@ -261,3 +261,18 @@ def test_bfloat16_weights_sample_close_to_the_stored_float32_ones(f_model):
     a = next(stored.run(["red circle"], seed=3))[0].latents["keyframe"]
     b = next(half.run(["red circle"], seed=3))[0].latents["keyframe"]
     assert 0 < np.abs(a - b).max() < 0.1 * np.abs(a).max(), np.abs(a - b).max()
+
+
+@pytest.mark.slow  # ~15 s: the whole pipeline with interpolation, batched and sequential
+def test_sequential_guidance_passes_give_the_batched_sample(pipe, mixed, f_model, i_model):
+    """guidance_passes=sequential (a third of the activation memory) is the same computation as one
+    batched forward: every stage's latents agree up to float reordering."""
+    seq = Pipeline(
+        f_model, Settings(num_steps=STEPS, guidance_passes="sequential"), interp=i_model, batch_size=2, progress=False
+    )
+    got = next(seq.run(PROMPTS[:1], seed=3))[0]
+    for stage in ("keyframe", "video", "interp"):
+        a, b = got.latents[stage], mixed[0].latents[stage]
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max()), stage
+    with pytest.raises(ValueError, match="unknown guidance_passes 'parallel'; allowed: batched, sequential"):
+        Pipeline(f_model, Settings(guidance_passes="parallel"))

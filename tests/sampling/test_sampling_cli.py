@@ -129,6 +129,7 @@ def no_compile(monkeypatch):
         (["--prompt", "x", "--steps", "1001"], r"num_steps must be an integer in [1, 1000], got 1001"),
         (["--prompt", "x", "--sampler", "heun"], "unknown --sampler 'heun'"),
         (["--prompt", "x", "--param-dtype", "fp16"], "unknown --param-dtype 'fp16'; allowed: stored, float32"),
+        (["--prompt", "x", "--guidance-passes", "parallel"], "unknown --guidance-passes 'parallel'; allowed: batched"),
         (["--prompt", "x", "--checkpoint", "EMPTYDIR"], "not an emu_jax checkpoint"),
         (["--prompt", "x", "--interp-checkpoint", "CKPT"], "is a 't2v' model, not an interpolation model"),
     ],
