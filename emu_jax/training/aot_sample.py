@@ -285,6 +285,11 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
     def one(stage, name, fn, args, model_flops, kernel, which=None, repeat=1, inner=1):
         progress(f"  compiling {stage}/{name} ...")
         r, compiled, lowered = _compile(fn, args, topo, mesh, n, model_flops, kernel, per_device, inner)
+        # printed as each program compiles, so a long run shows its numbers before the last stage
+        progress(
+            f"  {stage}/{name}: {r.total_bytes / 2**30:.2f} GiB per device ({100 * r.total_bytes / r.hbm_bytes:.0f}%"
+            f" of HBM; temporaries {r.temp_bytes / 2**30:.2f} GiB), compiled in {r.compile_seconds:.0f} s"
+        )
         pbytes = params[which][1] if which else 0
         report_stages.setdefault(stage, []).append(SampleProgram(name, r, repeat, pbytes))
         return outputs(lowered, compiled)
