@@ -25,14 +25,8 @@ from emu_jax import distributed
 from emu_jax.diffusion.samplers import METHODS
 from emu_jax.errors import UserError
 from emu_jax.sampling import outputs
-from emu_jax.sampling.settings import (
-    GUIDANCE_PASSES,
-    PARAM_DTYPES,
-    Settings,
-    check_batch_size,
-    check_overrides,
-    check_seed,
-)
+from emu_jax.sampling import settings as settings_lib
+from emu_jax.sampling.settings import Settings, check_batch_size, check_overrides, check_seed
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "demo_model")
 # The flag that sets each setting, so an error names what the user typed.
@@ -89,13 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--param-dtype",
         default=None,
-        help=f"weights' dtype while sampling: {', '.join(PARAM_DTYPES)} ({ckpt}: {d.param_dtype}); "
+        help=f"weights' dtype while sampling: {', '.join(settings_lib.PARAM_DTYPES)} ({ckpt}: {d.param_dtype}); "
         "bfloat16 halves their memory",
     )
     parser.add_argument(
         "--guidance-passes",
         default=None,
-        help=f"the guidance conditionings' forwards: {', '.join(GUIDANCE_PASSES)} ({ckpt}: {d.guidance_passes}); "
+        help=f"guidance forwards: {', '.join(settings_lib.GUIDANCE_PASSES)} ({ckpt}: {d.guidance_passes}); "
         "sequential needs less activation memory",
     )
     parser.add_argument(

@@ -200,12 +200,9 @@ class Pipeline:
 
     def _build(self) -> dict:
         """The jitted programs of every stage (`emu_jax.sampling.programs`, shared with `emu-video aot`)."""
+        s = self.settings
         main = programs.StageModel(
-            self.main.model,
-            self.plan,
-            self.main.schedule,
-            self.settings.guidance_rescale,
-            sequential_guidance=self.settings.guidance_passes == "sequential",
+            self.main.model, self.plan, self.main.schedule, s.guidance_rescale, guidance_passes=s.guidance_passes
         )
         interp = None
         if self.interp is not None:
@@ -217,7 +214,7 @@ class Pipeline:
                 s.guidance_rescale,
                 self.interp.layout,
                 int(s.interp_aug_level),
-                s.guidance_passes == "sequential",
+                s.guidance_passes,
             )
         return programs.build(self.mesh, main, interp)
 

@@ -35,7 +35,7 @@ class StageModel:
     rescale_phi: float = 0.0
     layout: conditioning.SlotLayout | None = None  # model I only
     aug_level: int = 100  # model I only
-    sequential_guidance: bool = False  # Settings.guidance_passes == "sequential"
+    guidance_passes: str = "batched"  # Settings.guidance_passes
 
 
 def rows(mesh: Mesh, a: jax.Array) -> jax.Array:
@@ -112,7 +112,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather
                     image_mode=im,
                     rescale_phi=sm.rescale_phi,
                     gather_per_step=gather,
-                    sequential_guidance=sm.sequential_guidance,
+                    sequential_guidance=sm.guidance_passes == "sequential",
                 ),
             )
         )

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 
-from emu_jax.training.aot_report import AotReport, SampleProgram, SampleReport
+from emu_jax.training.aot_report import AotReport, GiB, SampleProgram, SampleReport
 
 STAGES = ("keyframe", "video", "interp", "decode")
 STAGE_CHOICES = STAGES + ("all",)
@@ -111,15 +111,8 @@ def stage_model(cfg, settings, interp: bool = False):
     layout = conditioning.SlotLayout(s.num_given, s.factor, s.pad) if interp else None
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
     plan = settings.plan(schedule, d.prediction)
-    return StageModel(
-        model,
-        plan,
-        schedule,
-        settings.guidance_rescale,
-        layout,
-        int(settings.interp_aug_level),
-        settings.guidance_passes == "sequential",
-    )
+    rescale, level, passes = settings.guidance_rescale, int(settings.interp_aug_level), settings.guidance_passes
+    return StageModel(model, plan, schedule, rescale, layout, level, passes)
 
 
 def abstract_params(model, mesh, shard: bool, settings):
@@ -287,8 +280,8 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
         r, compiled, lowered = _compile(fn, args, topo, mesh, n, model_flops, kernel, per_device, inner)
         # printed as each program compiles, so a long run shows its numbers before the last stage
         progress(
-            f"  {stage}/{name}: {r.total_bytes / 2**30:.2f} GiB per device ({100 * r.total_bytes / r.hbm_bytes:.0f}%"
-            f" of HBM; temporaries {r.temp_bytes / 2**30:.2f} GiB), compiled in {r.compile_seconds:.0f} s"
+            f"  {stage}/{name}: {r.total_bytes / GiB:.2f} GiB per device ({100 * r.total_bytes / r.hbm_bytes:.0f}%"
+            f" of HBM; temporaries {r.temp_bytes / GiB:.2f} GiB), compiled in {r.compile_seconds:.0f} s"
         )
         pbytes = params[which][1] if which else 0
         report_stages.setdefault(stage, []).append(SampleProgram(name, r, repeat, pbytes))
@@ -309,7 +302,7 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
         kernel = _splash_flops(ucfg, nrows * count["passes"], stage_frames, size, text_len, image_mode)
         scales = {k: scalar() for k in (("text",) if mode == "text" else ("image", "text"))}
         steps_args = (p, cb, state, keys, scales, scalar(i32), scalar(i32))
-        inner = count["passes"] if sm.sequential_guidance else 1
+        inner = count["passes"] if sm.guidance_passes == "sequential" else 1
         state = one(stage, "steps", fns[stage + "_steps"], steps_args, count["per_step"], kernel, which, steps, inner)
         pieces[stage] = one(stage, "finish", fns[stage + "_finish"], (state,), 0.0, 0)
     if "decode" in s["stages"]:
@@ -356,7 +349,6 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from emu_jax.errors import check_output_file, one_line
-    from emu_jax.training.aot_report import GiB
     from emu_jax.training.aot_search import find_max_batch, report_or_none
     from emu_jax.training.tpu_topology import require_libtpu, resolve_topology, topology_devices
 
