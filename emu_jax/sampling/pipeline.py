@@ -264,6 +264,8 @@ class Pipeline:
             raise ValueError(f"{len(indices)} indices for {len(prompts)} prompts")
         seed = check_seed(seed)
         image = self.check_image(image, len(prompts))
+        if image is not None and self.settings.video_from == "text":
+            raise ValueError("an image was given, but sampling setting video_from is 'text' (no image conditioning)")
         b = self.batch_size
         for s in range(0, len(prompts), b):
             part = None if image is None else image[s : s + b]
@@ -317,7 +319,10 @@ class Pipeline:
                 self._put(np.asarray(idx, np.int32)),
             )
             label = f"batch {batch_no}"
-            if image is None:
+            direct = self.settings.video_from == "text" and self.main.task == "t2v"
+            if direct:  # direct text-to-video: no keyframe stage, F's video from the text alone
+                kf = None
+            elif image is None:
                 kf, timings["keyframe"] = self._stage(
                     "keyframe", f"{label} keyframe", self.params, self.plan, self.main.schedule, common
                 )
@@ -330,7 +335,7 @@ class Pipeline:
                 kf = self._fns["encode_image"](self.params, self._put(x))
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
-            pieces = {"keyframe": kf}
+            pieces = {} if direct else {"keyframe": kf}
             if self.main.task == "t2v":
                 video, timings["video"] = self._stage(
                     "video", f"{label} video", self.params, self.plan, self.main.schedule, common + (kf,)

@@ -46,7 +46,7 @@ def make_sample(
     i, frames, latents, prompts, indices, image, ran, timings, *, cfg, interp_factor, notes, start_x, batch
 ) -> Sample:
     """Item `i` of a decoded batch: its keyframe, video and interpolated frames out of `frames` (B, T, H, W, 3)."""
-    t = 1
+    t = 1 if "keyframe" in latents else 0  # direct text-to-video has no keyframe: its first frame stands in
     kf = frames[i, 0] if image is None else image[i]
     s = Sample(
         indices[i],

@@ -22,6 +22,7 @@ MAX_SEED = 2**31
 GUIDANCE_FIELDS = ("guidance_keyframe", "guidance_image", "guidance_text")
 PARAM_DTYPES = ("stored", "float32", "bfloat16")
 GUIDANCE_PASSES = ("batched", "sequential")
+VIDEO_FROM = ("keyframe", "text")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Settings:
     # The guidance conditionings (2 or 3) as one batched forward, or one after another: sequential
     # needs a third of the activation memory (the paper's interp on v5e: docs/aot.md) for smaller matmuls.
     guidance_passes: str = "batched"
+    # F's video from the keyframe (factorised, the paper) or from the text alone (direct text-to-video: no
+    # keyframe stage, the image conditioning left empty; for a video model trained with the image dropped).
+    video_from: str = "keyframe"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "Settings":
@@ -77,6 +81,7 @@ class Settings:
             raise ValueError(f"interp_aug_level must be an integer in [0, {schedule.num_train_steps}], got {lvl!r}")
         check_param_dtype(self.param_dtype)
         check_guidance_passes(self.guidance_passes)
+        check_choice(self.video_from, VIDEO_FROM, "video_from")
 
     def cast_params(self, params: Any) -> Any:
         """Floating leaves in `param_dtype` (arrays or ShapeDtypeStructs); unchanged when 'stored'."""
@@ -134,18 +139,22 @@ def check_overrides(overrides: Mapping[str, Any], labels: Mapping[str, str] | No
             check_param_dtype(value, label)
         if key == "guidance_passes":
             check_guidance_passes(value, label)
+        if key == "video_from":
+            check_choice(value, VIDEO_FROM, label)
+
+
+def check_choice(value: Any, allowed: Sequence[str], label: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(allowed)}")
+    return value
 
 
 def check_param_dtype(value: Any, label: str = "param_dtype") -> str:
-    if value not in PARAM_DTYPES:
-        raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(PARAM_DTYPES)}")
-    return value
+    return check_choice(value, PARAM_DTYPES, label)
 
 
 def check_guidance_passes(value: Any, label: str = "guidance_passes") -> str:
-    if value not in GUIDANCE_PASSES:
-        raise ValueError(f"unknown {label} {value!r}; allowed: {', '.join(GUIDANCE_PASSES)}")
-    return value
+    return check_choice(value, GUIDANCE_PASSES, label)
 
 
 def check_seed(seed: Any, label: str = "seed") -> int:

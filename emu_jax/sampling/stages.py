@@ -111,8 +111,14 @@ def two_condition_batch(
 def video_conditions(
     model: Any, params: dict, tokens: Mapping, uncond_tokens: Mapping, keyframe_latent: jax.Array, num_frames: int
 ) -> dict:
-    """Two-condition batch for F: the keyframe latent (B, 1, h, w, c) is frame 0's conditioning."""
-    cond = conditioning.image_condition(keyframe_latent, num_frames)
+    """Two-condition batch for F: the keyframe latent (B, 1, h, w, c) is frame 0's conditioning. None: no image
+    in any branch (direct text-to-video; the image term of the guidance is then zero, leaving text CFG)."""
+    if keyframe_latent is None:
+        b = next(iter(tokens.values())).shape[0]
+        h, w, c = latent_shape(model, 1)[1:]
+        cond = jnp.zeros((b, num_frames, h, w, c + 1), jnp.float32)
+    else:
+        cond = conditioning.image_condition(keyframe_latent, num_frames)
     return two_condition_batch(model, params, tokens, uncond_tokens, cond)
 
 
@@ -270,7 +276,7 @@ def video_start(
     keyframe_latent: jax.Array,
     num_frames: int | None = None,
 ):
-    """As `keyframe_start` for F's video stage, conditioned on the keyframe latent (B, 1, h, w, c)."""
+    """As `keyframe_start` for F's video stage, conditioned on the keyframe latent (B, 1, h, w, c) or None."""
     t = num_frames or model.config.num_frames
     cb = video_conditions(model, params, tokens, _uncond(model, uncond_tokens), keyframe_latent, t)
     k = fold(keys, VIDEO)

@@ -276,3 +276,31 @@ def test_sequential_guidance_passes_give_the_batched_sample(pipe, mixed, f_model
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(b).max()), stage
     with pytest.raises(ValueError, match="unknown guidance_passes 'parallel'; allowed: batched, sequential"):
         Pipeline(f_model, Settings(guidance_passes="parallel"))
+
+
+@pytest.mark.slow
+def test_direct_text_to_video_skips_the_keyframe_and_sees_no_image(f_model):
+    """video_from=text (F trained with the image dropped): no keyframe stage, and every guidance branch has an
+    empty image, so the image scale cannot change the video (in the factorised pipeline it does)."""
+    videos = {}
+    for source in ("text", "keyframe"):
+        for w_image in (0.0, 5.0):
+            p = Pipeline(
+                f_model,
+                Settings(num_steps=STEPS, guidance_image=w_image, video_from=source),
+                batch_size=1,
+                progress=False,
+            )
+            s = next(p.run(["red circle"], seed=3))[0]
+            videos[source, w_image] = s.video
+            if source == "text":
+                assert s.stages == ["video", "decode"] and "keyframe" not in s.latents
+                assert s.video.shape == (f_model.model.config.num_frames, 32, 32, 3)
+                np.testing.assert_array_equal(s.keyframe, s.video[0])
+    np.testing.assert_array_equal(videos["text", 0.0], videos["text", 5.0])
+    assert np.abs(videos["keyframe", 0.0].astype(int) - videos["keyframe", 5.0]).max() > 0
+    with pytest.raises(ValueError, match="unknown video_from 'image'; allowed: keyframe, text"):
+        Pipeline(f_model, Settings(video_from="image"))
+    direct = Pipeline(f_model, Settings(num_steps=STEPS, video_from="text"), progress=False)
+    with pytest.raises(ValueError, match="video_from is 'text'"):
+        next(direct.run(["red circle"], image=np.zeros((32, 32, 3), np.uint8)))
