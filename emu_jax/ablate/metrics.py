@@ -2,7 +2,8 @@
 analyser without the library importing it).
 
 A metric is `fn(ctx: EvalContext) -> array (num_items,)`, one value per evaluation item, lower or higher
-better as its `better` attribute says ("lower" by default). Per-item values are what make paired
+better as its `better` attribute says ("lower" by default); or set-level (`is_set_level`: features of
+each item and of a reference set, scored by their Fréchet distance). Per-item values are what make paired
 bootstrap comparisons possible: item i is the same clip with the same noise in every arm. A metric that
 samples prompts of its own says so with a `prompts(num_items, seed) -> list[str]` attribute, which an
 inference sweep then uses when it is given no prompts.
@@ -20,6 +21,22 @@ import numpy as np
 from emu_jax.errors import UserError
 
 REGISTRY: dict[str, Callable] = {}
+
+
+def is_set_level(fn: Callable) -> bool:
+    """A set-level metric (`fn.level == "set"`, e.g. FID / FVD) returns `(fake (N, K, D), real (M, K', D))`:
+    K feature vectors per item (frames, or 1 per video) and a reference set; its value is the Fréchet
+    distance of the two, so it has no per-item values and is bootstrapped over items instead."""
+    return getattr(fn, "level", "item") == "set"
+
+
+def frechet_to(real_MKD) -> Callable:
+    """`distance(fake (n, K, D))`: the Fréchet distance of the fake items' features to the reference set's."""
+    from emu_jax.metrics.frechet import frechet_distance_symmetric, gaussian_stats
+
+    d = real_MKD.shape[-1]
+    mu, sigma = gaussian_stats(real_MKD.reshape(-1, d))
+    return lambda fake_NKD: frechet_distance_symmetric(*gaussian_stats(fake_NKD.reshape(-1, d)), mu, sigma)
 
 
 def register(name: str, better: str = "lower"):

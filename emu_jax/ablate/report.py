@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from emu_jax.ablate import stats
+from emu_jax.ablate import metrics, stats
 from emu_jax.ablate.runner import write_atomic
 
 
@@ -23,6 +23,18 @@ def summarize(records: dict[str, dict], baseline: str, resamples: int = 2000, se
                 row["vs_baseline"] = stats.paired(rec["values"][m], base_values, **kw)
             rows[name] = row
         out["metrics"][m] = {"better": base["better"].get(m, "lower"), "arms": rows}
+    for m in base.get("set_metrics", []):
+        distance = metrics.frechet_to(base["features"][f"{m}:real"])
+        rows = {}
+        for name, rec in records.items():
+            ci, d = stats.set_intervals(
+                distance,
+                rec["features"][f"{m}:fake"],
+                None if name == baseline else base["features"][f"{m}:fake"],
+                **kw,
+            )
+            rows[name] = {"ci": ci, "overrides": rec["overrides"], **({"vs_baseline": d} if d else {})}
+        out["metrics"][m] = {"better": base["better"].get(m, "lower"), "arms": rows, "set_level": True}
     out["per_item"] = {name: rec["values"] for name, rec in records.items()}
     return out
 
@@ -34,8 +46,12 @@ def _fmt(x: float) -> str:
 def markdown(summary: dict) -> str:
     lines = [f"# Ablation study (baseline: {summary['baseline']})", ""]
     for m, block in summary["metrics"].items():
+        what = "Fréchet distance to the reference set" if block.get("set_level") else "mean"
         lines += [f"## {m} ({block['better']} is better; 95% bootstrap intervals over items)", ""]
-        lines += ["| arm | overrides | mean [95% CI] | arm - baseline [95% CI] | resolved |", "|---|---|---|---|---|"]
+        lines += [
+            f"| arm | overrides | {what} [95% CI] | arm - baseline [95% CI] | resolved |",
+            "|---|---|---|---|---|",
+        ]
         for name, row in block["arms"].items():
             ci = row["ci"]
             over = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "-"

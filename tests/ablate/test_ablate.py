@@ -23,7 +23,7 @@ overrides = {{
 }}
 # The optimiser refuses lr = 0, so the broken arm's lr is 1e-12: no update moves the weights.
 arms = {{"baseline": {{}}, "copy": {{}}, "lr0": {{"train.optimizer.lr": 1e-12}}}}
-eval = {{"num_items": 8, "draws": 2, "seed": 3, "resamples": 500}}
+eval = {{"num_items": 8, "draws": 2, "seed": 3, "resamples": 500, "metrics": ["denoise_loss", "test_ablate:loss_fd"]}}
 """
 REUSE = """
 config = "configs/tiny.py"
@@ -31,6 +31,17 @@ overrides = {{"data.data_dir": {data_dir!r}, "train.batch_size": 8}}
 arms = {{"given": {{"checkpoint": {run!r}}}}}
 eval = {{"num_items": 8, "draws": 2, "seed": 3, "resamples": 500}}
 """
+
+
+def loss_fd(ctx):
+    """A set-level metric without sampling: each item's denoise loss as a 1-D feature, against a reference
+    set near zero loss; its Fréchet distance grows with the arm's losses."""
+    from emu_jax.ablate.metrics import denoise_loss
+
+    return denoise_loss(ctx)[:, None, None], np.linspace(-0.01, 0.01, 16)[:, None, None]
+
+
+loss_fd.level = "set"
 
 
 def _write(tmp_path, text):
@@ -73,7 +84,14 @@ def test_study_resumes_and_resolves_broken_arm(tmp_path, tiny_shapes_dir, caplog
     assert copy["mean"] == 0.0 and copy["lo"] <= 0.0 <= copy["hi"] and not copy["excludes_zero"]
     lr0 = block["lr0"]["vs_baseline"]
     assert lr0["excludes_zero"] and lr0["lo"] > 0, lr0  # the untrained arm's loss is higher on every draw
+    # The set-level metric: bootstrapped over the same resampled items, so an identical arm differs by exactly 0.
+    fd = summary["metrics"]["test_ablate:loss_fd"]
+    assert fd["set_level"] and (out / "arms" / "lr0" / "features.npz").is_file()
+    assert fd["arms"]["copy"]["vs_baseline"] == {"mean": 0.0, "lo": 0.0, "hi": 0.0, "n": 8, "excludes_zero": False}
+    fd_lr0 = fd["arms"]["lr0"]["vs_baseline"]
+    assert fd_lr0["excludes_zero"] and fd_lr0["lo"] > 0 and fd["arms"]["lr0"]["ci"]["mean"] > fd_lr0["mean"], fd
     md = (out / "ablate.md").read_text()
+    assert "Fréchet distance to the reference set" in md
     assert "| lr0 |" in md and "train.optimizer.lr=1e-12" in md
     # --report alone rebuilds the same report from the finished arms.
     assert cli.main(["ablate", "--study", study, "--out", str(out), "--report"]) == 0
