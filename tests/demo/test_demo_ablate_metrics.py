@@ -19,3 +19,15 @@ def test_vae_features_see_frames_and_motion():
     fvd = frechet_to(ablate_metrics.vae_features(a, 2).reshape(48, 1, -1))
     same, disordered = (fvd(ablate_metrics.vae_features(x, 2).reshape(48, 1, -1)) for x in (b, shuffled))
     assert disordered > 1.5 * same, (same, disordered)
+
+
+def test_table1_study_builds_every_arm():
+    """studies/demo_table1.py: four arms on the shipped F, each a valid trainable config differing by its change."""
+    from emu_jax.ablate import study
+
+    s = study.load("studies/demo_table1.py")
+    assert list(s.arms) == ["factorised", "direct", "eps", "spatial_tuned"] and s.baseline == "factorised"
+    assert s.arms["direct"].cfg.sampling.video_from == "text" and s.arms["direct"].cfg.train.drop_text == 0.0
+    assert s.arms["eps"].cfg.diffusion.prediction == "eps" and s.arms["spatial_tuned"].cfg.train.trainable == "all"
+    assert {a.cfg.train.steps for a in s.arms.values()} == {300}
+    assert {a.cfg.train.init_from for a in s.arms.values()} == {str(ablate_metrics.DEMO_MODEL)}
