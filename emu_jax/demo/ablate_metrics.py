@@ -55,6 +55,11 @@ def attribute_accuracy(ctx) -> np.ndarray:
     return np.asarray([float(np.mean(list(r.values()))) for r in _readings(ctx)])
 
 
+def looks_correct(ctx) -> np.ndarray:
+    """Per item: 1.0 when background, colour and shape are all read back (a keyframe-only T2I arm scores this)."""
+    return np.asarray([float(r["background"] and r["color"] and r["shape"]) for r in _readings(ctx)])
+
+
 def direction(ctx) -> np.ndarray:
     """Per item: 1.0 when the video moves in the prompted direction."""
     return np.asarray([float(r["direction"]) for r in _readings(ctx)])
@@ -65,7 +70,7 @@ def consistent(ctx) -> np.ndarray:
     return np.asarray([float(bool(r["consistent"])) for r, _ in _analysed(ctx)])
 
 
-for _fn in (all_correct, attribute_accuracy, direction, consistent):
+for _fn in (all_correct, attribute_accuracy, looks_correct, direction, consistent):
     _fn.better, _fn.prompts = "higher", prompts
 
 
@@ -108,8 +113,10 @@ def _fake(ctx) -> np.ndarray:
 
 
 def fid_vae(ctx):
-    """Frame-level: every frame a (4 x 4 x C) feature; Fréchet distance of the sampled frames to the reference's."""
-    return vae_features(_fake(ctx), 4), vae_features(_reference(ctx), 4)
+    """Frame-level: every frame a (4 x 4 x C) feature; Fréchet distance of the sampled frames to the reference's
+    (a keyframe-only T2I arm against the reference clips' first frames)."""
+    fake = _fake(ctx)
+    return vae_features(fake, 4), vae_features(_reference(ctx)[:, : fake.shape[1]], 4)
 
 
 def fvd_vae(ctx):
