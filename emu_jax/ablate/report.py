@@ -85,7 +85,7 @@ def chart(summary: dict, path: pathlib.Path) -> str | None:
         ]
         ax.errorbar(range(len(arms)), means, yerr=err, fmt="o", capsize=4)
         ax.set_xticks(range(len(arms)), list(arms), rotation=30, ha="right")
-        ax.set_title(f"{m} ({summary['metrics'][m]['better']} is better)")
+        ax.set_title(f"{m.rsplit(':', 1)[-1]} ({summary['metrics'][m]['better']} is better)")  # MODULE: dropped
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
