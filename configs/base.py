@@ -47,6 +47,7 @@ def get_config(arg=None):
             drop_both=0.05,  # ours; SPEC leaves them open
             aug_max_level=250,  # interpolation: conditioning noise level ~ U[0, 250]
             init_from="",  # emu_jax checkpoint or training workdir to start from
+            init_from_groups="",  # only these top-level param groups of it, comma-separated (vae,text); "" = all
             slots=ml_collections.ConfigDict(dict(num_given=8, factor=4, pad=4)),
             optimizer=ml_collections.ConfigDict(
                 dict(

@@ -20,10 +20,14 @@ def load_init_params(path: str) -> dict:
     return model_folder.load_checkpoint(path)[1]
 
 
-def overlay_params(fresh: Any, loaded: Any) -> tuple[dict, str]:
-    """Fresh params with every loaded leaf copied in; returns (params, a one-line report)."""
+def overlay_params(fresh: Any, loaded: Any, groups: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """Fresh params with every loaded leaf copied in (with `groups`: only those top-level groups, e.g.
+    ("vae", "text") for a U-Net trained from scratch on a given VAE); returns (params, a one-line report)."""
+    unknown = sorted(set(groups) - set(fresh))
+    if unknown:
+        raise ValueError(f"unknown init_from_groups {unknown}; the model's groups: {sorted(fresh)}")
     new = traverse_util.flatten_dict(dict(fresh))
-    old = traverse_util.flatten_dict(dict(loaded))
+    old = traverse_util.flatten_dict({k: v for k, v in dict(loaded).items() if not groups or k in groups})
     mismatched = [
         f"{'/'.join(k)}: checkpoint {old[k].shape} vs model {new[k].shape}"
         for k in old

@@ -182,7 +182,11 @@ class Run:
         """
         params = self.model.init(jax.random.key(self.cfg.seed))
         if self.cfg.train.init_from:
-            params, report = overlay_params(params, load_init_params(self.cfg.train.init_from))
+            params, report = overlay_params(
+                params,
+                load_init_params(self.cfg.train.init_from),
+                groups=tuple(g for g in self.cfg.train.init_from_groups.split(",") if g),
+            )
             log.info("init_from %s: %s", self.cfg.train.init_from, report)
         return jax.jit(self._create, out_shardings=self.state_shardings)(params)
 

@@ -31,3 +31,13 @@ def test_table1_study_builds_every_arm():
     assert s.arms["eps"].cfg.diffusion.prediction == "eps" and s.arms["spatial_tuned"].cfg.train.trainable == "all"
     assert {a.cfg.train.steps for a in s.arms.values()} == {300}
     assert {a.cfg.train.init_from for a in s.arms.values()} == {str(ablate_metrics.DEMO_MODEL)}
+
+
+def test_schedule_study_trains_a_fresh_unet_each_way():
+    """studies/demo_schedule.py: T2I from the shipped VAE and text encoder only, v against eps."""
+    from emu_jax.ablate import study
+
+    s = study.load("studies/demo_schedule.py")
+    assert list(s.arms) == ["v", "eps"] and {a.cfg.train.init_from_groups for a in s.arms.values()} == {"vae,text"}
+    assert s.arms["v"].cfg.diffusion.prediction == "v" and s.arms["eps"].cfg.diffusion.prediction == "eps"
+    assert not s.arms["eps"].cfg.diffusion.zero_terminal_snr and s.arms["v"].cfg.train.task == "t2i"

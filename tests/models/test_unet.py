@@ -234,3 +234,18 @@ def test_init_from_overlay_copies_every_matching_param_and_names_misfits(tiny):
     wider = cfg1.replace(model_channels=48)
     with pytest.raises(ValueError, match="does not fit the model"):
         overlay_params(nn.unbox(init_params(wider, jax.random.key(0))), trained)
+
+
+def test_init_from_groups_take_only_those_groups():
+    """train.init_from_groups=vae,text: the VAE and text encoder from the checkpoint, a fresh U-Net."""
+    from emu_jax.training.init_from import overlay_params
+
+    fresh = {g: {"w": np.zeros(2, np.float32)} for g in ("text", "unet", "vae")}
+    ckpt = {g: {"w": np.ones(2, np.float32)} for g in ("text", "unet", "vae")}
+    params, report = overlay_params(fresh, ckpt, groups=("vae", "text"))
+    assert [float(params[g]["w"][0]) for g in ("text", "unet", "vae")] == [1.0, 0.0, 1.0]
+    assert report.startswith("2 params loaded, 1 kept from init")
+    with pytest.raises(
+        ValueError, match=r"unknown init_from_groups \['vea'\]; the model's groups: \['text', 'unet', 'vae'\]"
+    ):
+        overlay_params(fresh, ckpt, groups=("vea",))

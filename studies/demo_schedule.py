@@ -1,0 +1,39 @@
+"""The paper's schedule ablation (zero terminal SNR + v against the standard schedule + eps) on the demo's
+keyframe stage, trained from scratch each way: a fresh U-Net on the shipped model's VAE and text encoder,
+the recipe's first T2I phase (t2i_1: 1500 steps x 32), scored on held-out keyframes. Table 1's F arms cannot
+test the schedule: F's spatial layers are a v-prediction T2I, so switching F alone to eps breaks it
+(docs/ablate.md, "The paper's Table 1 on the demo model").
+
+  emu-video demo train --workdir runs/demo --stages data        # the dataset (1 min)
+  SHAPES_DATA=runs/demo/data emu-video ablate --study studies/demo_schedule.py --out runs/schedule
+"""
+
+import json
+import os
+import pathlib
+
+import emu_jax
+
+_model = pathlib.Path(emu_jax.__file__).parent / "assets" / "demo_model"
+_vae = json.loads((_model / "emu_jax.json").read_text())["model"]["vae"]
+
+config = "configs/demo/shapes.py"
+config_args = "t2i_1"
+overrides = {
+    "data.data_dir": os.environ.get("SHAPES_DATA", "runs/demo/data"),
+    "train.init_from": str(_model),
+    "train.init_from_groups": "vae,text",  # a fresh U-Net: both schedules train it from scratch
+    "model.vae.scaling_factor": _vae["scaling_factor"],
+    "model.vae.shift_factor": _vae["shift_factor"],
+    "train.steps": int(os.environ.get("SCHEDULE_STEPS", "1500")),
+}
+arms = {
+    "v": {},  # the recipe: zero terminal SNR + v (loss weighted as eps-prediction's)
+    "eps": {"diffusion.zero_terminal_snr": False, "diffusion.prediction": "eps"},
+}
+eval = {
+    "metrics": ["emu_jax.demo.ablate_metrics:looks_correct", "emu_jax.demo.ablate_metrics:fid_vae"],
+    "num_items": int(os.environ.get("SCHEDULE_ITEMS", "96")),
+    "seed": 1234,
+    "batch_size": 16,
+}
