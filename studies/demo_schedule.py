@@ -8,23 +8,16 @@ test the schedule: F's spatial layers are a v-prediction T2I, so switching F alo
   SHAPES_DATA=runs/demo/data emu-video ablate --study studies/demo_schedule.py --out runs/schedule
 """
 
-import json
 import os
-import pathlib
 
-import emu_jax
-
-_model = pathlib.Path(emu_jax.__file__).parent / "assets" / "demo_model"
-_vae = json.loads((_model / "emu_jax.json").read_text())["model"]["vae"]
+from emu_jax.demo.ablate_metrics import from_shipped_model
 
 config = "configs/demo/shapes.py"
 config_args = "t2i_1"
 overrides = {
+    **from_shipped_model(),
     "data.data_dir": os.environ.get("SHAPES_DATA", "runs/demo/data"),
-    "train.init_from": str(_model),
     "train.init_from_groups": "vae,text",  # a fresh U-Net: both schedules train it from scratch
-    "model.vae.scaling_factor": _vae["scaling_factor"],
-    "model.vae.shift_factor": _vae["shift_factor"],
     "train.steps": int(os.environ.get("SCHEDULE_STEPS", "1500")),
 }
 arms = {

@@ -9,22 +9,15 @@ objective on spatial layers that a v-prediction T2I trained (the paper trains bo
   SHAPES_DATA=runs/demo/data_s8 emu-video ablate --study studies/demo_table1.py --out runs/table1
 """
 
-import json
 import os
-import pathlib
 
-import emu_jax
-
-_model = pathlib.Path(emu_jax.__file__).parent / "assets" / "demo_model"
-_vae = json.loads((_model / "emu_jax.json").read_text())["model"]["vae"]
+from emu_jax.demo.ablate_metrics import from_shipped_model
 
 config = "configs/demo/shapes.py"
 config_args = "t2v_s10"
 overrides = {
+    **from_shipped_model(),
     "data.data_dir": os.environ.get("SHAPES_DATA", "runs/demo/data_s8"),
-    "train.init_from": str(_model),
-    "model.vae.scaling_factor": _vae["scaling_factor"],
-    "model.vae.shift_factor": _vae["shift_factor"],
     "train.steps": int(os.environ.get("TABLE1_STEPS", "300")),
     "train.save_every": 100,
 }

@@ -22,6 +22,18 @@ DEMO_MODEL = pathlib.Path(__file__).parents[1] / "assets" / "demo_model"
 REFERENCE_CLIPS = 256
 
 
+def from_shipped_model() -> dict:
+    """Study overrides that start every arm from the shipped model, with its VAE's latent scale."""
+    import json
+
+    vae = json.loads((DEMO_MODEL / "emu_jax.json").read_text())["model"]["vae"]
+    return {
+        "train.init_from": str(DEMO_MODEL),
+        "model.vae.scaling_factor": vae["scaling_factor"],
+        "model.vae.shift_factor": vae["shift_factor"],
+    }
+
+
 def prompts(num_items: int, seed: int) -> list[str]:
     """The captions these metrics sample (held-out draws): `emu-video ablate --sweep` needs no --prompts."""
     return [shapes.caption(w) for w in evaluate.prompt_set(int(num_items), int(seed))]
