@@ -78,33 +78,43 @@ class EvalContext:
 
         return model_folder.load_checkpoint(self.checkpoint)[1]
 
-    @functools.cached_property
-    def _pipeline(self):
+    def _pipeline(self, interp: str | None = None):
+        """The arm's sampling pipeline, with the interpolation model `interp` loaded when given (one per I)."""
         from emu_jax.sampling.pipeline import Pipeline
 
-        return Pipeline.from_checkpoint(
-            self.checkpoint,
-            use_interp=False,
-            overrides=dict(self.settings.get("sampling") or {}),
-            batch_size=int(self.settings.get("batch_size") or 4),
-            progress=False,
-        )
+        pipes = self.__dict__.setdefault("_pipelines", {})
+        if interp not in pipes:
+            pipes[interp] = Pipeline.from_checkpoint(
+                self.checkpoint,
+                interp_checkpoint=interp,
+                use_interp=interp is not None,
+                overrides=dict(self.settings.get("sampling") or {}),
+                batch_size=int(self.settings.get("batch_size") or 4),
+                progress=False,
+            )
+        return pipes[interp]
 
-    def sample(self, prompts=None) -> np.ndarray:
+    def sample(self, prompts=None, interp: str | None = None) -> np.ndarray:
         """uint8 (N, T, H, W, 3) videos of `prompts` (default: the study's), keyframe -> F's video (a t2i
-        checkpoint gives T = 1). Item i's noise depends only on (eval seed, i), so arms see the same noise.
-        Cached per prompt list: several metrics score one sampling run."""
+        checkpoint gives T = 1); with `interp` (an interpolation model's folder) the (N, S, H, W, 3) videos
+        it makes from them, F's videos of that run cached too. Item i's noise depends only on (eval seed, i),
+        so arms see the same noise. Cached per prompt list: several metrics score one sampling run."""
         prompts = list(self.settings.get("prompts") or []) if prompts is None else list(prompts)
         if not prompts:
             raise UserError("sample-based metrics need eval prompts (a list or a file of lines) in the study")
         key = tuple(prompts)
         cache = self.__dict__.setdefault("_samples", {})
-        if key not in cache:
-            out = []
-            for batch in self._pipeline.run(prompts, seed=int(self.settings["seed"]), interpolate=False):
-                out += [s.video if s.video is not None else s.keyframe[None] for s in batch]
-            cache[key] = np.stack(out)
-        return cache[key]
+        if (key, interp) not in cache:
+            videos, interpolated = [], []
+            for batch in self._pipeline(interp).run(
+                prompts, seed=int(self.settings["seed"]), interpolate=interp is not None
+            ):
+                videos += [s.video if s.video is not None else s.keyframe[None] for s in batch]
+                interpolated += [s.interpolated for s in batch]
+            cache[(key, None)] = np.stack(videos)
+            if interp is not None:
+                cache[(key, interp)] = np.stack(interpolated)
+        return cache[(key, interp)]
 
 
 @register("denoise_loss", better="lower")

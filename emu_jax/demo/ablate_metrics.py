@@ -3,6 +3,8 @@ names these as `eval = {"metrics": ["emu_jax.demo.ablate_metrics:all_correct"]}`
 
 Items are held-out attribute draws (`evaluate.prompt_set(num_items, seed)`), so the study's own prompt
 list is not used; each item scores 1 when the analyser reads every prompted attribute from its video.
+The `*_16fps` metrics score the 16 fps video the shipped I makes from the arm's F video (a study of F arms
+then sees its final output; I itself is not retrained per arm), `smooth_16fps` whether it jumps where F did not.
 
 `fid_vae` / `fvd_vae` are set-level stand-ins for FID / FVD (the real Inception / I3D weights cannot be
 downloaded here): Fréchet distances to held-out dataset clips in the feature space of the shipped demo
@@ -19,6 +21,7 @@ import numpy as np
 from emu_jax.demo import analyse, evaluate, shapes
 
 DEMO_MODEL = pathlib.Path(__file__).parents[1] / "assets" / "demo_model"
+SHIPPED_I = DEMO_MODEL / "interp"  # the 16 fps metrics interpolate every arm's F video with it
 REFERENCE_CLIPS = 256
 
 
@@ -39,50 +42,82 @@ def prompts(num_items: int, seed: int) -> list[str]:
     return [shapes.caption(w) for w in evaluate.prompt_set(int(num_items), int(seed))]
 
 
-def _analysed(ctx) -> list[tuple[dict, dict]]:
-    """(reading, per-attribute score) of each item's video, cached on ctx: several metrics read one sampling."""
+def _analysed(ctx, at_16fps: bool = False) -> list[tuple[dict, dict]]:
+    """(reading, per-attribute score) of each item's video, cached on ctx: several metrics read one sampling.
+    Background, colour and shape are read on F's first frame (the keyframe), motion and consistency on F's
+    video, or with `at_16fps` on the shipped I's 16 fps video of it (its reading adds F's `f_jump_ratio`)."""
     cache = ctx.__dict__.setdefault("_demo_readings", {})
     n, seed = int(ctx.settings["num_items"]), int(ctx.settings["seed"])
-    if (n, seed) not in cache:
-        out = []
-        for w, v in zip(evaluate.prompt_set(n, seed), ctx.sample(prompts(n, seed))):
-            key, vid = analyse.analyse_video(v[:1]), analyse.analyse_video(v)
+    if (n, seed, at_16fps) not in cache:
+        texts, out = prompts(n, seed), []
+        final = ctx.sample(texts, interp=str(SHIPPED_I)) if at_16fps else None  # also samples F's videos
+        for i, (w, v) in enumerate(zip(evaluate.prompt_set(n, seed), ctx.sample(texts))):
+            key, vid = analyse.analyse_video(v[:1]), analyse.analyse_video(v if final is None else final[i])
             reading = {**vid, **{k: key[k] for k in ("background", "color", "shape")}}  # as evaluate.score_samples
+            if final is not None:
+                reading["f_jump_ratio"] = analyse.analyse_video(v)["jump_ratio"]
             out.append((reading, analyse.score(reading, w.to_dict())))
-        cache[(n, seed)] = out
-    return cache[(n, seed)]
+        cache[(n, seed, at_16fps)] = out
+    return cache[(n, seed, at_16fps)]
 
 
-def _readings(ctx):
-    return [s for _, s in _analysed(ctx)]
-
-
-def all_correct(ctx) -> np.ndarray:
+def all_correct(ctx, at_16fps: bool = False) -> np.ndarray:
     """Per item: 1.0 when every prompted attribute is read back from the sample, else 0.0."""
-    return np.asarray([float(all(r.values())) for r in _readings(ctx)])
+    return np.asarray([float(all(s.values())) for _, s in _analysed(ctx, at_16fps)])
 
 
 def attribute_accuracy(ctx) -> np.ndarray:
     """Per item: the fraction of prompted attributes read back from the sample."""
-    return np.asarray([float(np.mean(list(r.values()))) for r in _readings(ctx)])
+    return np.asarray([float(np.mean(list(s.values()))) for _, s in _analysed(ctx)])
 
 
 def looks_correct(ctx) -> np.ndarray:
     """Per item: 1.0 when background, colour and shape are all read back (a keyframe-only T2I arm scores this)."""
-    return np.asarray([float(r["background"] and r["color"] and r["shape"]) for r in _readings(ctx)])
+    return np.asarray([float(s["background"] and s["color"] and s["shape"]) for _, s in _analysed(ctx)])
 
 
-def direction(ctx) -> np.ndarray:
+def direction(ctx, at_16fps: bool = False) -> np.ndarray:
     """Per item: 1.0 when the video moves in the prompted direction."""
-    return np.asarray([float(r["direction"]) for r in _readings(ctx)])
+    return np.asarray([float(s["direction"]) for _, s in _analysed(ctx, at_16fps)])
 
 
-def consistent(ctx) -> np.ndarray:
+def consistent(ctx, at_16fps: bool = False) -> np.ndarray:
     """Per item: 1.0 when the analyser finds one shape, colour and size throughout the video."""
-    return np.asarray([float(bool(r["consistent"])) for r, _ in _analysed(ctx)])
+    return np.asarray([float(bool(r["consistent"])) for r, _ in _analysed(ctx, at_16fps)])
 
 
-for _fn in (all_correct, attribute_accuracy, looks_correct, direction, consistent):
+def smooth_16fps(ctx) -> np.ndarray:
+    """Per item: 1.0 unless the 16 fps video jumps (a step over JUMP_LIMIT x its median) where F's video does not."""
+    limit = analyse.JUMP_LIMIT
+    return np.asarray(
+        [float(not (r["jump_ratio"] > limit and not r["f_jump_ratio"] > limit)) for r, _ in _analysed(ctx, True)]
+    )
+
+
+def _at_16fps(fn):
+    """`fn` scored on the shipped I's 16 fps video of the arm's F video (the keyframe attributes stay F's)."""
+
+    def metric(ctx) -> np.ndarray:
+        return fn(ctx, at_16fps=True)
+
+    metric.__name__ = metric.__qualname__ = f"{fn.__name__}_16fps"
+    metric.__doc__ = f"{fn.__doc__} On the 16 fps video."
+    return metric
+
+
+all_correct_16fps, direction_16fps, consistent_16fps = (_at_16fps(f) for f in (all_correct, direction, consistent))
+
+for _fn in (
+    all_correct,
+    attribute_accuracy,
+    looks_correct,
+    direction,
+    consistent,
+    smooth_16fps,
+    all_correct_16fps,
+    direction_16fps,
+    consistent_16fps,
+):
     _fn.better, _fn.prompts = "higher", prompts
 
 

@@ -140,12 +140,12 @@ def test_fvd_in_a_study_is_the_metrics_stage_distance():
     fake, real = smooth(), smooth()
     prompts = ["a"] * 4
     ctx = metrics.EvalContext(None, "", {"prompts": prompts, "fvd_weights": "packaged"})
-    ctx.__dict__.update(_samples={tuple(prompts): fake}, _real={"videos": real})  # sampled and read already
+    ctx.__dict__.update(_samples={(tuple(prompts), None): fake}, _real={"videos": real})  # sampled and read already
     f, r = metrics.fvd(ctx)
     assert f.shape == r.shape == (4, 1, 400)
     i3d = load_nets(fvd_weights="packaged").i3d
     want = frechet_distance_of(fvd_features(i3d, real), fvd_features(i3d, fake))
     assert metrics.frechet_to(r)(f) == pytest.approx(want, rel=1e-6)
-    ctx.__dict__["_samples"] = {tuple(prompts): fake[:, :8]}
+    ctx.__dict__["_samples"] = {(tuple(prompts), None): fake[:, :8]}
     with pytest.raises(Exception, match="fvd needs >= 16 frames; sampled 8"):
         metrics.fvd(ctx)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from emu_jax.ablate.metrics import frechet_to
-from emu_jax.demo import ablate_metrics, evaluate
+from emu_jax.demo import ablate_metrics, evaluate, shapes
 
 
 def test_vae_features_see_frames_and_motion():
@@ -41,3 +41,42 @@ def test_schedule_study_trains_a_fresh_unet_each_way():
     assert list(s.arms) == ["v", "eps"] and {a.cfg.train.init_from_groups for a in s.arms.values()} == {"vae,text"}
     assert s.arms["v"].cfg.diffusion.prediction == "v" and s.arms["eps"].cfg.diffusion.prediction == "eps"
     assert not s.arms["eps"].cfg.diffusion.zero_terminal_snr and s.arms["v"].cfg.train.task == "t2i"
+
+
+class _Rendered:
+    """A stand-in arm whose F draws exactly the prompted clip (8 frames at 4 fps) and whose I gives that clip
+    at 16 fps (37 frames), with item 0's 16 fps video teleporting the shape for one frame."""
+
+    def __init__(self, num_items):
+        self.settings = {"num_items": num_items, "seed": 1234}
+        wanted = evaluate.prompt_set(num_items, 1234)
+        self.clips = np.stack([shapes.render_clip(w, 37, 32) for w in wanted])
+        self.clips[0, 22] = self.clips[0, 36]  # not a given slot: F's video keeps its track
+        self.calls = []
+
+    def sample(self, prompts, interp=None):
+        self.calls.append(interp)
+        assert prompts == ablate_metrics.prompts(self.settings["num_items"], 1234)
+        return self.clips if interp else self.clips[:, 4:33:4]
+
+
+def test_16fps_metrics_read_motion_on_the_interpolated_video():
+    ctx = _Rendered(6)
+    assert str(ablate_metrics.SHIPPED_I).endswith("demo_model/interp")
+    np.testing.assert_array_equal(ablate_metrics.smooth_16fps(ctx), [0, 1, 1, 1, 1, 1])  # F's video has no jump
+    for m in ("all_correct", "direction", "consistent"):
+        np.testing.assert_array_equal(getattr(ablate_metrics, f"{m}_16fps")(ctx), 1.0)
+        np.testing.assert_array_equal(getattr(ablate_metrics, m)(ctx), 1.0)
+    assert ctx.calls[0] == str(ablate_metrics.SHIPPED_I) and ablate_metrics.direction_16fps.better == "higher"
+    assert ablate_metrics.consistent_16fps.__name__ == "consistent_16fps"
+
+
+def test_table1_16fps_study_evaluates_table1_arms(monkeypatch):
+    from emu_jax.ablate import study
+
+    monkeypatch.setenv("TABLE1_OUT", "/runs/t1")
+    s = study.load("studies/demo_table1_16fps.py")
+    assert {n: a.checkpoint for n, a in s.arms.items()} == {
+        n: f"/runs/t1/arms/{n}/run" for n in ("factorised", "direct", "spatial_tuned")
+    }
+    assert s.eval["num_items"] == 40 and s.eval["metrics"][0].endswith(":all_correct_16fps")

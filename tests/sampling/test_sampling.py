@@ -304,3 +304,25 @@ def test_direct_text_to_video_skips_the_keyframe_and_sees_no_image(f_model):
     direct = Pipeline(f_model, Settings(num_steps=STEPS, video_from="text"), progress=False)
     with pytest.raises(ValueError, match="video_from is 'text'"):
         next(direct.run(["red circle"], image=np.zeros((32, 32, 3), np.uint8)))
+
+
+@pytest.mark.slow
+def test_ablate_context_scores_the_interpolated_video_of_f_video(f_model, i_model, tmp_path, monkeypatch):
+    """`EvalContext.sample(interp=I)`: one run gives I's video and F's (cached for F-only metrics, and equal
+    to an F-only run's, the noise being the item's alone)."""
+    from emu_jax.ablate.metrics import EvalContext
+    from sampling_helpers import save
+
+    f_path, i_path = save(f_model, str(tmp_path / "f")), save(i_model, str(tmp_path / "i"))
+    settings = {"seed": 5, "batch_size": 2, "sampling": {"num_steps": STEPS}}
+    ctx = EvalContext(None, f_path, settings)
+    prompts = ["red circle", "blue square"]
+    runs = []
+    real_run = Pipeline.run
+    monkeypatch.setattr(Pipeline, "run", lambda self, *a, **k: runs.append(k["interpolate"]) or real_run(self, *a, **k))
+    interpolated = ctx.sample(prompts, interp=i_path)
+    assert interpolated.shape == (2, 16, 32, 32, 3) and interpolated.dtype == np.uint8  # two halves stitched
+    f_videos = ctx.sample(prompts)
+    assert runs == [True] and f_videos.shape == (2, 8, 32, 32, 3)  # F's videos came from the same run
+    np.testing.assert_array_equal(EvalContext(None, f_path, settings).sample(prompts), f_videos)
+    assert runs == [True, False]
