@@ -202,7 +202,12 @@ class Pipeline:
         """The jitted programs of every stage (`emu_jax.sampling.programs`, shared with `emu-video aot`)."""
         s = self.settings
         main = programs.StageModel(
-            self.main.model, self.plan, self.main.schedule, s.guidance_rescale, guidance_passes=s.guidance_passes
+            self.main.model,
+            self.plan,
+            self.main.schedule,
+            s.guidance_rescale,
+            guidance_passes=s.guidance_passes,
+            unguided=s.unguided(),
         )
         interp = None
         if self.interp is not None:
@@ -215,6 +220,7 @@ class Pipeline:
                 self.interp.layout,
                 int(s.interp_aug_level),
                 s.guidance_passes,
+                s.unguided(),
             )
         return programs.build(self.mesh, main, interp)
 

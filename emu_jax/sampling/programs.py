@@ -36,6 +36,7 @@ class StageModel:
     layout: conditioning.SlotLayout | None = None  # model I only
     aug_level: int = 100  # model I only
     guidance_passes: str = "batched"  # Settings.guidance_passes
+    unguided: tuple[str, ...] = ()  # Settings.unguided(): stages run as the one fully conditioned forward
 
 
 def rows(mesh: Mesh, a: jax.Array) -> jax.Array:
@@ -95,7 +96,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather
     for name, sm in models.items():
         mode, image_mode = stages.STAGE_MODES[name]
         fns[name + "_steps"] = jax.jit(
-            lambda p, cb, st, k, scales, i0, i1, sm=sm, mode=mode, im=image_mode: pin(
+            lambda p, cb, st, k, scales, i0, i1, sm=sm, mode=mode, im=image_mode, ug=name in sm.unguided: pin(
                 mesh,
                 stages.denoise_steps(
                     sm.model,
@@ -113,6 +114,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather
                     rescale_phi=sm.rescale_phi,
                     gather_per_step=gather,
                     sequential_guidance=sm.guidance_passes == "sequential",
+                    unguided=ug,
                 ),
             )
         )

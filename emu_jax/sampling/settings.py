@@ -101,6 +101,12 @@ class Settings:
 
         return jax.tree.map(cast, params)
 
+    def unguided(self) -> tuple[str, ...]:
+        """The stages whose guidance scales are all 1: their guided output is the fully conditioned model's
+        exactly, so they run that one forward instead of 2 or 3 (`stages.denoise_steps`)."""
+        out = ("keyframe",) if self.guidance_keyframe == 1 else ()
+        return out + (("video", "interp") if self.guidance_image == 1 and self.guidance_text == 1 else ())
+
     def plan(self, schedule: Schedule, prediction: str) -> samplers.SamplingPlan:
         return samplers.make_plan(
             schedule,

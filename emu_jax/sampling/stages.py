@@ -180,6 +180,7 @@ def denoise_steps(
     rescale_phi: float = 0.0,
     gather_per_step: bool = False,
     sequential_guidance: bool = False,
+    unguided: bool = False,
 ) -> SamplerState:
     """Steps [i0, i1) of a guided sampler, one batched forward per step.
 
@@ -189,7 +190,13 @@ def denoise_steps(
     params to each step's state, so XLA gathers each layer's weights inside the step
     instead of hoisting every gathered weight out of the loop, where they all stay live.
     `sequential_guidance`: the conditionings' forwards one after another (`guided_denoise_fn`).
+    `unguided` (every scale 1, so the guided output is the fully conditioned one): only the batch's last
+    `MODE_CONDITIONS[mode]` block, the full condition, is run.
     """
+    if unguided:
+        rows = state.x.shape[0]
+        cond_batch = jax.tree.map(lambda a: a[-rows:], cond_batch)
+        mode, scales = "none", {}
 
     def model_fn(p, x, t, c):
         if gather_per_step and sequential_guidance:

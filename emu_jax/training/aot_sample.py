@@ -112,7 +112,7 @@ def stage_model(cfg, settings, interp: bool = False):
     model = EmuModel(EmuConfig.from_dict(cfg.model.to_dict()))
     plan = settings.plan(schedule, d.prediction)
     rescale, level, passes = settings.guidance_rescale, int(settings.interp_aug_level), settings.guidance_passes
-    return StageModel(model, plan, schedule, rescale, layout, level, passes)
+    return StageModel(model, plan, schedule, rescale, layout, level, passes, settings.unguided())
 
 
 def abstract_params(model, mesh, shard: bool, settings):
@@ -298,7 +298,8 @@ def compile_sampling(s: dict, topo, devices: list, per_device: int, progress=pri
         ucfg = sm.model.config.unet
         stage_frames = 1 if stage == "keyframe" else state.x.shape[1]
         text_len = sm.model.config.text[0].max_length
-        count = flops.sample_stage_flops(ucfg, nrows, stage_frames, size, size, text_len, 1, mode, image_mode)
+        run_mode = "none" if stage in sm.unguided else mode  # every scale 1: one forward per step
+        count = flops.sample_stage_flops(ucfg, nrows, stage_frames, size, size, text_len, 1, run_mode, image_mode)
         kernel = _splash_flops(ucfg, nrows * count["passes"], stage_frames, size, text_len, image_mode)
         scales = {k: scalar() for k in (("text",) if mode == "text" else ("image", "text"))}
         steps_args = (p, cb, state, keys, scales, scalar(i32), scalar(i32))

@@ -326,3 +326,29 @@ def test_ablate_context_scores_the_interpolated_video_of_f_video(f_model, i_mode
     assert runs == [True] and f_videos.shape == (2, 8, 32, 32, 3)  # F's videos came from the same run
     np.testing.assert_array_equal(EvalContext(None, f_path, settings).sample(prompts), f_videos)
     assert runs == [True, False]
+
+
+@pytest.mark.slow  # ~25 s: the whole pipeline with interpolation, unguided and forced through the guided path
+def test_unit_guidance_runs_one_forward_per_step_and_gives_the_guided_sample(f_model, i_model, monkeypatch):
+    """Every scale 1: each stage runs only its fully conditioned rows (a third of I's work), and the result is
+    the three-row guided computation's up to float reordering."""
+    ones = Settings(num_steps=STEPS, guidance_keyframe=1.0, guidance_image=1.0, guidance_text=1.0)
+    assert ones.unguided() == ("keyframe", "video", "interp") and Settings().unguided() == ()
+    rows = []
+    denoise = type(f_model.model).denoise
+
+    def counting(self, params, x, *a, **k):
+        rows.append(x.shape[0])  # traced once per compiled program
+        return denoise(self, params, x, *a, **k)
+
+    monkeypatch.setattr(type(f_model.model), "denoise", counting)
+    fast = next(Pipeline(f_model, ones, interp=i_model, batch_size=2, progress=False).run(PROMPTS[:2], seed=3))
+    fast_rows, rows[:] = list(rows), []
+    monkeypatch.setattr(Settings, "unguided", lambda self: ())
+    slow = next(Pipeline(f_model, ones, interp=i_model, batch_size=2, progress=False).run(PROMPTS[:2], seed=3))
+    # keyframe, video: 2 items; I: 2 items x 2 halves; the guided path batches 2 and 3 conditions.
+    assert fast_rows == [2, 2, 4] and rows == [4, 6, 12], (fast_rows, rows)
+    for a, b in zip(fast, slow):
+        for stage in ("keyframe", "video", "interp"):
+            x, y = a.latents[stage], b.latents[stage]
+            assert np.abs(x - y).max() < 1e-4 * max(1.0, np.abs(y).max()), stage
