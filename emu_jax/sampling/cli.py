@@ -75,10 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--guidance-keyframe", type=float, default=None, help=f"keyframe text CFG scale ({ckpt}: {d.guidance_keyframe})"
     )
     parser.add_argument(
-        "--guidance-image", type=float, default=None, help=f"video/interp image scale w_i ({ckpt}: {d.guidance_image})"
+        "--guidance-image", type=float, default=None, help=f"video w_i ({ckpt}: {d.guidance_image}); sets I's too"
     )
     parser.add_argument(
-        "--guidance-text", type=float, default=None, help=f"video/interp text scale w_p ({ckpt}: {d.guidance_text})"
+        "--guidance-text", type=float, default=None, help=f"video w_p ({ckpt}: {d.guidance_text}); sets I's too"
     )
     parser.add_argument(
         "--param-dtype",

@@ -28,8 +28,11 @@ CHAIN = (
     "t2v_s8",
     "t2v_s9",
     "t2v_s10",
+    "t2v_s11",
     "interp",
 )
+# I starts from t2v_s10, the F the shipped I was trained from (t2v_s11's extra LR cycle came after it).
+INIT_FROM = {name: prev for prev, name in zip(CHAIN, CHAIN[1:])} | {"interp": "t2v_s10"}
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +58,10 @@ def test_recipe_stops_then_resumes_every_stage(tiny_recipe):
     for name in CHAIN:
         assert second["stages"][name]["seconds"] > 0, name
     # A third run has nothing left to do and changes no checkpoint.
-    before = sorted(p.name for p in (workdir / "t2v_s10" / "checkpoints").iterdir())
+    before = sorted(p.name for p in (workdir / "t2v_s11" / "checkpoints").iterdir())
     third = recipe.run_recipe(workdir, "tiny")
-    assert sorted(p.name for p in (workdir / "t2v_s10" / "checkpoints").iterdir()) == before
-    assert third["stages"]["t2v_s10"]["seconds"] < second["stages"]["t2v_s10"]["seconds"] + 5
+    assert sorted(p.name for p in (workdir / "t2v_s11" / "checkpoints").iterdir()) == before
+    assert third["stages"]["t2v_s11"]["seconds"] < second["stages"]["t2v_s11"]["seconds"] + 5
 
 
 @pytest.mark.slow
@@ -67,7 +70,7 @@ def test_every_sub_stage_runs_in_order_from_the_one_before(tiny_recipe):
     assert list(second["stages"]) == [n for n, _ in recipe.units("tiny")]
     assert [n for n, e in second["stages"].items() if e["stage"] not in ("data", "export")] == list(CHAIN)
     assert second["stages"]["vae"]["init_from"] is None
-    for prev, name in zip(CHAIN, CHAIN[1:]):
+    for name, prev in INIT_FROM.items():
         assert second["stages"][name]["init_from"] == str(workdir / prev), name
         assert second["stages"][name]["steps"] == 2
     # What was frozen stays bit-identical down the chain: the VAE from the vae run everywhere, the spatial
@@ -104,7 +107,8 @@ def test_each_sub_stage_reads_a_dataset_built_as_declared(tiny_recipe):
     workdir, _, _, second = tiny_recipe
     declared = recipe.table("tiny").datasets
     data = {"t2i_2": "data", "t2v_0": "data", "t2v_s1": "data_s1", "t2v_s1b": "data_s1", "t2v_s3": "data_s3"}
-    data |= {"t2v_s6": "data_s6", "t2v_s7": "data_s7", "t2v_s9": "data_s8", "t2v_s10": "data_s8", "interp": "data_s8"}
+    data |= {"t2v_s6": "data_s6", "t2v_s7": "data_s7", "t2v_s9": "data_s8", "t2v_s10": "data_s8"}
+    data |= {"t2v_s11": "data_s8", "interp": "data_s8"}
     for name, folder in data.items():
         assert second["stages"][name]["data"] == str(workdir / folder), name
     look = {"data_s1": ("red", "circle", "black"), "data_s3": ("red", "circle", "black")}
@@ -143,14 +147,14 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     meta_f, params_f = model_folder.load_checkpoint(str(folder))
     meta_i, params_i = model_folder.load_checkpoint(str(folder / "interp"))
     assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
-    assert meta_f["run"] == "t2v_s10" and meta_i["run"] == "interp"
+    assert meta_f["run"] == "t2v_s11" and meta_i["run"] == "interp"
     assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
     assert meta_i["slots"] == {"num_given": 4, "factor": 2, "pad": 1}
     scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
     assert meta_f["model"]["vae"]["scaling_factor"] == pytest.approx(scale["scaling_factor"])
     # F is the curriculum's last run and I the interp run, weight for weight (I rounded to bfloat16).
-    _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s10"))
-    _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s9"))
+    _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s11"))
+    _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s10"))
     _, run_i = model_folder.load_checkpoint(str(workdir / "interp"))
     same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), params_f, last_f)
     assert all(jax.tree.leaves(same))
@@ -269,6 +273,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
         "t2v_s8": (300, 1e-3, 20, "data_s8", "t2v_s7"),
         "t2v_s9": (800, 1e-3, 20, "data_s8", "t2v_s8"),
         "t2v_s10": (1100, 1e-3, 20, "data_s8", "t2v_s9"),
+        "t2v_s11": (300, 1e-3, 20, "data_s8", "t2v_s10"),
         "interp": (300, 1e-3, 10, "data_s8", "t2v_s10"),
     }
     assert list(recipe.table("default").order) == list(want) == list(CHAIN)
@@ -288,6 +293,10 @@ def test_default_recipe_declares_the_shipped_models_runs():
     assert recipe.stage_config("interp", "default", "/w").sampling.num_steps == 10
     bundled = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "interp" / "emu_jax.json").read_text())
     assert bundled["sampling"]["num_steps"] == 10 and bundled["trained_steps"] == 300
+    # I samples unguided (w_i = w_p = 1, one forward per step), in the recipe and in the bundled I.
+    i_sampling = recipe.stage_config("interp", "default", "/w").sampling
+    unit = (i_sampling.guidance_image, i_sampling.guidance_text)
+    assert unit == (1.0, 1.0) == (bundled["sampling"]["guidance_image"], bundled["sampling"]["guidance_text"])
     first = recipe.stage_config("t2i_2", "default", "/w").data
     assert (first.num_frames, first.fps, first.keep_frames) == (8, 4.0, 1)  # first frames of F's clips
     later = recipe.stage_config("t2i_3", "default", "/w").data
@@ -314,7 +323,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
 def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
     from emu_jax import cli
 
-    assert recipe.select("default", ["t2v"]) == list(CHAIN[4:13])
+    assert recipe.select("default", ["t2v"]) == list(CHAIN[4:14])
     assert recipe.select("default", ["t2v_s10", "data", "t2v_s9"]) == [
         "data",
         "data_s1",
@@ -325,7 +334,7 @@ def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
         "t2v_s9",
         "t2v_s10",
     ]
-    assert recipe.last("default", "t2v") == "t2v_s10" and recipe.last("tiny", "interp") == "interp"
+    assert recipe.last("default", "t2v") == "t2v_s11" and recipe.last("tiny", "interp") == "interp"
     workdir = tmp_path / "w"
     assert cli.main(["demo", "train", "--workdir", str(workdir), "--size", "tiny", "--stages", "t2v,s9"]) == 2
     assert "'s9'" in capsys.readouterr().err and not workdir.exists()
