@@ -190,13 +190,10 @@ def denoise_steps(
     params to each step's state, so XLA gathers each layer's weights inside the step
     instead of hoisting every gathered weight out of the loop, where they all stay live.
     `sequential_guidance`: the conditionings' forwards one after another (`guided_denoise_fn`).
-    `unguided` (every scale 1, so the guided output is the fully conditioned one): only the batch's last
-    `MODE_CONDITIONS[mode]` block, the full condition, is run.
+    `unguided` (every scale 1): only the batch's last block, the full condition, runs (the guided output exactly).
     """
     if unguided:
-        rows = state.x.shape[0]
-        cond_batch = jax.tree.map(lambda a: a[-rows:], cond_batch)
-        mode, scales = "none", {}
+        cond_batch, mode, scales = jax.tree.map(lambda a: a[-state.x.shape[0] :], cond_batch), "none", {}
 
     def model_fn(p, x, t, c):
         if gather_per_step and sequential_guidance:
