@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "direction apart from the keyframe's (0: skip)",
     )
     e.add_argument(
+        "--interp-real-clips",
+        type=int,
+        default=32,
+        help="with --interp: real 16 fps clips whose 8 given-slot frames and caption are given to I alone, "
+        "to judge the interpolation apart from F's video (0: skip)",
+    )
+    e.add_argument(
         "--clips-start",
         default="path",
         choices=START_MODES,
@@ -142,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
         "--ceiling-clips": args.ceiling_clips,
         "--word-use-clips": args.word_use_clips,
         "--first-frame-clips": args.first_frame_clips,
+        "--interp-real-clips": args.interp_real_clips,
     }
     if args.num_prompts < 1 or args.batch_size < 1 or min(counts.values()) < 0:
         raise UserError(
@@ -176,6 +184,7 @@ def main(args: argparse.Namespace) -> int:
         interp_num_steps=args.interp_steps,
         word_use_clips=args.word_use_clips,
         first_frame_clips=args.first_frame_clips,
+        interp_real_clips=args.interp_real_clips,
         clips_start=args.clips_start,
         progress=not args.quiet,
     )

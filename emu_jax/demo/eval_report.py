@@ -16,12 +16,15 @@ def format_report(report: dict) -> str:
     c = report.get("interp_ceiling") or f_ceil
     c = {**c, **{"f_video_" + k: v for k, v in f_ceil.items()}}
     c["f_video_all_correct"] = f_ceil.get("all_correct")
+    # I given real clips' frames is read against those same real clips.
+    for k in ("direction_accuracy", "consistent_fraction", "jumpy_fraction"):
+        c["interp_given_real_" + k] = (report.get("interp_ceiling") or {}).get(k)
     interp = f"on ({report.get('interp_num_steps')} steps)" if report["interpolation"] else "off"
     lines = [
         f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
         f"{report['num_steps']} steps, interpolation {interp}, "
         f"{report['sampling_seconds']} s sampling)",
-        f"{'attribute':<34}{'model':>8}{'ceiling':>9}{'target':>8}",
+        f"{'attribute':<40}{'model':>8}{'ceiling':>9}{'target':>8}",
     ]
     for key in (
         "background_accuracy",
@@ -39,6 +42,9 @@ def format_report(report: dict) -> str:
         "jumpy_fraction",
         "f_video_jumpy_fraction",
         "jumpy_not_in_f",
+        "interp_given_real_direction_accuracy",
+        "interp_given_real_consistent_fraction",
+        "interp_given_real_jumpy_fraction",
         "median_jump_ratio",
         "mean_area_cv",
         "video_frame0_color_accuracy",
@@ -52,8 +58,8 @@ def format_report(report: dict) -> str:
             continue
         target = f"{TARGETS[key]:.2f}" if key in TARGETS else ""
         ceil = f"{c[key]:.3f}" if c.get(key) is not None else ""
-        lines.append(f"{key:<34}{m[key]:>8.3f}{ceil:>9}{target:>8}")
+        lines.append(f"{key:<40}{m[key]:>8.3f}{ceil:>9}{target:>8}")
     for group in ("text_sensitivity", "word_use"):
         for field, value in (m.get(group) or {}).items():
-            lines.append(f"{group + '.' + field:<34}{value:>8.4f}")
+            lines.append(f"{group + '.' + field:<40}{value:>8.4f}")
     return "\n".join(lines)

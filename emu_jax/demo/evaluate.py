@@ -203,6 +203,27 @@ def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path", look
     }
 
 
+def interp_given_real(pipe, num_clips: int, seed: int) -> dict:
+    """The interpolation stage alone: I given the 8 frames of held-out real 16 fps clips that sit at its
+    given slots, with their captions; the 37 frames it makes are read as the 16 fps video is (real clips:
+    `interp_ceiling`), so what I adds or loses is measured apart from F's video."""
+    lay, cfg = pipe.interp.layout, pipe.main.model.config
+    videos, attrs = real_clips(
+        num_clips, seed, resolution=cfg.resolution, num_frames=lay.num_slots, fps=float(cfg.fps) * lay.factor
+    )
+    given = clips.from_unit_range(videos[:, lay.given_slots])
+    samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, video=given) for s in b]
+    reads = [analyse.analyse_video(s.interpolated) for s in samples]
+    jumps = np.asarray([r["jump_ratio"] for r in reads], np.float64)
+    return {
+        "interp_given_real_direction_accuracy": float(
+            np.mean([r["direction"] == a.direction for r, a in zip(reads, attrs)])
+        ),
+        "interp_given_real_consistent_fraction": float(np.mean([r["consistent"] for r in reads])),
+        "interp_given_real_jumpy_fraction": float(np.mean(jumps > analyse.JUMP_LIMIT)),
+    }
+
+
 def run(
     checkpoint: str | None = None,
     *,
@@ -216,12 +237,14 @@ def run(
     interp_num_steps: int | None = None,
     word_use_clips: int = 32,
     first_frame_clips: int = 32,
+    interp_real_clips: int = 32,
     clips_start: str = "path",
     progress: bool = False,
 ) -> dict:
     """Sample `num_prompts` held-out prompts from `checkpoint` and report per-attribute accuracy, plus
     `word_use` of the main model on `word_use_clips` real clips and, for a video checkpoint, the video
-    stage given `first_frame_clips` real first frames (0: skip either); `interp_checkpoint`: model I
+    stage given `first_frame_clips` real first frames and I given `interp_real_clips` real clips' frames
+    (0: skip any); `interp_checkpoint`: model I
     (default: `checkpoint`/interp); `interp_num_steps`: I's sampling
     steps (default: I's checkpoint's, else `num_steps`); `clips_start` is where those
     clips start (`shapes.START_MODES`; the ceiling always reads the dataset's own clips). `progress`:
@@ -263,6 +286,9 @@ def run(
     if first_frame_clips and pipe.main.task == "t2v":
         pipe.progress.note(f"eval: the video stage given {first_frame_clips} real first frames")
         summary.update(given_first_frame(pipe, first_frame_clips, seed, start=clips_start))
+    if interp_real_clips and pipe.interp is not None:
+        pipe.progress.note(f"eval: the interpolation stage given {interp_real_clips} real clips' frames")
+        summary.update(interp_given_real(pipe, interp_real_clips, seed))
     return {
         "checkpoint": path,
         "seed": seed,

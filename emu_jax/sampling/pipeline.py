@@ -256,6 +256,7 @@ class Pipeline:
         indices: Sequence[int] | None = None,
         image: np.ndarray | None = None,
         interpolate: bool = True,
+        video: np.ndarray | None = None,
     ) -> Iterator[list[Sample]]:
         """Yield the Samples of each batch of `prompts` (padded to `local_batch`, padding dropped).
 
@@ -263,6 +264,7 @@ class Pipeline:
         `image`: uint8 (R, R, 3) at the model's resolution (see `prepare_image`): image-to-video, or
         (N, R, R, 3): one first frame per prompt.
         `interpolate`: False skips a loaded interpolation model (F's video only, for a fifth of the cost).
+        `video`: uint8 (N, T, R, R, 3), F's length and rate: I interpolates these frames (no F stages run).
         """
         prompts = validate_prompts(prompts)
         indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
@@ -270,12 +272,13 @@ class Pipeline:
             raise ValueError(f"{len(indices)} indices for {len(prompts)} prompts")
         seed = check_seed(seed)
         image = self.check_image(image, len(prompts))
+        video = self.check_video(video, len(prompts), image)
         if image is not None and self.settings.video_from == "text":
             raise ValueError("an image was given, but sampling setting video_from is 'text' (no image conditioning)")
         b = self.batch_size
         for s in range(0, len(prompts), b):
-            part = None if image is None else image[s : s + b]
-            yield self.run_batch(prompts[s : s + b], indices[s : s + b], seed, part, s // b, interpolate)
+            part, given = (None if x is None else x[s : s + b] for x in (image, video))
+            yield self.run_batch(prompts[s : s + b], indices[s : s + b], seed, part, s // b, interpolate, given)
 
     def check_image(self, image: np.ndarray | None, n: int) -> np.ndarray | None:
         """None, or (n, R, R, 3) uint8 first frames (one image is given to every prompt)."""
@@ -290,6 +293,16 @@ class Pipeline:
             )
         return np.broadcast_to(image, (n, r, r, 3)) if image.ndim == 3 else image
 
+    def check_video(self, video: np.ndarray | None, n: int, image: np.ndarray | None) -> np.ndarray | None:
+        """None, or (n, T, R, R, 3) uint8 frames for I alone (F's frame count T and resolution R)."""
+        cfg = self.main.model.config
+        want = (n, cfg.num_frames, cfg.resolution, cfg.resolution, 3)
+        if video is not None and (self.interp is None or image is not None):
+            raise ValueError("a video to interpolate needs an interpolation model loaded and no image")
+        if video is not None and (video.dtype != np.uint8 or video.shape != want):
+            raise ValueError(f"video must be uint8 {want} (one per prompt), got {video.dtype} {video.shape}")
+        return video
+
     def _put(self, x: Any) -> jax.Array:
         return sharding.shard_batch(np.asarray(x), self.mesh)
 
@@ -301,6 +314,7 @@ class Pipeline:
         image: np.ndarray | None = None,
         batch_no: int = 0,
         interpolate: bool = True,
+        video: np.ndarray | None = None,
     ) -> list[Sample]:
         """One batch of at most `local_batch` of this process's items (possibly none: a multi-process job's
         last batch); padded with copies of an item whose outputs are dropped. `seed`: one, or one per
@@ -325,7 +339,14 @@ class Pipeline:
                 self._put(np.asarray(idx, np.int32)),
             )
             label = f"batch {batch_no}"
-            direct = self.settings.video_from == "text" and self.main.task == "t2v"
+            direct = (self.settings.video_from == "text" and self.main.task == "t2v") or video is not None
+            if video is not None:  # I alone, on the caller's frames (`run(video=)`)
+                t0 = time.perf_counter()
+                last = video[-1:] if n else np.zeros((1,) + video.shape[1:], np.uint8)
+                x = clips.to_unit_range(np.concatenate([video[:n], last.repeat(pad, 0)]))
+                given = self._fns["encode_video"](self.params, self._put(x))
+                timings["encode_video"] = time.perf_counter() - t0
+                ran.append("encode_video")
             if direct:  # direct text-to-video: no keyframe stage, F's video from the text alone
                 kf = None
             elif image is None:
@@ -342,23 +363,25 @@ class Pipeline:
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
             pieces = {} if direct else {"keyframe": kf}
-            if self.main.task == "t2v":
-                video, timings["video"] = self._stage(
+            if video is not None:
+                pieces["video"] = given
+            elif self.main.task == "t2v":
+                given, timings["video"] = self._stage(
                     "video", f"{label} video", self.params, self.plan, self.main.schedule, common + (kf,)
                 )
-                pieces["video"] = video
+                pieces["video"] = given
                 ran.append("video")
-                if self.interp is not None and interpolate:
-                    itok = {k: self._put(v) for k, v in self.interp.model.tokenize_all(padded).items()}
-                    pieces["interp"], timings["interp"] = self._stage(
-                        "interp",
-                        f"{label} interpolation",
-                        self.interp_params,
-                        self.interp_plan,
-                        self.interp.schedule,
-                        (itok, self._uncond["interp"]) + common[2:] + (video,),
-                    )
-                    ran.append("interp")
+            if "video" in pieces and self.interp is not None and interpolate:
+                itok = {k: self._put(v) for k, v in self.interp.model.tokenize_all(padded).items()}
+                pieces["interp"], timings["interp"] = self._stage(
+                    "interp",
+                    f"{label} interpolation",
+                    self.interp_params,
+                    self.interp_plan,
+                    self.interp.schedule,
+                    (itok, self._uncond["interp"]) + common[2:] + (given,),
+                )
+                ran.append("interp")
             latents = {k: sharding.local_rows(v) for k, v in pieces.items()}
             for k, v in latents.items():
                 check_finite(v[:n], k, indices)

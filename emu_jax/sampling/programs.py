@@ -3,7 +3,7 @@
 Per denoising stage (keyframe, video, interp): `<stage>_start` (text encoding,
 conditioning batch, initial noise), `<stage>_steps` (steps [i0, i1) of the guided loop,
 traced bounds so one executable serves every chunk) and `<stage>_finish`; plus
-`encode_image` and `decode`. `Pipeline` runs them on real params; `emu-video aot
+`encode_image`, `encode_video` and `decode`. `Pipeline` runs them on real params; `emu-video aot
 --program sample` lowers the very same functions on abstract ones for a TPU slice.
 """
 
@@ -72,6 +72,7 @@ def build(mesh: Mesh, main: StageModel, interp: StageModel | None = None, gather
             lambda p, tok, unc, seed, idx, kf: stages.video_start(m, p, tok, unc, item_keys(seed, idx), plan, sched, kf)
         ),
         "encode_image": jax.jit(lambda p, x: rows(mesh, m.encode_video(p, x[:, None]))),
+        "encode_video": jax.jit(lambda p, x: rows(mesh, m.encode_video(p, x))),
         # the pieces are joined on the device, so no process needs another's rows
         "decode": jax.jit(
             lambda p, *zs: rows(mesh, stages.decode(m, replicated_vae(mesh, p), jnp.concatenate(zs, axis=1)))

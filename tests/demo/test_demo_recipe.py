@@ -239,22 +239,32 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
     model = str(workdir / recipe.EXPORT)
     flags = ["--checkpoint", model, "--num-prompts", "2", "--batch-size", "2", "--ceiling-clips", "2"]
     flags += ["--word-use-clips", "0", "--first-frame-clips", "0", "--output", str(out)]
-    assert cli.main(["demo", "eval", *flags, "--interp", "--interp-steps", "1"]) == 0
+    assert cli.main(["demo", "eval", *flags, "--interp", "--interp-steps", "1", "--interp-real-clips", "2"]) == 0
     report = json.loads(out.read_text())
     m = report["model"]
     assert report["interpolation"] and report["interp_num_steps"] == 1 and report["num_steps"] == 2
-    for key in ("f_video_direction_accuracy", "f_video_all_correct", "f_video_jumpy_fraction", "jumpy_fraction"):
+    given_real = ("interp_given_real_" + k for k in ("direction_accuracy", "consistent_fraction", "jumpy_fraction"))
+    for key in (
+        "f_video_direction_accuracy",
+        "f_video_all_correct",
+        "f_video_jumpy_fraction",
+        "jumpy_fraction",
+        *given_real,
+    ):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["jumpy_not_in_f"] in (0, 1, 2)
     assert report["interp_ceiling"]["count"] == 2 and report["ceiling"]["count"] == 2
     assert all({"jump_ratio", "f_jump_ratio", "f_direction"} <= set(row) for row in report["per_prompt"])
     captured = capsys.readouterr()
     assert "interpolation on (1 steps)" in captured.out and "jumpy_not_in_f" in captured.out
+    assert "interp_given_real_jumpy_fraction" in captured.out and "given 2 real clips' frames" in captured.err
     assert "batch 0 interpolation: step 1/1" in captured.err, captured.err[-2000:]
     assert cli.main(["demo", "eval", "--interp-steps", "2"]) == 2
     assert "need --interp" in capsys.readouterr().err
     assert cli.main(["demo", "eval", "--interp", "--interp-steps", "0"]) == 2
     assert "--interp-steps must be >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(["demo", "eval", "--interp", "--interp-real-clips", "-1"]) == 2
+    assert "--interp-real-clips -1" in capsys.readouterr().err
 
 
 def test_default_recipe_declares_the_shipped_models_runs():

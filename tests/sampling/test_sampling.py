@@ -51,6 +51,25 @@ def test_pipeline_shapes_fps_and_stitching(pipe, mixed):
     np.testing.assert_array_equal(f_only.video, mixed[0].video)
 
 
+@pytest.mark.slow
+def test_given_video_is_interpolated_by_i_alone(pipe, mixed, f_model):
+    """`run(video=)`: I on the caller's frames (their VAE latents), with no keyframe or video stage."""
+    frames = np.stack([mixed[0].video, mixed[2].video])
+    out = [s for b in pipe.run(PROMPTS[::2], seed=3, video=frames) for s in b]
+    enc = jax.jit(f_model.model.encode_video)(f_model.params, frames.astype(np.float32) / 127.5 - 1.0)
+    for s, z in zip(out, np.asarray(enc)):
+        assert s.stages == ["encode_video", "interp", "decode"] and "keyframe" not in s.latents
+        assert s.interpolated.shape == mixed[0].interpolated.shape and s.interp_fps == 16
+        np.testing.assert_allclose(s.latents["video"], z, atol=1e-5)
+    assert not np.array_equal(out[0].interpolated, out[1].interpolated)
+    again = next(pipe.run(PROMPTS[:1], seed=3, video=frames[:1]))[0]
+    np.testing.assert_array_equal(again.interpolated, out[0].interpolated)
+    with pytest.raises(ValueError, match=r"video must be uint8 \(1, 8, 32, 32, 3\)"):
+        next(pipe.run(PROMPTS[:1], video=frames[:1, :4]))
+    with pytest.raises(ValueError, match="needs an interpolation model loaded and no image"):
+        next(pipe.run(PROMPTS[:1], video=frames[:1], image=frames[0, 0]))
+
+
 @pytest.mark.slow  # ~16 s: the whole pipeline with interpolation, three times
 def test_same_seed_reproduces_and_item_does_not_depend_on_batch(pipe, mixed):
     again = [s for b in pipe.run(PROMPTS[:2], seed=3) for s in b]
