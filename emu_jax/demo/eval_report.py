@@ -13,12 +13,11 @@ def format_report(report: dict) -> str:
     m, f_ceil = report["model"], report.get("ceiling") or {}
     # With interpolation the unprefixed keys read the 16 fps video, so their ceiling is the real clips at
     # I's length and rate; `f_video_*` keys read F's 8 frames, whose ceiling is the 8-frame one.
-    c = report.get("interp_ceiling") or f_ceil
-    c = {**c, **{"f_video_" + k: v for k, v in f_ceil.items()}}
+    i_ceil = report.get("interp_ceiling") or {}
+    c = {**(i_ceil or f_ceil), **{"f_video_" + k: v for k, v in f_ceil.items()}}
     c["f_video_all_correct"] = f_ceil.get("all_correct")
     # I given real clips' frames is read against those same real clips.
-    for k in ("direction_accuracy", "consistent_fraction", "jumpy_fraction"):
-        c["interp_given_real_" + k] = (report.get("interp_ceiling") or {}).get(k)
+    c |= {"interp_given_real_" + k: v for k, v in i_ceil.items()}
     interp = f"on ({report.get('interp_num_steps')} steps)" if report["interpolation"] else "off"
     lines = [
         f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "

@@ -342,9 +342,7 @@ class Pipeline:
             direct = (self.settings.video_from == "text" and self.main.task == "t2v") or video is not None
             if video is not None:  # I alone, on the caller's frames (`run(video=)`)
                 t0 = time.perf_counter()
-                last = video[-1:] if n else np.zeros((1,) + video.shape[1:], np.uint8)
-                x = clips.to_unit_range(np.concatenate([video[:n], last.repeat(pad, 0)]))
-                given = self._fns["encode_video"](self.params, self._put(x))
+                given = self._fns["encode_video"](self.params, self._put(_padded(video, n, pad)))
                 timings["encode_video"] = time.perf_counter() - t0
                 ran.append("encode_video")
             if direct:  # direct text-to-video: no keyframe stage, F's video from the text alone
@@ -356,10 +354,7 @@ class Pipeline:
                 ran.append("keyframe")
             else:
                 t0 = time.perf_counter()
-                r = self.main.model.config.resolution
-                last = image[-1:] if n else np.zeros((1, r, r, 3), np.uint8)
-                x = clips.to_unit_range(np.concatenate([image[:n], last.repeat(pad, 0)]))
-                kf = self._fns["encode_image"](self.params, self._put(x))
+                kf = self._fns["encode_image"](self.params, self._put(_padded(image, n, pad)))
                 timings["encode_image"] = time.perf_counter() - t0
                 ran.append("encode_image")
             pieces = {} if direct else {"keyframe": kf}
@@ -397,3 +392,9 @@ class Pipeline:
             make_sample(i, frames, latents, prompts, indices, image, ran, timings, batch=self.local_batch, **meta)
             for i in range(n)
         ]
+
+
+def _padded(frames_u8: np.ndarray, n: int, pad: int) -> np.ndarray:
+    """A batch's first `n` uint8 items + `pad` copies of the last (zeros for an empty batch), in [-1, 1]."""
+    last = frames_u8[-1:] if n else np.zeros((1,) + frames_u8.shape[1:], np.uint8)
+    return clips.to_unit_range(np.concatenate([frames_u8[:n], last.repeat(pad, 0)]))
