@@ -40,8 +40,11 @@ def test_sharded_step_equals_single_device(single_device, shape):
     cfg, (losses1, trainable1, _, _) = single_device
     losses, trainable, frozen0, frozen = _run_steps(cfg, sharding.make_mesh(shape))
     np.testing.assert_allclose(losses, losses1, rtol=2e-5)
+    # Adam divides each gradient by its own RMS, so where the two steps' gradients nearly cancel,
+    # reduction-order rounding (which differs between CPU builds) moves an element by up to ~1e-6;
+    # a sharding bug moves whole tensors by the step size (lr 2e-4 at step 2).
     for a, b in zip(jax.tree.leaves(trainable), jax.tree.leaves(trainable1)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-6)
 
 
 @pytest.mark.slow  # ~7 s: builds the state and compiles two train steps
