@@ -185,7 +185,7 @@ RECIPE = (
     # where F's did not, this one 1.
     ("interp", "interp", "data_s8", 300, 1e-3, 10, "t2v_s10", {}),
     # 800 more steps with EMA weights (decay 0.995): on 200 held-out prompts the 16 fps videos that jump where
-    # F's do not fell 44 -> 23 with F at w_p 3 (docs/demo.md, "Interpolation").
+    # F's do not fell 44 -> 28 with F at w_p 3 (docs/demo.md, "Interpolation").
     ("interp_2", "interp", "data_s8", 800, 1e-3, 10, "interp", {"train.ema_decay": 0.995}),
 )
 NAMES = tuple(r[0] for r in RECIPE)
