@@ -187,6 +187,9 @@ RECIPE = (
     # 800 more steps with EMA weights (decay 0.995): on 200 held-out prompts the 16 fps videos that jump where
     # F's do not fell 44 -> 28 with F at w_p 3 (docs/demo.md, "Interpolation").
     ("interp_2", "interp", "data_s8", 800, 1e-3, 10, "interp", {"train.ema_decay": 0.995}),
+    # 800 more at half the LR with a slower EMA (decay 0.998), as loss was still falling at interp_2's end: jumps
+    # where F has none 28 -> 20, 16 fps consistency 0.845 -> 0.880 (docs/demo.md, "Interpolation").
+    ("interp_3", "interp", "data_s8", 800, 5e-4, 10, "interp_2", {"train.ema_decay": 0.998}),
 )
 NAMES = tuple(r[0] for r in RECIPE)
 
