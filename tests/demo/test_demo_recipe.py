@@ -29,11 +29,12 @@ CHAIN = (
     "t2v_s9",
     "t2v_s10",
     "t2v_s11",
+    "t2v_s12",
     "interp",
     "interp_2",
     "interp_3",
 )
-# I starts from t2v_s10, the F the shipped I was trained from (t2v_s11's extra LR cycle came after it).
+# I starts from t2v_s10, the F the shipped I was trained from (t2v_s11's and t2v_s12's cycles came after it).
 INIT_FROM = {name: prev for prev, name in zip(CHAIN, CHAIN[1:])} | {"interp": "t2v_s10"}
 
 
@@ -110,7 +111,7 @@ def test_each_sub_stage_reads_a_dataset_built_as_declared(tiny_recipe):
     declared = recipe.table("tiny").datasets
     data = {"t2i_2": "data", "t2v_0": "data", "t2v_s1": "data_s1", "t2v_s1b": "data_s1", "t2v_s3": "data_s3"}
     data |= {"t2v_s6": "data_s6", "t2v_s7": "data_s7", "t2v_s9": "data_s8", "t2v_s10": "data_s8"}
-    data |= {"t2v_s11": "data_s8", "interp": "data_s8", "interp_2": "data_s8", "interp_3": "data_s8"}
+    data |= {name: "data_s8" for name in ("t2v_s11", "t2v_s12", "interp", "interp_2", "interp_3")}
     for name, folder in data.items():
         assert second["stages"][name]["data"] == str(workdir / folder), name
     look = {"data_s1": ("red", "circle", "black"), "data_s3": ("red", "circle", "black")}
@@ -149,14 +150,14 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     meta_f, params_f = model_folder.load_checkpoint(str(folder))
     meta_i, params_i = model_folder.load_checkpoint(str(folder / "interp"))
     assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
-    assert meta_f["run"] == "t2v_s11" and meta_i["run"] == "interp_3"
+    assert meta_f["run"] == "t2v_s12" and meta_i["run"] == "interp_3"
     assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
     assert meta_i["slots"] == {"num_given": 4, "factor": 2, "pad": 1}
     scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
     assert meta_f["model"]["vae"]["scaling_factor"] == pytest.approx(scale["scaling_factor"])
     # F is the curriculum's last run and I the last interp run, weight for weight (I rounded to bfloat16).
-    _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s11"))
-    _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s10"))
+    _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s12"))
+    _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s11"))
     _, run_i = model_folder.load_checkpoint(str(workdir / "interp_3"))
     same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), params_f, last_f)
     assert all(jax.tree.leaves(same))
@@ -286,6 +287,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
         "t2v_s9": (800, 1e-3, 20, "data_s8", "t2v_s8"),
         "t2v_s10": (1100, 1e-3, 20, "data_s8", "t2v_s9"),
         "t2v_s11": (300, 1e-3, 20, "data_s8", "t2v_s10"),
+        "t2v_s12": (800, 5e-4, 20, "data_s8", "t2v_s11"),
         "interp": (300, 1e-3, 10, "data_s8", "t2v_s10"),
         "interp_2": (800, 1e-3, 10, "data_s8", "interp"),
         "interp_3": (800, 5e-4, 10, "data_s8", "interp_2"),
@@ -308,14 +310,14 @@ def test_default_recipe_declares_the_shipped_models_runs():
     bundled = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "interp" / "emu_jax.json").read_text())
     assert bundled["sampling"]["num_steps"] == 10
     assert (bundled["trained_steps"], bundled["run"]) == (800, "interp_3")
-    # Only I's later runs keep EMA weights (what load_checkpoint exports); F's runs train without.
-    assert recipe.stage_config("interp_2", "default", "/w").train.ema_decay == 0.995
-    assert recipe.stage_config("interp_3", "default", "/w").train.ema_decay == 0.998
-    assert recipe.stage_config("interp", "default", "/w").train.ema_decay == 0.0
-    assert recipe.stage_config("t2v_s11", "default", "/w").train.ema_decay == 0.0
+    # Only the last runs of F and I keep EMA weights (what load_checkpoint exports); the others train without.
+    ema = {name: recipe.stage_config(name, "default", "/w").train.ema_decay for name in CHAIN}
+    assert ema == {name: 0.0 for name in CHAIN} | {"t2v_s12": 0.998, "interp_2": 0.995, "interp_3": 0.998}
+    bundled_meta_f = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "emu_jax.json").read_text())
+    assert (bundled_meta_f["trained_steps"], bundled_meta_f["run"]) == (800, "t2v_s12")
     # F's video text guidance w_p 3, in the recipe and in the bundled F.
-    f_sampling = recipe.stage_config("t2v_s11", "default", "/w").sampling
-    bundled_f = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "emu_jax.json").read_text())["sampling"]
+    f_sampling = recipe.stage_config("t2v_s12", "default", "/w").sampling
+    bundled_f = bundled_meta_f["sampling"]
     scales = [f_sampling.guidance_keyframe, f_sampling.guidance_image, f_sampling.guidance_text]
     assert scales == [bundled_f[k] for k in ("guidance_keyframe", "guidance_image", "guidance_text")] == [4, 2, 3]
     # I samples unguided (w_i = w_p = 1, one forward per step), in the recipe and in the bundled I.
@@ -348,7 +350,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
 def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
     from emu_jax import cli
 
-    assert recipe.select("default", ["t2v"]) == list(CHAIN[4:14])
+    assert recipe.select("default", ["t2v"]) == list(CHAIN[4:15])
     assert recipe.select("default", ["t2v_s10", "data", "t2v_s9"]) == [
         "data",
         "data_s1",
@@ -359,7 +361,7 @@ def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
         "t2v_s9",
         "t2v_s10",
     ]
-    assert recipe.last("default", "t2v") == "t2v_s11" and recipe.last("tiny", "interp") == "interp_3"
+    assert recipe.last("default", "t2v") == "t2v_s12" and recipe.last("tiny", "interp") == "interp_3"
     workdir = tmp_path / "w"
     assert cli.main(["demo", "train", "--workdir", str(workdir), "--size", "tiny", "--stages", "t2v,s9"]) == 2
     assert "'s9'" in capsys.readouterr().err and not workdir.exists()
