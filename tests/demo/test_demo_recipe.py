@@ -310,7 +310,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
     bundled = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "interp" / "emu_jax.json").read_text())
     assert bundled["sampling"]["num_steps"] == 10
     assert (bundled["trained_steps"], bundled["run"]) == (800, "interp_3")
-    # Only the last runs of F and I keep EMA weights (what load_checkpoint exports); the others train without.
+    # Only F's last run and I's two later runs keep EMA weights (what load_checkpoint exports); the rest train without.
     ema = {name: recipe.stage_config(name, "default", "/w").train.ema_decay for name in CHAIN}
     assert ema == {name: 0.0 for name in CHAIN} | {"t2v_s12": 0.998, "interp_2": 0.995, "interp_3": 0.998}
     bundled_meta_f = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "emu_jax.json").read_text())
