@@ -97,11 +97,11 @@ def _check_trainable(path: pathlib.Path, name: str, cfg: ml_collections.ConfigDi
     """What `train` would refuse (model, schedule, loss, optimiser), checked without compiling: a bad arm
     fails the study before the first arm spends its training time."""
     from emu_jax.training.loop import build
-    from emu_jax.training.optim import make_optimizer
+    from emu_jax.training.optim import hyperparams
 
     try:
         build(cfg)
-        make_optimizer(cfg.train.optimizer, cfg.train.steps)
+        hyperparams(cfg.train.optimizer, cfg.train.steps, cfg.train.ema_decay, cfg.seed)
     except (ValueError, TypeError, KeyError, UserError) as e:
         raise UserError(f"study file {path}, arm {name!r}: {e}") from None
 

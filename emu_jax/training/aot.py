@@ -136,7 +136,8 @@ def compile_train_step(
     run = loop.make_run(cfg, mesh)  # validates the config; abstract state only
     t0 = time.perf_counter()
     with sharding.use_mesh(run.mesh, run.rules):
-        lowered = run.step_fn.lower(run.abstract_state(), abstract_batch(run, cfg.train.batch_size, input_kind))
+        batch = abstract_batch(run, cfg.train.batch_size, input_kind)
+        lowered = run.step_fn.lower(run.abstract_state(), batch, run.abstract_hp())
     log.info("lowered in %.0f s", time.perf_counter() - t0)
     t1 = time.perf_counter()
     compiled = lowered.compile()

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import jax
 import ml_collections
 from flax.core import meta
+from jax.sharding import NamedSharding, PartitionSpec
 
 from emu_jax import conditioning, sharding
 from emu_jax.diffusion.schedules import make_schedule
@@ -25,9 +26,8 @@ from emu_jax.errors import UserError, as_user_error
 from emu_jax.models.emu import EmuConfig, EmuModel
 from emu_jax.training import checkpoint as ckpt_lib
 from emu_jax.training import metrics as metrics_lib
-from emu_jax.training import run_meta
+from emu_jax.training import optim, run_meta
 from emu_jax.training.init_from import load_init_params, overlay_params
-from emu_jax.training.optim import make_optimizer
 from emu_jax.training.state import abstract_state, create_state
 from emu_jax.training.step import LossSpec, check_microbatches, make_train_step
 from emu_jax.training.trainable import make_trainable_rule
@@ -163,7 +163,8 @@ def _logs_held(name: str):
 
 @dataclasses.dataclass
 class Run:
-    """A configured run on a mesh: the model, the state's shardings and the compiled step."""
+    """A configured run on a mesh: the model, the state's shardings, the compiled step and its runtime
+    hyperparameters (`optim.hyperparams`)."""
 
     cfg: ml_collections.ConfigDict
     model: EmuModel
@@ -172,7 +173,19 @@ class Run:
     boxed_state: Any
     state_shardings: Any
     step_fn: Callable
+    hp: dict
     _create: Callable
+
+    def step(self, state, batch):
+        """One training step: `step_fn(state, batch, hp)`, hp placed on the mesh once (replicated)."""
+        if not isinstance(next(iter(self.hp.values())), jax.Array):
+            self.hp = jax.device_put(self.hp, NamedSharding(self.mesh, PartitionSpec()))
+        return self.step_fn(state, batch, self.hp)
+
+    def abstract_hp(self):
+        """The hyperparameters as ShapeDtypeStructs (replicated): for lowering without devices."""
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=rep) for k, v in self.hp.items()}
 
     def init_state(self):
         """Fresh state (with `train.init_from` overlaid), placed on the mesh.
@@ -202,7 +215,9 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     rules = sharding.normalize_rules(cfg.mesh.logical_axis_rules or None)
     validate(cfg, emu_cfg, spec, mesh)
     model = EmuModel(emu_cfg)
-    tx, lr_fn = make_optimizer(cfg.train.optimizer, cfg.train.steps)
+    hp = optim.hyperparams(cfg.train.optimizer, cfg.train.steps, cfg.train.ema_decay, cfg.seed)
+    make_tx = optim.make_tx(cfg.train.optimizer)
+    tx = make_tx(hp)  # its state's shapes; the step rebuilds it from the traced hp
     is_trainable = make_trainable_rule(cfg.train.trainable, cfg.train.train_text)
     use_ema = cfg.train.ema_decay > 0
     # Abstract (boxed) state: shardings without allocating anything.
@@ -211,14 +226,14 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
         raise UserError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
     state_sh = sharding.params_shardings(boxed, mesh, rules)
     step_fn = jax.jit(
-        make_train_step(
-            model, schedule, spec, tx, lr_fn, cfg.seed, cfg.train.ema_decay, cfg.train.get("microbatches", 1)
-        ),
-        in_shardings=(state_sh, None),
+        make_train_step(model, schedule, spec, make_tx, cfg.train.get("microbatches", 1)),
+        in_shardings=(state_sh, None, None),
         out_shardings=(state_sh, None),
         donate_argnums=0,
     )
-    return Run(cfg, model, mesh, rules, boxed, state_sh, step_fn, lambda p: create_state(p, is_trainable, tx, use_ema))
+    return Run(
+        cfg, model, mesh, rules, boxed, state_sh, step_fn, hp, lambda p: create_state(p, is_trainable, tx, use_ema)
+    )
 
 
 def train(
@@ -285,7 +300,7 @@ def train(
         step = start
         try:
             while step < total:
-                state, m = run.step_fn(state, next(batches))
+                state, m = run.step(state, next(batches))
                 step += 1
                 window.append(m)
                 preempted = ckpt.reached_preemption(step)

@@ -1,32 +1,26 @@
 """Optimiser of the recipe: AdamW, linear warm-up then constant (SPEC) or cosine-decayed LR, global-norm
-clipping."""
+clipping.
+
+The schedule's numbers (peak LR, warm-up, length, end ratio), the EMA decay and the seed are runtime inputs
+of the compiled step (`hyperparams`), not constants in it: runs that differ only in them (a recipe's
+sub-stages, an ablation's LR arms, a seed sweep) share one compiled program through the compilation cache.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 DECAYS = ("constant", "cosine")
 
 
-def lr_schedule(
-    peak_lr: float, warmup_steps: int, decay: str = "constant", total_steps: int = 0, end_lr_ratio: float = 0.1
-) -> optax.Schedule:
-    """Linear warm-up from 0 to `peak_lr` over `warmup_steps`, then constant (SPEC) or, with
-    decay='cosine', a cosine from `peak_lr` to `end_lr_ratio * peak_lr` at `total_steps`."""
-    if decay == "cosine":
-        after = optax.cosine_decay_schedule(peak_lr, max(1, total_steps - warmup_steps), alpha=end_lr_ratio)
-    else:
-        after = optax.constant_schedule(peak_lr)
-    if warmup_steps <= 0:
-        return after
-    return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup_steps), after], [warmup_steps])
-
-
-def make_optimizer(opt: Any, total_steps: int = 0) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """`opt`: a config section with lr, warmup_steps, b1, b2, eps, weight_decay, grad_clip and optionally
-    decay ('constant' | 'cosine', over `total_steps`) and end_lr_ratio."""
+def hyperparams(opt: Any, total_steps: int = 0, ema_decay: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """The step's runtime scalars from a config section with lr, warmup_steps and optionally decay
+    ('constant' | 'cosine', over `total_steps`) and end_lr_ratio; ValueError names a bad value."""
     if not opt.lr > 0:
         raise ValueError(f"train.optimizer.lr must be > 0, got {opt.lr}")
     if opt.warmup_steps < 0:
@@ -39,9 +33,44 @@ def make_optimizer(opt: Any, total_steps: int = 0) -> tuple[optax.GradientTransf
             f"cosine decay needs train.steps ({total_steps}) > warmup_steps ({opt.warmup_steps}) "
             f"and end_lr_ratio in [0, 1] (got {end})"
         )
-    schedule = lr_schedule(opt.lr, opt.warmup_steps, decay, total_steps, end)
-    parts = []
-    if opt.grad_clip and opt.grad_clip > 0:
-        parts.append(optax.clip_by_global_norm(opt.grad_clip))
-    parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay))
-    return optax.chain(*parts), schedule
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1), got {ema_decay}")
+    return {
+        "lr": np.float32(opt.lr),
+        "warmup": np.float32(opt.warmup_steps),
+        # A constant LR is the cosine that ends where it starts.
+        "decay_steps": np.float32(max(1, total_steps - opt.warmup_steps)),
+        "end_ratio": np.float32(end if decay == "cosine" else 1.0),
+        "ema_decay": np.float32(ema_decay),
+        "seed": np.uint32(seed),
+    }
+
+
+def lr_at(step: jax.Array, hp: dict) -> jax.Array:
+    """Linear warm-up from 0 to hp['lr'] over hp['warmup'] steps, then a cosine to end_ratio * lr over
+    decay_steps (optax's warm-up and cosine_decay_schedule, with traced numbers)."""
+    step = jnp.asarray(step, jnp.float32)
+    warm = hp["lr"] * step / jnp.maximum(hp["warmup"], 1.0)
+    frac = jnp.clip(step - hp["warmup"], 0.0, hp["decay_steps"]) / hp["decay_steps"]
+    cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    after = hp["lr"] * ((1.0 - hp["end_ratio"]) * cosine + hp["end_ratio"])
+    return jnp.where(step < hp["warmup"], warm, after)
+
+
+def make_tx(opt: Any) -> Callable[[dict], optax.GradientTransformation]:
+    """`hp -> AdamW` (with clipping when opt.grad_clip > 0): build it inside the step from the traced
+    `hyperparams`; its state's structure does not depend on them."""
+
+    def tx(hp: dict) -> optax.GradientTransformation:
+        parts = [optax.clip_by_global_norm(opt.grad_clip)] if opt.grad_clip and opt.grad_clip > 0 else []
+        adam = optax.adamw(lambda s: lr_at(s, hp), b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
+        return optax.chain(*parts, adam)
+
+    return tx
+
+
+def make_optimizer(opt: Any, total_steps: int = 0) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """The optimiser with its numbers fixed (compiled in), and its LR schedule: for steps without runtime
+    hyperparameters (the autoencoder's)."""
+    hp = hyperparams(opt, total_steps)
+    return make_tx(opt)(hp), lambda s: lr_at(s, hp)

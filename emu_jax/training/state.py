@@ -36,8 +36,13 @@ class TrainState:
         return merge_params(self.ema if self.ema else self.trainable, self.frozen)
 
 
-def ema_update(ema: Any, params: Any, decay: float) -> Any:
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+def ema_update(ema: Any, params: Any, decay: float | jax.Array) -> Any:
+    # The decay in each weight's dtype, as a Python float would be: a traced f32 would promote bf16 weights.
+    def one(e, p):
+        d = jnp.asarray(decay, e.dtype)
+        return d * e + (1 - d) * p
+
+    return jax.tree.map(one, ema, params)
 
 
 def abstract_state(boxed_params: Any, is_trainable, tx: optax.GradientTransformation, use_ema: bool) -> TrainState:

@@ -28,6 +28,7 @@ from emu_jax.diffusion import objectives
 from emu_jax.diffusion.schedules import Schedule
 from emu_jax.models.trainable import merge_params
 from emu_jax.sharding import constrain
+from emu_jax.training import optim
 from emu_jax.training.state import TrainState, ema_update
 
 TASKS = ("t2i", "t2v", "interp")
@@ -162,22 +163,20 @@ def make_train_step(
     model: Any,
     schedule: Schedule,
     spec: LossSpec,
-    tx: optax.GradientTransformation,
-    lr_fn: Callable,
-    seed: int,
-    ema_decay: float = 0.0,
+    make_tx: Callable[[dict], optax.GradientTransformation],
     microbatches: int = 1,
 ) -> Callable:
-    """`step(state, batch) -> (state, metrics)`; jit it with shardings and `donate_argnums=0`.
+    """`step(state, batch, hp) -> (state, metrics)`; jit it with shardings and `donate_argnums=0`.
 
+    `hp`: `optim.hyperparams` (LR schedule, EMA decay, seed), traced, so one compiled step serves them all.
     `microbatches` N > 1 accumulates the gradient over N slices of the batch (same result as N = 1
     up to float summation order; activations of only B/N examples live at once)."""
-    base_key = jax.random.key(seed)
     if microbatches < 1:
         raise ValueError(f"train.microbatches must be >= 1, got {microbatches}")
 
-    def step(state: TrainState, batch: dict):
-        rng = jax.random.fold_in(base_key, state.step)
+    def step(state: TrainState, batch: dict, hp: dict):
+        rng = jax.random.fold_in(jax.random.key(hp["seed"]), state.step)
+        tx = make_tx(hp)
 
         def objective(trainable, mb, ids):
             return loss_fn(model, schedule, spec, merge_params(trainable, state.frozen), mb, rng, ids)
@@ -202,14 +201,14 @@ def make_train_step(
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
         trainable = optax.apply_updates(state.trainable, updates)
-        ema = ema_update(state.ema, trainable, ema_decay) if state.ema else state.ema
+        ema = ema_update(state.ema, trainable, hp["ema_decay"]) if state.ema else state.ema
         new = state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state, ema=ema)
         # A non-finite update is discarded (state kept) and flagged; the host aborts on it.
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
-            "lr": lr_fn(state.step),
+            "lr": optim.lr_at(state.step, hp),
             "finite": finite,
             "step": state.step,
             **aux,

@@ -19,7 +19,7 @@ def _one_step(cfg, mesh):
     with sharding.use_mesh(run.mesh, run.rules):
         it = make_loader(cfg.data, split="train", seed=0, batch_size=cfg.train.batch_size)
         batch = next(loop._batches(it, run.model, run.mesh))
-        state, m = run.step_fn(state, batch)
+        state, m = run.step(state, batch)
     return jax.device_get(m), jax.tree.map(lambda a, b: a - b, jax.device_get(state.trainable), before)
 
 

@@ -23,7 +23,7 @@ def _run_steps(cfg, mesh, steps=2):
         batch = _batch(cfg, run)
         losses = []
         for _ in range(steps):
-            state, m = run.step_fn(state, batch)
+            state, m = run.step(state, batch)
             losses.append(float(m["loss"]))
     return losses, jax.device_get(state.trainable), frozen0, jax.device_get(state.frozen)
 
@@ -55,3 +55,29 @@ def test_frozen_params_bit_identical_and_trainable_moves(single_device):
     names = {"/".join(map(str, k)) for k, _ in jax.tree_util.tree_flatten_with_path(trainable)[0]}
     assert names and all(("temporal_" in n) or ("conv_in_cond" in n) for n in names), sorted(names)[:5]
     assert not any(n.startswith(("vae", "text")) for n in names)
+
+
+def test_runs_differing_only_in_lr_schedule_ema_and_seed_lower_to_one_program(tiny_shapes_dir):
+    """The schedule's numbers, the EMA decay and the seed are inputs of the step, not constants in it: a
+    recipe's sub-stages or an ablation's LR arms compile once (the compilation cache serves the rest)."""
+    from emu_jax.training.aot import abstract_batch
+
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    base = dict(train__batch_size=2, train__ema_decay=0.99)
+    other = dict(
+        train__optimizer__lr=3e-4,
+        train__optimizer__warmup_steps=2,
+        train__optimizer__decay="cosine",
+        train__steps=9,
+        train__ema_decay=0.998,
+        seed=7,
+    )
+    texts, hps = [], []
+    for overrides in (base, {**base, **other}):
+        run = loop.make_run(tiny_config(tiny_shapes_dir, "t2v", **overrides), mesh)
+        with sharding.use_mesh(run.mesh, run.rules):
+            lowered = run.step_fn.lower(run.abstract_state(), abstract_batch(run, 2, "video"), run.abstract_hp())
+        texts.append(lowered.as_text())
+        hps.append(run.hp)
+    assert texts[0] == texts[1]
+    assert hps[1]["lr"] == np.float32(3e-4) and hps[1]["seed"] == 7 and hps[0]["ema_decay"] != hps[1]["ema_decay"]

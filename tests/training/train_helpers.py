@@ -29,6 +29,6 @@ def fixed_batch_loss_before_after(cfg, steps: int, draws: int = 4):
         )
         before, params0 = float(eval_loss(state.params)), jax.device_get(state.params)
         for _ in range(steps):
-            state, _ = run.step_fn(state, batch)
+            state, _ = run.step(state, batch)
         after = float(eval_loss(state.params))
     return before, after, batch, run, params0, jax.device_get(state.params)
