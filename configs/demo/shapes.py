@@ -193,6 +193,9 @@ RECIPE = (
     # 800 more at half the LR with a slower EMA (decay 0.998), as loss was still falling at interp_2's end: jumps
     # where F has none 28 -> 20, 16 fps consistency 0.845 -> 0.880 (docs/demo.md, "Interpolation").
     ("interp_3", "interp", "data_s8", 800, 5e-4, 10, "interp_2", {"train.ema_decay": 0.998}),
+    # 800 more of the same (from interp_3's EMA weights): 16 fps videos that jump where F's do not 26 -> 20 and
+    # consistency 0.880 -> 0.895 with t2v_s12's F (docs/demo.md, "Interpolation").
+    ("interp_4", "interp", "data_s8", 800, 5e-4, 10, "interp_3", {"train.ema_decay": 0.998}),
 )
 NAMES = tuple(r[0] for r in RECIPE)
 

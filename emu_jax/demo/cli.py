@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         default="default",
         choices=("default", "tiny"),
-        help="default: the demo model (~11.3 h on 2 CPU cores, docs/demo.md); tiny: 2 steps per sub-stage, for tests",
+        help="default: the demo model (~13.1 h on 2 CPU cores, docs/demo.md); tiny: 2 steps per sub-stage, for tests",
     )
     t.add_argument(
         "--stages",

@@ -33,6 +33,7 @@ CHAIN = (
     "interp",
     "interp_2",
     "interp_3",
+    "interp_4",
 )
 # I starts from t2v_s10, the F the shipped I was trained from (t2v_s11's and t2v_s12's cycles came after it).
 INIT_FROM = {name: prev for prev, name in zip(CHAIN, CHAIN[1:])} | {"interp": "t2v_s10"}
@@ -111,7 +112,7 @@ def test_each_sub_stage_reads_a_dataset_built_as_declared(tiny_recipe):
     declared = recipe.table("tiny").datasets
     data = {"t2i_2": "data", "t2v_0": "data", "t2v_s1": "data_s1", "t2v_s1b": "data_s1", "t2v_s3": "data_s3"}
     data |= {"t2v_s6": "data_s6", "t2v_s7": "data_s7", "t2v_s9": "data_s8", "t2v_s10": "data_s8"}
-    data |= {name: "data_s8" for name in ("t2v_s11", "t2v_s12", "interp", "interp_2", "interp_3")}
+    data |= {name: "data_s8" for name in ("t2v_s11", "t2v_s12", "interp", "interp_2", "interp_3", "interp_4")}
     for name, folder in data.items():
         assert second["stages"][name]["data"] == str(workdir / folder), name
     look = {"data_s1": ("red", "circle", "black"), "data_s3": ("red", "circle", "black")}
@@ -150,7 +151,7 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     meta_f, params_f = model_folder.load_checkpoint(str(folder))
     meta_i, params_i = model_folder.load_checkpoint(str(folder / "interp"))
     assert meta_f["task"] == "t2v" and meta_i["task"] == "interp"
-    assert meta_f["run"] == "t2v_s12" and meta_i["run"] == "interp_3"
+    assert meta_f["run"] == "t2v_s12" and meta_i["run"] == "interp_4"
     assert meta_i["model"]["unet"]["cond_level_embed"] and not meta_f["model"]["unet"]["cond_level_embed"]
     assert meta_i["slots"] == {"num_given": 4, "factor": 2, "pad": 1}
     scale = json.loads((workdir / "vae" / "latent_scale.json").read_text())
@@ -158,7 +159,7 @@ def test_exported_model_folders_load_with_their_roles(tiny_recipe):
     # F is the curriculum's last run and I the last interp run, weight for weight (I rounded to bfloat16).
     _, last_f = model_folder.load_checkpoint(str(workdir / "t2v_s12"))
     _, before_f = model_folder.load_checkpoint(str(workdir / "t2v_s11"))
-    _, run_i = model_folder.load_checkpoint(str(workdir / "interp_3"))
+    _, run_i = model_folder.load_checkpoint(str(workdir / "interp_4"))
     same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), params_f, last_f)
     assert all(jax.tree.leaves(same))
     assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), params_f, before_f)))
@@ -291,6 +292,7 @@ def test_default_recipe_declares_the_shipped_models_runs():
         "interp": (300, 1e-3, 10, "data_s8", "t2v_s10"),
         "interp_2": (800, 1e-3, 10, "data_s8", "interp"),
         "interp_3": (800, 5e-4, 10, "data_s8", "interp_2"),
+        "interp_4": (800, 5e-4, 10, "data_s8", "interp_3"),
     }
     assert list(recipe.table("default").order) == list(want) == list(CHAIN)
     for name, (steps, lr, warmup, data, init_from) in want.items():
@@ -309,10 +311,12 @@ def test_default_recipe_declares_the_shipped_models_runs():
     assert recipe.stage_config("interp", "default", "/w").sampling.num_steps == 10
     bundled = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "interp" / "emu_jax.json").read_text())
     assert bundled["sampling"]["num_steps"] == 10
-    assert (bundled["trained_steps"], bundled["run"]) == (800, "interp_3")
-    # Only F's last run and I's two later runs keep EMA weights (what load_checkpoint exports); the rest train without.
+    assert (bundled["trained_steps"], bundled["run"]) == (800, "interp_4")
+    # Only F's last run and I's three later runs keep EMA weights (what load_checkpoint exports); the rest
+    # train without.
     ema = {name: recipe.stage_config(name, "default", "/w").train.ema_decay for name in CHAIN}
-    assert ema == {name: 0.0 for name in CHAIN} | {"t2v_s12": 0.998, "interp_2": 0.995, "interp_3": 0.998}
+    kept = {"t2v_s12": 0.998, "interp_2": 0.995, "interp_3": 0.998, "interp_4": 0.998}
+    assert ema == {name: 0.0 for name in CHAIN} | kept
     bundled_meta_f = json.loads((pathlib.Path(evaluate.default_checkpoint()) / "emu_jax.json").read_text())
     assert (bundled_meta_f["trained_steps"], bundled_meta_f["run"]) == (800, "t2v_s12")
     # F's video text guidance w_p 3, in the recipe and in the bundled F.
@@ -361,7 +365,7 @@ def test_stages_take_stage_and_sub_stage_names(tmp_path, capsys):
         "t2v_s9",
         "t2v_s10",
     ]
-    assert recipe.last("default", "t2v") == "t2v_s12" and recipe.last("tiny", "interp") == "interp_3"
+    assert recipe.last("default", "t2v") == "t2v_s12" and recipe.last("tiny", "interp") == "interp_4"
     workdir = tmp_path / "w"
     assert cli.main(["demo", "train", "--workdir", str(workdir), "--size", "tiny", "--stages", "t2v,s9"]) == 2
     assert "'s9'" in capsys.readouterr().err and not workdir.exists()
