@@ -147,8 +147,14 @@ def load_checkpoint(path: str, target: Any = None, prefer_ema: bool = True) -> t
     from emu_jax.models.trainable import merge_params
 
     step = _latest_step(path)
-    with _explain(os.path.join(path, "checkpoints", str(step), "state")):
-        state = ckptr.restore(os.path.join(path, "checkpoints", str(step), "state"))
-    trainable = state["ema"] if prefer_ema and state.get("ema") else state["trainable"]
-    params = jax.tree.map(np.asarray, merge_params(trainable, state["frozen"]))
+    state_path = os.path.join(path, "checkpoints", str(step), "state")
+    with _explain(state_path):
+        # Only the weights: the optimiser's slots (twice the trainable params) are never read.
+        reader = ocp.PyTreeCheckpointer()
+        tree = reader.metadata(state_path).item_metadata.tree
+        weights = "ema" if prefer_ema and tree.get("ema") else "trainable"
+        item = {k: tree[k] for k in (weights, "frozen") if tree.get(k)}  # a run may freeze nothing
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+        state = reader.restore(state_path, args=ocp.args.PyTreeRestore(item, as_numpy, partial_restore=True))
+    params = jax.tree.map(np.asarray, merge_params(state.get(weights, {}), state.get("frozen", {})))
     return {**meta, "step": step}, normalize_params(params)
