@@ -89,8 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clips-start",
         default="path",
         choices=START_MODES,
-        help="where the word-use and first-frame clips start: path (the dataset's own clips, whose "
-        "first frame tells the direction; default), centre or free (it does not)",
+        help="where every real clip starts (word use, first frame, I given real frames, and the ceilings): "
+        "path (the dataset's own clips, whose first frame tells the direction; default), centre or free (it "
+        "does not; these move at the curriculum's speed, as the shipped model's training clips do)",
     )
     e.add_argument("--num-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     e.add_argument(

@@ -83,21 +83,29 @@ def real_clips(
     return np.stack(videos) if videos else np.zeros((0,)), attrs
 
 
-def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float) -> dict:
-    """Analyser accuracy on real dataset clips (`real_clips`): what a perfect model would score."""
+def ceiling(
+    num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float, start: str = "path"
+) -> dict:
+    """Analyser accuracy on real clips (`real_clips`, starting as `start` says): what a perfect model of
+    those clips would score."""
     if not num_clips:
         return {}
-    videos, attrs = real_clips(num_clips, seed, resolution=resolution, num_frames=num_frames, fps=fps)
+    videos, attrs = real_clips(num_clips, seed, resolution=resolution, num_frames=num_frames, fps=fps, start=start)
     return analyse.summarise(
         [analyse.analyse_video(clips.from_unit_range(v)) for v in videos], [a.to_dict() for a in attrs]
     )
 
 
-def interp_ceiling(pipe, num_clips: int, seed: int) -> dict:
+def interp_ceiling(pipe, num_clips: int, seed: int, start: str = "path") -> dict:
     """`ceiling` at the interpolation model's output length and frame rate."""
     lay, cfg = pipe.interp.layout, pipe.main.model.config
     return ceiling(
-        num_clips, seed, resolution=cfg.resolution, num_frames=lay.num_slots, fps=float(cfg.fps) * lay.factor
+        num_clips,
+        seed,
+        resolution=cfg.resolution,
+        num_frames=lay.num_slots,
+        fps=float(cfg.fps) * lay.factor,
+        start=start,
     )
 
 
@@ -203,13 +211,18 @@ def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path", look
     }
 
 
-def interp_given_real(pipe, num_clips: int, seed: int) -> dict:
+def interp_given_real(pipe, num_clips: int, seed: int, start: str = "path") -> dict:
     """The interpolation stage alone: I given the 8 frames of held-out real 16 fps clips that sit at its
     given slots, with their captions; the 37 frames it makes are read as the 16 fps video is (real clips:
     `interp_ceiling`), so what I adds or loses is measured apart from F's video."""
     lay, cfg = pipe.interp.layout, pipe.main.model.config
     videos, attrs = real_clips(
-        num_clips, seed, resolution=cfg.resolution, num_frames=lay.num_slots, fps=float(cfg.fps) * lay.factor
+        num_clips,
+        seed,
+        resolution=cfg.resolution,
+        num_frames=lay.num_slots,
+        fps=float(cfg.fps) * lay.factor,
+        start=start,
     )
     given = clips.from_unit_range(videos[:, lay.given_slots])
     samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, video=given) for s in b]
@@ -246,8 +259,9 @@ def run(
     stage given `first_frame_clips` real first frames and I given `interp_real_clips` real clips' frames
     (0: skip any); `interp_checkpoint`: model I
     (default: `checkpoint`/interp); `interp_num_steps`: I's sampling
-    steps (default: I's checkpoint's, else `num_steps`); `clips_start` is where those
-    clips start (`shapes.START_MODES`; the ceiling always reads the dataset's own clips). `progress`:
+    steps (default: I's checkpoint's, else `num_steps`); `clips_start` is where every
+    real clip (diagnostics and ceilings) starts (`shapes.START_MODES`; `free` clips move at the curriculum's
+    speed, as the shipped model's training clips do). `progress`:
     print each phase and the sampler's steps to stderr (a 200-prompt run takes most of an hour on a CPU)."""
     from emu_jax.sampling import pipeline
 
@@ -288,7 +302,7 @@ def run(
         summary.update(given_first_frame(pipe, first_frame_clips, seed, start=clips_start))
     if interp_real_clips and pipe.interp is not None:
         pipe.progress.note(f"eval: the interpolation stage given {interp_real_clips} real clips' frames")
-        summary.update(interp_given_real(pipe, interp_real_clips, seed))
+        summary.update(interp_given_real(pipe, interp_real_clips, seed, start=clips_start))
     return {
         "checkpoint": path,
         "seed": seed,
@@ -300,10 +314,19 @@ def run(
         "clips_start": clips_start,
         "model": summary,
         "ceiling": ceiling(
-            ceiling_clips, seed, resolution=cfg.resolution, num_frames=cfg.num_frames, fps=float(cfg.fps)
+            ceiling_clips,
+            seed,
+            resolution=cfg.resolution,
+            num_frames=cfg.num_frames,
+            fps=float(cfg.fps),
+            start=clips_start,
         ),
         # The same real clips at I's frame count and rate: what a perfect 16 fps video would score.
-        **({"interp_ceiling": interp_ceiling(pipe, ceiling_clips, seed)} if pipe.interp is not None else {}),
+        **(
+            {"interp_ceiling": interp_ceiling(pipe, ceiling_clips, seed, start=clips_start)}
+            if pipe.interp is not None
+            else {}
+        ),
         # The consistency parts too, so a report says why a video failed the test.
         "per_prompt": [
             {

@@ -233,17 +233,22 @@ def test_bad_stage_and_size_are_named():
 
 
 @pytest.mark.slow
-def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path, capsys):
+def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path, capsys, monkeypatch):
     """`demo eval --interp --interp-steps 1`: I runs with its own step count and the report compares the
-    16 fps video with F's frames on the same prompts (direction, all four, consistency, jumps)."""
+    16 fps video with F's frames on the same prompts (direction, all four, consistency, jumps); every real
+    clip it reads (I given real frames, both ceilings) starts as `--clips-start` says."""
     from emu_jax import cli
+    from emu_jax.demo import evaluate
 
+    starts, real_clips = [], evaluate.real_clips
+    monkeypatch.setattr(evaluate, "real_clips", lambda *a, **k: starts.append(k.get("start")) or real_clips(*a, **k))
     workdir = tiny_recipe[0]
     out = tmp_path / "report.json"
     model = str(workdir / recipe.EXPORT)
     flags = ["--checkpoint", model, "--num-prompts", "2", "--batch-size", "2", "--ceiling-clips", "2"]
-    flags += ["--word-use-clips", "0", "--first-frame-clips", "0", "--output", str(out)]
+    flags += ["--word-use-clips", "0", "--first-frame-clips", "0", "--clips-start", "free", "--output", str(out)]
     assert cli.main(["demo", "eval", *flags, "--interp", "--interp-steps", "1", "--interp-real-clips", "2"]) == 0
+    assert starts == ["free"] * 3, starts
     report = json.loads(out.read_text())
     m = report["model"]
     assert report["interpolation"] and report["interp_num_steps"] == 1 and report["num_steps"] == 2
