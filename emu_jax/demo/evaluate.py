@@ -83,9 +83,7 @@ def real_clips(
     return np.stack(videos) if videos else np.zeros((0,)), attrs
 
 
-def ceiling(
-    num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float, start: str = "path"
-) -> dict:
+def ceiling(num_clips: int, seed: int, *, resolution: int, num_frames: int, fps: float, start: str = "path") -> dict:
     """Analyser accuracy on real clips (`real_clips`, starting as `start` says): what a perfect model of
     those clips would score."""
     if not num_clips:
