@@ -299,3 +299,15 @@ def test_given_first_frame_on_free_start_clips():
     assert {(a.color, a.shape, a.background) for a in one_look} == {("red", "circle", "black")}
     with pytest.raises(ValueError, match="start='edge'"):
         evaluate.run(num_prompts=1, clips_start="edge")
+
+
+def test_ceiling_through_vae_reads_the_autoencoded_clips():
+    # `through_vae` scores what the autoencoder returns, so a model's floor is measured apart from the clips.
+    from emu_jax.demo import evaluate
+
+    kw = dict(resolution=32, num_frames=8, fps=4.0, start="free")
+    assert "through_vae" not in evaluate.ceiling(2, 5, **kw)
+    same = evaluate.ceiling(6, 5, **kw, autoencode=lambda v: v)
+    assert same.pop("through_vae") == same and same["direction_accuracy"] == 1.0
+    backwards = evaluate.ceiling(6, 5, **kw, autoencode=lambda v: v[:, ::-1])
+    assert backwards["through_vae"]["direction_accuracy"] == 0.0 and backwards["direction_accuracy"] == 1.0

@@ -263,6 +263,7 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
         assert 0.0 <= m[key] <= 1.0, key
     assert m["jumpy_not_in_f"] in (0, 1, 2)
     assert report["interp_ceiling"]["count"] == 2 and report["ceiling"]["count"] == 2
+    assert report["interp_ceiling"]["through_vae"]["count"] == 2
     assert all({"jump_ratio", "f_jump_ratio", "f_direction"} <= set(row) for row in report["per_prompt"])
     captured = capsys.readouterr()
     assert "interpolation on (1 steps)" in captured.out and "jumpy_not_in_f" in captured.out
