@@ -151,20 +151,28 @@ def decode_all(src: Source) -> np.ndarray:
 
 
 def encode_mp4(
-    frames_THWC: np.ndarray, fps: float, *, crf: int = 18, preset: str = "medium", gop: int | None = None
+    frames_THWC: np.ndarray,
+    fps: float,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    gop: int | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> bytes:
-    """Encodes uint8 (T, H, W, 3) frames as H.264 (libx264, yuv420p) mp4 bytes.
+    """Encodes uint8 (T, H, W, 3) frames as H.264 (libx264) mp4 bytes.
 
-    yuv420p needs even sizes; odd heights / widths are padded by repeating the
-    last row / column. `gop` sets the keyframe interval (default: x264's). The same frames give the
-    same bytes.
+    yuv420p (the default, what every player decodes) needs even sizes; odd heights / widths are padded by
+    repeating the last row / column. yuv444p keeps colour at full resolution (High 4:4:4 profile).
+    `gop` sets the keyframe interval (default: x264's). The same frames give the same bytes.
     """
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        raise ValueError(f"pix_fmt must be 'yuv420p' or 'yuv444p', got {pix_fmt!r}")
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    pad_h, pad_w = (frames.shape[1] % 2, frames.shape[2] % 2) if pix_fmt == "yuv420p" else (0, 0)
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     buf = io.BytesIO()
@@ -174,7 +182,7 @@ def encode_mp4(
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         # mbtree off: on small frames (32 px) x264's macroblock-tree lookahead made the bitstream differ from
         # run to run for the same frames, so a dataset built twice from one seed differed in its pixels.
         options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}

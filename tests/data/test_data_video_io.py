@@ -120,3 +120,16 @@ def test_encoding_is_deterministic_at_small_sizes():
             video_io.decode_all(data)
             out.add(data)
     assert [len(s) for s in seen] == [1, 1, 1]
+
+
+def test_yuv444p_keeps_colour_at_full_resolution():
+    # One-pixel colour detail: 4:2:0 halves chroma resolution and smears it, 4:4:4 keeps it.
+    frames = np.full((4, 33, 31, 3), 128, np.uint8)
+    frames[:, :, 10] = (255, 0, 0)
+    err = {}
+    for fmt in ("yuv420p", "yuv444p"):
+        out = video_io.decode_all(video_io.encode_mp4(frames, 8.0, crf=0, pix_fmt=fmt))
+        err[fmt] = np.abs(out[:, :33, :31].astype(int) - frames).max()
+    assert out.shape == frames.shape and err["yuv444p"] < 8 < err["yuv420p"], err
+    with pytest.raises(ValueError, match="pix_fmt must be 'yuv420p' or 'yuv444p', got 'rgb24'"):
+        video_io.encode_mp4(frames, 8.0, pix_fmt="rgb24")

@@ -1,0 +1,74 @@
+"""How smooth real moving-shapes clips are at I's length and rate, by how they were stored: the floor under
+`emu-video demo eval --interp`'s jump test (a step over `analyse.JUMP_LIMIT` x the clip's median step).
+
+    JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--checkpoint DIR]
+
+The held-out clips of `evaluate.real_clips` (same seed, same draws), rendered, then read back as rendered,
+as H.264 yuv420p (the dataset's encoding), as H.264 yuv444p, and as yuv420p after the checkpoint's VAE
+(what decodes I's latents). Prints per row the clips over the jump limit and the median jump ratio.
+"""
+
+import argparse
+
+import numpy as np
+
+from emu_jax.data import clips, video_io
+from emu_jax.demo import analyse, evaluate, shapes
+
+
+def clip_attrs(num_clips: int, seed: int, start: str) -> list[shapes.ShapeAttrs]:
+    speed = shapes.SPEED_RANGE if start == "path" else evaluate.OFF_PATH_SPEED
+    return [
+        shapes.sample_attributes(
+            np.random.default_rng([seed, evaluate.HELD_OUT_SPLIT + 1, i]), speed_range=speed, start=start
+        )
+        for i in range(num_clips)
+    ]
+
+
+def stored(frames: np.ndarray, pix_fmt: str, num_frames: int, fps: float) -> np.ndarray:
+    """`frames` encoded as H.264 `pix_fmt` and read back as the training pipeline reads clips ([-1, 1])."""
+    data = video_io.encode_mp4(frames, fps, pix_fmt=pix_fmt)
+    size = frames.shape[1]
+    return clips.load_clip(
+        data, src_fps=fps, src_num_frames=len(frames), num_frames=num_frames, fps=fps, resolution=size
+    )
+
+
+def jumps(videos_unit: np.ndarray) -> tuple[int, float]:
+    ratios = np.asarray([analyse.analyse_video(clips.from_unit_range(v))["jump_ratio"] for v in videos_unit])
+    return int((ratios > analyse.JUMP_LIMIT).sum()), float(np.nanmedian(ratios))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--start", default="free", choices=shapes.START_MODES)
+    parser.add_argument("--checkpoint", default=None, help="model folder whose VAE to apply (default: bundled)")
+    parser.add_argument("--frames", type=int, default=37)
+    parser.add_argument("--fps", type=float, default=16.0)
+    args = parser.parse_args()
+    from emu_jax.sampling.loading import load_model
+
+    source_frames = args.frames + 3  # the dataset's 40 frames, of which load_clip takes the centred 37
+    renders = [
+        shapes.render_clip(a, source_frames, 32, args.fps) for a in clip_attrs(args.clips, args.seed, args.start)
+    ]
+    centred = slice((source_frames - args.frames) // 2, (source_frames - args.frames) // 2 + args.frames)
+    rows = {
+        "rendered": np.stack([clips.to_unit_range(r[centred]) for r in renders]),
+        "H.264 yuv420p (the dataset's)": np.stack([stored(r, "yuv420p", args.frames, args.fps) for r in renders]),
+        "H.264 yuv444p": np.stack([stored(r, "yuv444p", args.frames, args.fps) for r in renders]),
+    }
+    vae = evaluate.vae_round_trip(load_model(args.checkpoint or evaluate.default_checkpoint()))
+    rows["yuv420p, then the VAE"] = vae(rows["H.264 yuv420p (the dataset's)"])
+    print(f"{args.clips} clips, start {args.start}, {args.frames} frames at {args.fps:g} fps")
+    print(f"{'stored as':<32}{'jump':>6}{'median ratio':>14}")
+    for name, videos in rows.items():
+        n, median = jumps(videos)
+        print(f"{name:<32}{n:>6}{median:>14.2f}")
+
+
+if __name__ == "__main__":
+    main()
