@@ -116,19 +116,19 @@ def vae_round_trip(model, batch: int = 16):
     )
 
 
+def clip_format(pipe, *, interp: bool = False) -> dict:
+    """`real_clips`' resolution, num_frames and fps: of F's videos, or (`interp`) of I's output."""
+    cfg = pipe.main.model.config
+    if not interp:
+        return {"resolution": cfg.resolution, "num_frames": cfg.num_frames, "fps": float(cfg.fps)}
+    lay = pipe.interp.layout
+    return {"resolution": cfg.resolution, "num_frames": lay.num_slots, "fps": float(cfg.fps) * lay.factor}
+
+
 def interp_ceiling(pipe, num_clips: int, seed: int, start: str = "path") -> dict:
     """`ceiling` at the interpolation model's output length and frame rate, also through F's VAE (I's
     latents are decoded by it): the 16 fps video's jumps are I's own only above that."""
-    lay, cfg = pipe.interp.layout, pipe.main.model.config
-    return ceiling(
-        num_clips,
-        seed,
-        resolution=cfg.resolution,
-        num_frames=lay.num_slots,
-        fps=float(cfg.fps) * lay.factor,
-        start=start,
-        autoencode=vae_round_trip(pipe.main),
-    )
+    return ceiling(num_clips, seed, **clip_format(pipe, interp=True), start=start, autoencode=vae_round_trip(pipe.main))
 
 
 def given_frame_error(samples: Sequence, layout) -> dict:
@@ -209,16 +209,7 @@ def given_first_frame(pipe, num_clips: int, seed: int, start: str = "path", look
     `start`: where those clips start (`shapes.START_MODES`); with `free` the first frame does not tell
     the direction, so only a model that reads the word scores above chance; `look` fixes their colour,
     shape and background."""
-    cfg = pipe.main.model.config
-    videos, attrs = real_clips(
-        num_clips,
-        seed,
-        resolution=cfg.resolution,
-        num_frames=cfg.num_frames,
-        fps=float(cfg.fps),
-        start=start,
-        look=look,
-    )
+    videos, attrs = real_clips(num_clips, seed, **clip_format(pipe), start=start, look=look)
     first = clips.from_unit_range(videos[:, 0])
     # Direction is read on F's video, so a loaded interpolation model is not run (it costs ~5x F).
     samples = [
@@ -237,16 +228,8 @@ def interp_given_real(pipe, num_clips: int, seed: int, start: str = "path") -> d
     """The interpolation stage alone: I given the 8 frames of held-out real 16 fps clips that sit at its
     given slots, with their captions; the 37 frames it makes are read as the 16 fps video is (real clips:
     `interp_ceiling`), so what I adds or loses is measured apart from F's video."""
-    lay, cfg = pipe.interp.layout, pipe.main.model.config
-    videos, attrs = real_clips(
-        num_clips,
-        seed,
-        resolution=cfg.resolution,
-        num_frames=lay.num_slots,
-        fps=float(cfg.fps) * lay.factor,
-        start=start,
-    )
-    given = clips.from_unit_range(videos[:, lay.given_slots])
+    videos, attrs = real_clips(num_clips, seed, **clip_format(pipe, interp=True), start=start)
+    given = clips.from_unit_range(videos[:, pipe.interp.layout.given_slots])
     samples = [s for b in pipe.run([shapes.caption(a) for a in attrs], seed=seed, video=given) for s in b]
     reads = [analyse.analyse_video(s.interpolated) for s in samples]
     jumps = np.asarray([r["jump_ratio"] for r in reads], np.float64)
@@ -301,7 +284,6 @@ def run(
         batch_size=min(batch_size, num_prompts),
         progress=progress,
     )
-    cfg = pipe.main.model.config
     pipe.progress.note(f"eval: sampling {num_prompts} held-out prompts in batches of {pipe.batch_size}")
     t0 = time.perf_counter()
     samples = [s for batch in pipe.run(prompts, seed=seed) for s in batch]
@@ -310,14 +292,7 @@ def run(
     summary["text_sensitivity"] = text_sensitivity(lambda p: model_contexts(pipe.main, p), wanted)
     if word_use_clips:
         pipe.progress.note(f"eval: word use on {word_use_clips} real clips")
-        videos, clip_attrs = real_clips(
-            word_use_clips,
-            seed,
-            resolution=cfg.resolution,
-            num_frames=cfg.num_frames,
-            fps=float(cfg.fps),
-            start=clips_start,
-        )
+        videos, clip_attrs = real_clips(word_use_clips, seed, **clip_format(pipe), start=clips_start)
         summary["word_use"] = word_use(model_loss(pipe.main, seed=seed), videos, clip_attrs)
     if first_frame_clips and pipe.main.task == "t2v":
         pipe.progress.note(f"eval: the video stage given {first_frame_clips} real first frames")
@@ -335,14 +310,7 @@ def run(
         "sampling_seconds": round(seconds, 1),
         "clips_start": clips_start,
         "model": summary,
-        "ceiling": ceiling(
-            ceiling_clips,
-            seed,
-            resolution=cfg.resolution,
-            num_frames=cfg.num_frames,
-            fps=float(cfg.fps),
-            start=clips_start,
-        ),
+        "ceiling": ceiling(ceiling_clips, seed, **clip_format(pipe), start=clips_start),
         # The same real clips at I's frame count and rate: what a perfect 16 fps video would score.
         **(
             {"interp_ceiling": interp_ceiling(pipe, ceiling_clips, seed, start=clips_start)}
