@@ -3,7 +3,7 @@
 The stages (`STAGES`) are made of sub-stages declared in configs/demo/shapes.py
 (`RECIPE`): three T2I phases, F and its direction curriculum, I. Each
 sub-stage is an ordinary training run in its own folder under the recipe's
-workdir (`vae/`, `t2i_1/`, ..., `t2v_s12/`, `interp/`, `interp_2/`, `interp_3/`), reading its own
+workdir (`vae/`, `t2i_1/`, ..., `t2v_s12/`, `interp/`, `interp_2/`, ...), reading its own
 dataset folder (`data/`, `data_s1/`, ...) and started with `train.init_from`
 from the sub-stage before it. `--stages` takes stage names (all their
 sub-stages) or sub-stage names. Re-running the recipe resumes an interrupted
