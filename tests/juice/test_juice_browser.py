@@ -77,11 +77,23 @@ def _find(driver, by, value, tries=3):
             time.sleep(0.5)
 
 
+def _text_now(driver, element_id):
+    """The element's text, or "" while the page navigates: an element found in the old document can
+    vanish before its text is read, which chromedriver reports as stale or as a bare "unknown error"
+    ("Node with given id does not belong to the document"); named errors still raise."""
+    try:
+        return driver.find_element(By.ID, element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+    except WebDriverException as e:
+        if type(e) is not WebDriverException:
+            raise
+        return ""
+
+
 def _wait_text(driver, element_id, text):
-    """Wait for the next page: the old page's elements go stale while it navigates."""
-    WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-        lambda d: text in _find(d, By.ID, element_id).text
-    )
+    """Wait for the next page to show `text` in the element."""
+    WebDriverWait(driver, 15).until(lambda d: text in _text_now(d, element_id))
 
 
 def _pair_id(driver):
