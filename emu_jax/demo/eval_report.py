@@ -18,7 +18,10 @@ def format_report(report: dict) -> str:
     c["f_video_all_correct"] = f_ceil.get("all_correct")
     # I given real clips' frames is read against those same real clips.
     c |= {"interp_given_real_" + k: v for k, v in i_ceil.items()}
-    interp = f"on ({report.get('interp_num_steps')} steps)" if report["interpolation"] else "off"
+    interp = "off"
+    if report["interpolation"]:
+        which = report.get("interp_run") or report.get("interp_checkpoint")
+        interp = f"on ({which}, {report.get('interp_num_steps')} steps)"
     lines = [
         f"checkpoint {report['checkpoint']}  prompts {report['num_prompts']} (seed {report['seed']}, "
         f"{report['num_steps']} steps, interpolation {interp}, "

@@ -306,6 +306,9 @@ def run(
         "num_prompts": num_prompts,
         "num_steps": pipe.settings.num_steps,
         "interpolation": pipe.interp is not None,
+        # Which I made the 16 fps video: candidates are scored against the same F by path alone.
+        "interp_checkpoint": pipe.interp.path if pipe.interp is not None else None,
+        "interp_run": pipe.interp.meta.get("run") if pipe.interp is not None else None,
         "interp_num_steps": pipe.interp_settings.num_steps if pipe.interp is not None else None,
         "sampling_seconds": round(seconds, 1),
         "clips_start": clips_start,

@@ -252,6 +252,8 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
     report = json.loads(out.read_text())
     m = report["model"]
     assert report["interpolation"] and report["interp_num_steps"] == 1 and report["num_steps"] == 2
+    i_meta = model_folder.load_meta(model + "/interp")
+    assert report["interp_checkpoint"] == model + "/interp" and report["interp_run"] == i_meta["run"]
     given_real = ("interp_given_real_" + k for k in ("direction_accuracy", "consistent_fraction", "jumpy_fraction"))
     for key in (
         "f_video_direction_accuracy",
@@ -266,7 +268,7 @@ def test_demo_eval_interp_scores_the_16fps_video_against_f(tiny_recipe, tmp_path
     assert report["interp_ceiling"]["through_vae"]["count"] == 2
     assert all({"jump_ratio", "f_jump_ratio", "f_direction"} <= set(row) for row in report["per_prompt"])
     captured = capsys.readouterr()
-    assert "interpolation on (1 steps)" in captured.out and "jumpy_not_in_f" in captured.out
+    assert f"interpolation on ({i_meta['run']}, 1 steps)" in captured.out and "jumpy_not_in_f" in captured.out
     assert "interp_given_real_jumpy_fraction" in captured.out and "given 2 real clips' frames" in captured.err
     assert "batch 0 interpolation: step 1/1" in captured.err, captured.err[-2000:]
     assert cli.main(["demo", "eval", "--interp-steps", "2"]) == 2
