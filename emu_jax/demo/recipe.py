@@ -8,15 +8,18 @@ dataset folder (`data/`, `data_s1/`, ...) and started with `train.init_from`
 from the sub-stage before it. `--stages` takes stage names (all their
 sub-stages) or sub-stage names. Re-running the recipe resumes an interrupted
 sub-stage from its newest checkpoint and skips finished ones; `recipe.json`
-records each sub-stage's measured wall time (summed over resumes) and the
-exported model folder.
+records each sub-stage's measured wall time (summed over resumes, saved every
+half minute while it runs, so a killed call's time counts too) and the exported
+model folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pathlib
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -24,6 +27,7 @@ import ml_collections
 
 from emu_jax.config import apply_override, load_config
 from emu_jax.errors import UserError
+from emu_jax.sampling.outputs import write_json
 
 log = logging.getLogger(__name__)
 STAGES = ("data", "vae", "t2i", "t2v", "interp", "export")
@@ -104,7 +108,8 @@ def stage_config(
 
 
 class Record:
-    """`recipe.json`: per-stage status and seconds, rewritten after every stage."""
+    """`recipe.json`: per-stage status and seconds; every change goes through `update` and reaches disk
+    atomically (a kill leaves the old or the new file)."""
 
     def __init__(self, workdir: pathlib.Path, size: str):
         self.path = workdir / RECORD
@@ -113,12 +118,38 @@ class Record:
             raise ValueError(
                 f"{workdir} holds a recipe of size {self.data.get('size')!r}, not {size!r}; use another --workdir"
             )
+        self._lock = threading.Lock()  # the clock's thread and the recipe both update
 
     def stage(self, name: str) -> dict:
         return self.data["stages"].setdefault(name, {"seconds": 0.0, "done": False})
 
-    def save(self) -> None:
-        self.path.write_text(json.dumps(self.data, indent=2))
+    def update(self, name: str, **fields) -> None:
+        with self._lock:
+            self.stage(name).update(fields)
+            write_json(str(self.path), self.data)
+
+    @contextlib.contextmanager
+    def clock(self, name: str, every: float = 30.0):
+        """Adds the wall time spent inside to `name`'s seconds, saved every `every` s meanwhile, so a
+        killed call loses at most that much of its time."""
+        base, t0 = self.stage(name)["seconds"], time.perf_counter()
+        done = threading.Event()
+
+        def tick() -> None:
+            self.update(name, seconds=round(base + time.perf_counter() - t0, 1))
+
+        def beat() -> None:
+            while not done.wait(every):
+                tick()
+
+        thread = threading.Thread(target=beat, name=f"recipe-clock-{name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            tick()
 
 
 def build_data(data_dir: str | pathlib.Path, build: ml_collections.ConfigDict) -> str:
@@ -220,32 +251,33 @@ def run_recipe(
     for name, stage in units(size):
         if name not in todo:
             continue
-        entry = record.stage(name)
-        entry["stage"] = stage
-        t0 = time.perf_counter()
-        if stage == "data":
-            build_data(workdir / name, table(size).datasets[name])
-        elif stage == "export":
-            scale = scale or _scale(workdir, size, overrides, make_loader)
-            entry["folder"] = str(export(workdir, size, scale))
-        else:
-            run_dir = workdir / name
-            if not _finished(configs[name], run_dir):
-                _check_start(name, configs)
-                if stage != "vae":
-                    scale = scale or _scale(workdir, size, overrides, make_loader)
-                cfg = stage_config(name, size, workdir, latent_scale=scale, overrides=overrides)
-                entry["last_metrics"] = _train(name, cfg, run_dir, make_loader, stop_after)
-            entry["steps"] = configs[name].train.steps
-            entry["init_from"] = configs[name].train.init_from or None
-            entry["data"] = configs[name].data.data_dir
-        entry["seconds"] = round(entry["seconds"] + time.perf_counter() - t0, 1)
-        entry["done"] = stage in ("data", "export") or _finished(configs[name], workdir / name)
-        record.save()
-        if not entry["done"]:
+        record.update(name, stage=stage)
+        with record.clock(name):
+            if stage == "data":
+                build_data(workdir / name, table(size).datasets[name])
+            elif stage == "export":
+                scale = scale or _scale(workdir, size, overrides, make_loader)
+                record.update(name, folder=str(export(workdir, size, scale)))
+            else:
+                run_dir = workdir / name
+                if not _finished(configs[name], run_dir):
+                    _check_start(name, configs)
+                    if stage != "vae":
+                        scale = scale or _scale(workdir, size, overrides, make_loader)
+                    cfg = stage_config(name, size, workdir, latent_scale=scale, overrides=overrides)
+                    record.update(name, last_metrics=_train(name, cfg, run_dir, make_loader, stop_after))
+                record.update(
+                    name,
+                    steps=configs[name].train.steps,
+                    init_from=configs[name].train.init_from or None,
+                    data=configs[name].data.data_dir,
+                )
+        done = stage in ("data", "export") or _finished(configs[name], workdir / name)
+        record.update(name, done=done)
+        if not done:
             log.warning("%s stopped before its last step; re-run to resume", name)
             break
-        log.info("%s done (%.1f s in total)", name, entry["seconds"])
+        log.info("%s done (%.1f s in total)", name, record.stage(name)["seconds"])
     return record.data
 
 

@@ -2,7 +2,11 @@
 2 steps on its own dataset, stops and resumes mid-curriculum, and exports a loadable model."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -223,6 +227,34 @@ def test_demo_eval_runs_on_the_exported_model(tiny_recipe, tmp_path, capsys):
         assert line in captured.err, line
     assert cli.main(["demo", "eval", "--first-frame-clips", "-1"]) == 2
     assert "--first-frame-clips -1" in capsys.readouterr().err
+
+
+def test_a_killed_calls_time_stays_in_the_record(tmp_path):
+    """kill -9 mid-stage keeps the time spent so far (saved by the clock), and a resumed call adds to it."""
+    code = (
+        "import pathlib, time\n"
+        "from emu_jax.demo import recipe\n"
+        f"r = recipe.Record(pathlib.Path({str(tmp_path)!r}), 'tiny')\n"
+        "with r.clock('t2v_0', every=0.05):\n"
+        "    print('in', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+    )
+    try:
+        assert proc.stdout.readline().strip() == b"in"
+        time.sleep(1.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    killed = json.loads((tmp_path / recipe.RECORD).read_text())["stages"]["t2v_0"]["seconds"]
+    assert 0.8 <= killed < 30, killed
+    record = recipe.Record(tmp_path, "tiny")
+    with record.clock("t2v_0", every=60.0):
+        time.sleep(0.3)
+    resumed = json.loads((tmp_path / recipe.RECORD).read_text())["stages"]["t2v_0"]["seconds"]
+    assert killed + 0.2 <= resumed < killed + 30, (killed, resumed)
 
 
 def test_bad_stage_and_size_are_named():
