@@ -108,7 +108,9 @@ def loss_fn(
     elif spec.task == "t2v":
         cond = conditioning.drop_condition(conditioning.image_condition(latents[:, 0], latents.shape[1]), keep_image)
     else:
-        given = conditioning.given_frames(latents, spec.layout)
+        # `given_latents` (B, num_given, h, w, c): the frames I is given come from elsewhere (e.g. F's
+        # rendering of the clip), so I learns to read them; the target stays the clip's own frames.
+        given = batch["given_latents"] if "given_latents" in batch else conditioning.given_frames(latents, spec.layout)
         cond_level = _per_example(lambda k: jax.random.randint(k, (), 0, spec.aug_max_level + 1), r_aug)
         # conditioning.noise_augment with per-example noise (its single-key draw would depend on B).
         a = conditioning.augmentation_alpha_bar(schedule.alphas_cumprod, cond_level).astype(given.dtype)

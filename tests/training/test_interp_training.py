@@ -67,3 +67,28 @@ def test_augmentation_level_reaches_the_model(tiny_shapes_dir):
         for lvl in (0, 100)
     ]
     assert float(jnp.abs(out[0] - out[1]).max()) > 1e-4
+
+
+def test_given_latents_in_the_batch_replace_the_clips_own_given_frames(tiny_shapes_dir):
+    """A batch's `given_latents` (e.g. F's rendering of the clip) is what I is conditioned on; the target stays
+    the clip: the clip's own given frames there give the default loss exactly, other frames another loss."""
+    from emu_jax.models.emu import EmuModel
+    from emu_jax.training.step import loss_fn
+
+    cfg = tiny_config(tiny_shapes_dir, "interp")
+    emu_cfg, schedule, spec = loop.build(cfg)
+    model = EmuModel(emu_cfg)
+    params = model.init(jax.random.key(0))
+    # the conditioning conv starts at zero; make the given frames matter
+    params["unet"]["conv_in_cond"] = jax.tree.map(lambda p: p + 0.05, params["unet"]["conv_in_cond"])
+    latents = jax.random.normal(jax.random.key(1), (2, spec.layout.num_slots, 16, 16, 4))
+    batch = {"latents": latents, **model.tokenize_all(["a red circle moving left", "a blue square moving up"])}
+    own = conditioning.given_frames(latents, spec.layout)
+
+    def loss(b):
+        return float(jax.jit(lambda b: loss_fn(model, schedule, spec, params, b, jax.random.key(3))[0])(b))
+
+    default = loss(batch)
+    assert loss({**batch, "given_latents": own}) == default
+    other = loss({**batch, "given_latents": own + jax.random.normal(jax.random.key(4), own.shape)})
+    assert abs(other - default) > 1e-4 * default, (default, other)
