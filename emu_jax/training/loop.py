@@ -125,9 +125,7 @@ def _batches(loader: Iterator[dict], model: EmuModel, mesh) -> Iterator[dict]:
     tokenizer, in its workers); any further encoders are tokenised here.
     """
     for batch in loader:
-        arrays = {
-            k: v for k, v in batch.items() if k in ("video", "latents", "given_latents") or k.startswith("context")
-        }
+        arrays = {k: v for k, v in batch.items() if k in ("video", "latents") or k.startswith("context")}
         if "context_0" not in arrays:
             arrays["text_ids_0"], arrays["text_mask_0"] = batch["text_ids"], batch["text_mask"]
             captions = [_text(c) for c in batch["caption"]]
