@@ -93,6 +93,20 @@ def normalize_params(params: Mapping[str, Any]) -> dict:
     return out
 
 
+def cast_floats(params: Any, dtype: Any) -> Any:
+    """`params` with every floating leaf (array or ShapeDtypeStruct) in `dtype`; other leaves unchanged."""
+    dtype = jax.numpy.dtype(dtype)
+
+    def cast(x):
+        if not jax.numpy.issubdtype(x.dtype, jax.numpy.floating) or x.dtype == dtype:
+            return x
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
+        return x.astype(dtype)
+
+    return jax.tree.map(cast, params)
+
+
 def _latest_step(run_dir: str) -> int:
     import orbax.checkpoint as ocp
 

@@ -133,10 +133,7 @@ def train(args) -> None:
                     flush=True,
                 )
                 losses = []
-    params = jax.tree.map(
-        lambda x: np.asarray(x).astype(jnp.bfloat16) if np.issubdtype(np.asarray(x).dtype, np.floating) else x,
-        jax.device_get(state.ema_params),
-    )
+    params = model_folder.cast_floats(jax.device_get(state.ema_params), "bfloat16")
     out = pathlib.Path(args.out)
     model_folder.save_checkpoint(
         str(out),

@@ -187,8 +187,6 @@ def _with_tokenizer_copy(model: dict, folder: pathlib.Path) -> dict:
 def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Path | None = None) -> pathlib.Path:
     """F (from the last t2v sub-stage) -> `out`, I (from the last interp sub-stage, bfloat16) -> `out/interp`;
     weights only."""
-    import jax
-    import numpy as np
 
     from emu_jax import model_folder
 
@@ -202,12 +200,7 @@ def export(workdir: pathlib.Path, size: str, latent_scale: dict, out: pathlib.Pa
         if stage == "interp":
             # I is stored in bfloat16 so F + I fit the package's 50 MB budget; Flax promotes the
             # weights back to the fp32 activations, so only the weights' rounding changes.
-            params = jax.tree.map(
-                lambda x: (
-                    np.asarray(x).astype(jax.numpy.bfloat16) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
-                ),
-                params,
-            )
+            params = model_folder.cast_floats(params, "bfloat16")
         model_folder.save_checkpoint(
             str(folder),
             {

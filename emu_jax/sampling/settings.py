@@ -87,19 +87,9 @@ class Settings:
         """Floating leaves in `param_dtype` (arrays or ShapeDtypeStructs); unchanged when 'stored'."""
         if self.param_dtype == "stored":
             return params
-        import jax
-        import jax.numpy as jnp
+        from emu_jax import model_folder
 
-        dtype = jnp.dtype(self.param_dtype)
-
-        def cast(x):
-            if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype == dtype:
-                return x
-            if isinstance(x, jax.ShapeDtypeStruct):
-                return jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
-            return x.astype(dtype)
-
-        return jax.tree.map(cast, params)
+        return model_folder.cast_floats(params, self.param_dtype)
 
     def unguided(self) -> tuple[str, ...]:
         """The stages whose guidance scales are all 1: their guided output is the fully conditioned model's
