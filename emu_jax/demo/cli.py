@@ -2,6 +2,7 @@
 
 emu-video demo train --workdir DIR [--size default|tiny] [--stages t2i,t2v_s9] [--stop-after N]
 emu-video demo eval [--checkpoint DIR] [--num-prompts 200] [--seed S] [--output FILE.json]
+emu-video demo compare NEW.json BASE.json [--output FILE.json]
 """
 
 from __future__ import annotations
@@ -107,6 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--output", default=None, help="write the full report (JSON) here")
     e.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
+    c = sub.add_parser(
+        "compare",
+        help="two `demo eval --output` reports on their shared prompts: paired differences with intervals",
+    )
+    c.add_argument("new", metavar="NEW", help="report JSON of the model under test")
+    c.add_argument("base", metavar="BASE", help="report JSON to compare against (e.g. docs/demo_eval.json)")
+    c.add_argument("--output", default=None, help="write the comparison (JSON) here")
+
 
 def _parse_sets(items: list[str]) -> list[tuple[str, str]]:
     out = []
@@ -116,6 +125,17 @@ def _parse_sets(items: list[str]) -> list[tuple[str, str]]:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         out.append((key, value))
     return out
+
+
+def _read_report(path: str) -> dict:
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read report {path}: {e}") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path} is not a `demo eval` report (a JSON object)")
+    return report
 
 
 def main(args: argparse.Namespace) -> int:
@@ -143,6 +163,17 @@ def main(args: argparse.Namespace) -> int:
             args.workdir, args.size, stages=stages, overrides=overrides, stop_after=args.stop_after
         )
         print(json.dumps(record, indent=2))
+        return 0
+    if args.action == "compare":
+        from emu_jax.demo import compare
+
+        if args.output:
+            check_output_file(args.output, "--output")
+        result = compare.compare(_read_report(args.new), _read_report(args.base))
+        print(compare.format_comparison(result, args.new, args.base))
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump(result, f, indent=2)
         return 0
     from emu_jax.demo import eval_report, evaluate
 
