@@ -3,8 +3,8 @@
 The shipped I, given the 8 frames of real clips, is at the real-clip floor; it loses consistency and adds
 jumps only on F's frames (docs/demo.md, "Interpolation"). This study renders F's version of training clips
 (SDEdit: the clip's 8 given frames noised to t 499-799, then F's sampler from there with the clip's caption
-and first frame) and fine-tunes the shipped I with a share of each batch (`--f-fraction`) given F's version instead of the
-clip's own frames (`given_latents` in the batch); the target stays the clip's real 37 frames.
+and first frame) and fine-tunes the shipped I with a share of each batch (`--f-fraction`) given F's version
+instead of the clip's own frames (`given_latents` in the batch); the target stays the clip's real 37 frames.
 
   emu-video demo train --workdir runs/demo --stages data_s8                      # the dataset (1 min)
   python studies/demo_interp_on_f.py render --data runs/demo --out runs/interp_on_f/clips --clips 640
