@@ -22,6 +22,8 @@ def per_prompt(report: dict, wanted: list[shapes.ShapeAttrs]) -> dict[str, np.nd
     out = {f"{a}_accuracy": [s[a] for s in scores] for a in analyse.ATTRIBUTES}
     out["all_correct"] = [all(s.values()) for s in scores]
     out["consistent_fraction"] = [r["consistent"] for r in rows]
+    if not all("jump_ratio" in r for r in rows):  # a keyframe-only (t2i) report
+        return {k: np.asarray(v, np.float64) for k, v in out.items()}
     jumpy = [r["jump_ratio"] > analyse.JUMP_LIMIT for r in rows]  # NaN (no track) is not a jump
     out["jumpy_fraction"] = jumpy
     if all("f_direction" in r for r in rows):
@@ -48,20 +50,21 @@ def compare(new: dict, base: dict, *, resamples: int = 2000) -> dict:
     wanted = evaluate.prompt_set(n, new["seed"])
     for name, r in (("NEW", new), ("BASE", base)):
         for i, (row, w) in enumerate(zip(r["per_prompt"], wanted)):
-            if row["prompt"] != shapes.caption(w):
-                raise UserError(
-                    f"{name}'s prompt {i} is {row['prompt']!r}, not seed {r['seed']}'s {shapes.caption(w)!r}"
-                )
+            got = row.get("prompt") if isinstance(row, dict) else None
+            if got != shapes.caption(w):
+                raise UserError(f"{name}'s prompt {i} is {got!r}, not seed {r['seed']}'s {shapes.caption(w)!r}")
     a, b = per_prompt(new, wanted), per_prompt(base, wanted)
     measures = {}
-    for key in a.keys() & b.keys():
+    for key in [k for k in a if k in b]:
         d = stats.paired(a[key], b[key], resamples=resamples)
         measures[key] = {"new": float(a[key].mean()), "base": float(b[key].mean()), "diff": d}
-    ratios = {
-        name: float(np.nanmedian([row["jump_ratio"] for row in r["per_prompt"][:n]]))
-        for name, r in (("new", new), ("base", base))
-    }
-    return {"num_prompts": n, "seed": new["seed"], "measures": measures, "median_jump_ratio": ratios}
+    out = {"num_prompts": n, "seed": new["seed"], "measures": measures}
+    if "jumpy_fraction" in measures:
+        out["median_jump_ratio"] = {
+            name: float(np.nanmedian([row["jump_ratio"] for row in r["per_prompt"][:n]]))
+            for name, r in (("new", new), ("base", base))
+        }
+    return out
 
 
 ORDER = (
@@ -80,6 +83,7 @@ ORDER = (
 
 
 def format_comparison(result: dict, new_name: str, base_name: str) -> str:
+    """A table: each measure's two means and their paired difference with its interval."""
     lines = [
         f"NEW {new_name} vs BASE {base_name}: {result['num_prompts']} shared prompts (seed {result['seed']}); "
         "new - base with 95% bootstrap intervals over prompts, * where the interval excludes 0",
@@ -92,6 +96,7 @@ def format_comparison(result: dict, new_name: str, base_name: str) -> str:
         lines.append(
             f"{key:<32}{r['new']:>7.3f}{r['base']:>7.3f}{d['mean']:>+8.3f}  [{d['lo']:+.3f}, {d['hi']:+.3f}]{star}"
         )
-    j = result["median_jump_ratio"]
-    lines.append(f"{'median_jump_ratio':<32}{j['new']:>7.3f}{j['base']:>7.3f}{j['new'] - j['base']:>+8.3f}")
+    if "median_jump_ratio" in result:
+        j = result["median_jump_ratio"]
+        lines.append(f"{'median_jump_ratio':<32}{j['new']:>7.3f}{j['base']:>7.3f}{j['new'] - j['base']:>+8.3f}")
     return "\n".join(lines)

@@ -59,6 +59,15 @@ def test_paired_differences_on_the_shared_prompts(report, tmp_path, capsys):
     same = compare.compare(report, report)
     assert all(m["diff"]["mean"] == 0 and not m["diff"]["excludes_zero"] for m in same["measures"].values())
 
+    # A keyframe-only (t2i) report has no motion: only its attributes are compared.
+    keyframes = copy.deepcopy(report)
+    keyframes["per_prompt"] = [
+        {k: v for k, v in row.items() if "jump" not in k and not k.startswith("f_")} for row in keyframes["per_prompt"]
+    ]
+    still = compare.compare(keyframes, keyframes)
+    assert "jumpy_fraction" not in still["measures"] and "median_jump_ratio" not in still
+    assert still["measures"]["color_accuracy"]["new"] == report["model"]["color_accuracy"]
+
 
 def _write(tmp_path, report, name="new.json"):
     path = tmp_path / name
@@ -80,6 +89,7 @@ def test_reports_that_cannot_be_paired_are_one_line_exit_2(report, tmp_path, cap
         ([str(tmp_path / "broken.json"), base], "cannot read report"),
         ([_write(tmp_path, [1, 2], "list.json"), base], "is not a `demo eval` report"),
         ([_write(tmp_path, {"seed": 1}, "empty.json"), base], "NEW is not a `demo eval` report with per-prompt rows"),
+        ([_write(tmp_path, {"seed": 1234, "per_prompt": [[]]}, "rows.json"), base], "NEW's prompt 0 is None"),
     ]
     for argv, message in cases:
         assert cli.main(["demo", "compare", *argv]) == 2, argv
