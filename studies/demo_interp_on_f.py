@@ -16,7 +16,7 @@ instead of the clip's own frames (`given_latents` in the batch); the target stay
 Measured (2 CPU cores; render ~3 s per clip, ~7 s per step, the 200-prompt eval ~60 min): 640 clips, 400 steps,
 `--f-fraction 0.75 --ema-decay 0.99`, against the shipped I on the same F videos (report
 docs/demo_eval_interp_on_f.json; `emu-video demo compare docs/demo_eval_interp_on_f.json docs/demo_eval.json`):
-consistent 0.895 -> 0.915 (+0.020 [-0.005, +0.050]), jumps where F has none 20 -> 21 (15 the same videos),
+consistent 0.895 -> 0.915 (+0.020 [-0.005, +0.050]), jumps where F has none 20 -> 21,
 direction and all four unchanged: not shipped. The first try (384 clips, 200 steps, EMA 0.998, half F) on 50
 prompts: jumps 6 -> 4, consistent 0.90 -> 0.90.
 """
