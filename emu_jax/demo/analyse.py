@@ -159,15 +159,20 @@ def soft_center(frame_HWC: np.ndarray, mask_HW: np.ndarray, bg_rgb: np.ndarray, 
     return float((cover * xs).sum() / total), float((cover * ys).sum() / total)
 
 
-def jump_ratio(centers: Sequence[tuple[float, float] | None]) -> tuple[float, int | None]:
-    """(largest step of the centre between consecutive frames over the median step (1 for even motion),
-    the frame the largest step starts from); frames without a shape break the track (NaN, None with
-    fewer than two steps)."""
-    steps = {
+def center_steps(centers: Sequence[tuple[float, float] | None]) -> dict[int, float]:
+    """{t: distance (px) the centre moves from frame t to t + 1}, for the t where both frames have a shape."""
+    return {
         t: float(np.hypot(b[0] - a[0], b[1] - a[1]))
         for t, (a, b) in enumerate(zip(centers[:-1], centers[1:]))
         if a is not None and b is not None
     }
+
+
+def jump_ratio(centers: Sequence[tuple[float, float] | None]) -> tuple[float, int | None]:
+    """(largest step of the centre between consecutive frames over the median step (1 for even motion),
+    the frame the largest step starts from); frames without a shape break the track (NaN, None with
+    fewer than two steps)."""
+    steps = center_steps(centers)
     if len(steps) < 2:
         return float("nan"), None
     worst = max(steps, key=steps.get)
@@ -182,13 +187,15 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
     and consistency: `present` (fraction of frames with a shape), `area_cv`
     (std / mean of the shape's area), `color_agreement` / `shape_agreement`
     (fraction of frames agreeing with frame 0), `consistent` (`is_consistent`), and smoothness:
-    `jump_ratio`, `jump_frame` (`jump_ratio` of the sub-pixel centres; above JUMP_LIMIT the video jumps).
+    `jump_ratio`, `jump_frame` (`jump_ratio` of the sub-pixel centres; above JUMP_LIMIT the video jumps),
+    `median_step_px` (the median step the ratio divides by, before MIN_STEP; NaN with fewer than two steps).
     """
     frames = np.asarray(frames_THWC)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"video must be (T, H, W, 3) uint8, got shape {frames.shape}")
     per = [analyse_frame(f) for f in frames]
     key = per[0]
+    steps = list(center_steps([p["soft_center"] for p in per]).values())
     direction, shift = direction_of([p["center"] for p in per])
     areas = np.asarray([p["area"] for p in per], np.float32)
     present = float(np.mean([p["center"] is not None for p in per]))
@@ -211,6 +218,7 @@ def analyse_video(frames_THWC: np.ndarray) -> dict:
         "shape_agreement": shape_agree,
         "consistent": is_consistent(present, area_cv, color_agree),
         **dict(zip(("jump_ratio", "jump_frame"), jump_ratio([p["soft_center"] for p in per]))),
+        "median_step_px": float(np.median(steps)) if len(steps) >= 2 else float("nan"),
     }
 
 

@@ -338,6 +338,7 @@ def run(
                         "consistent",
                         "jump_ratio",
                         "jump_frame",
+                        "median_step_px",
                     )
                 },
                 **{k: r[k] for k in ("f_direction", "f_consistent", "f_jump_ratio") if k in r},

@@ -83,6 +83,10 @@ def test_jump_ratio_finds_a_teleport_that_real_16fps_clips_do_not_have():
     teleport = np.concatenate([clip[:20], clip[36:37].repeat(17, 0)])  # jumps to the end and stays there
     jumped = analyse.analyse_video(teleport)
     assert jumped["jump_ratio"] > analyse.JUMP_LIMIT and jumped["jump_frame"] == 19
+    # median_step_px is the ratio's denominator, so ratio x median is the teleport's length in pixels.
+    (x0, y0), (x1, y1) = (analyse.analyse_frame(clip[t])["soft_center"] for t in (19, 36))
+    assert jumped["jump_ratio"] * jumped["median_step_px"] == pytest.approx(np.hypot(x1 - x0, y1 - y0))
+    assert np.isnan(analyse.analyse_video(np.zeros((3, 32, 32, 3), np.uint8))["median_step_px"])  # no shape
     ratio, frame = analyse.jump_ratio([None, (1.0, 1.0), None, (2.0, 2.0)])
     assert np.isnan(ratio) and frame is None  # no two consecutive steps
     ratio, frame = analyse.jump_ratio([(0, 0), (0, 0), (0, 0), (0.04, 0)])
