@@ -1,11 +1,12 @@
 """How smooth real moving-shapes clips are at I's length and rate, by how they were stored: the floor under
 `emu-video demo eval --interp`'s jump test (a step over `analyse.JUMP_LIMIT` x the clip's median step).
 
-    JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--checkpoint DIR]
+    JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--floors PX ...]
 
 The held-out clips of `evaluate.real_clips` (same seed, same draws), rendered, then read back as rendered,
 as H.264 yuv420p (the dataset's encoding), as H.264 yuv444p, and as yuv420p after the checkpoint's VAE
-(what decodes I's latents). Prints per row the clips over the jump limit and the median jump ratio.
+(what decodes I's latents). Prints per row the clips over the jump limit, with the median step floored at each
+of `--floors` px (the eval's floor is analyse.MIN_STEP), and the median jump ratio.
 """
 
 import argparse
@@ -35,9 +36,14 @@ def stored(frames: np.ndarray, pix_fmt: str, num_frames: int, fps: float) -> np.
     )
 
 
-def jumps(videos_unit: np.ndarray) -> tuple[int, float]:
-    ratios = np.asarray([analyse.analyse_video(clips.from_unit_range(v))["jump_ratio"] for v in videos_unit])
-    return int((ratios > analyse.JUMP_LIMIT).sum()), float(np.nanmedian(ratios))
+def jumps(videos_unit: np.ndarray, floors: list[float]) -> tuple[list[int], float]:
+    """(clips over the jump limit with the median step floored at each of `floors` px, median jump ratio)."""
+    reads = [analyse.analyse_video(clips.from_unit_range(v)) for v in videos_unit]
+    ratios = np.asarray([r["jump_ratio"] for r in reads])
+    median = np.asarray([r["median_step_px"] for r in reads])
+    largest = ratios * np.maximum(median, analyse.MIN_STEP)  # the largest step in pixels
+    counts = [int((largest > analyse.JUMP_LIMIT * np.maximum(median, f)).sum()) for f in floors]
+    return counts, float(np.nanmedian(ratios))
 
 
 def main() -> None:
@@ -48,6 +54,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="model folder whose VAE to apply (default: bundled)")
     parser.add_argument("--frames", type=int, default=37)
     parser.add_argument("--fps", type=float, default=16.0)
+    parser.add_argument(
+        "--floors",
+        type=float,
+        nargs="+",
+        default=[analyse.MIN_STEP, 0.1, 0.15, 0.2, 0.25],
+        help="median-step floors (px) to count jumps at; the first is the eval's (analyse.MIN_STEP)",
+    )
     args = parser.parse_args()
     from emu_jax.sampling.loading import load_model
 
@@ -64,10 +77,10 @@ def main() -> None:
     vae = evaluate.vae_round_trip(load_model(args.checkpoint or evaluate.default_checkpoint()))
     rows["yuv420p, then the VAE"] = vae(rows["H.264 yuv420p (the dataset's)"])
     print(f"{args.clips} clips, start {args.start}, {args.frames} frames at {args.fps:g} fps")
-    print(f"{'stored as':<32}{'jump':>6}{'median ratio':>14}")
+    print(f"{'stored as':<32}" + "".join(f"{f'jump@{f:g}px':>13}" for f in args.floors) + f"{'median ratio':>14}")
     for name, videos in rows.items():
-        n, median = jumps(videos)
-        print(f"{name:<32}{n:>6}{median:>14.2f}")
+        counts, median = jumps(videos, args.floors)
+        print(f"{name:<32}" + "".join(f"{n:>13}" for n in counts) + f"{median:>14.2f}")
 
 
 if __name__ == "__main__":
