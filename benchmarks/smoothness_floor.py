@@ -1,7 +1,8 @@
 """How smooth real moving-shapes clips are at I's length and rate, by how they were stored: the floor under
 `emu-video demo eval --interp`'s jump test (a step over `analyse.JUMP_LIMIT` x the clip's median step).
 
-    JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--floors PX ...]
+    JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--checkpoint DIR]
+        [--floors PX ...]
 
 The held-out clips of `evaluate.real_clips` (same seed, same draws), rendered, then read back as rendered,
 as H.264 yuv420p (the dataset's encoding), as H.264 yuv444p, and as yuv420p after the checkpoint's VAE
