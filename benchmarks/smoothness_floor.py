@@ -2,15 +2,18 @@
 `emu-video demo eval --interp`'s jump test (a step over `analyse.JUMP_LIMIT` x the clip's median step).
 
     JAX_PLATFORMS=cpu python benchmarks/smoothness_floor.py [--clips 200] [--start free] [--checkpoint DIR]
-        [--floors PX ...]
+        [--floors PX ...] [--report REPORT.json]
 
 The held-out clips of `evaluate.real_clips` (same seed, same draws), rendered, then read back as rendered,
 as H.264 yuv420p (the dataset's encoding), as H.264 yuv444p, and as yuv420p after the checkpoint's VAE
 (what decodes I's latents). Prints per row the clips over the jump limit, with the median step floored at each
-of `--floors` px (the eval's floor is analyse.MIN_STEP), and the median jump ratio.
+of `--floors` px (the eval's floor is analyse.MIN_STEP), and the median jump ratio. `--report` adds a row for
+an `emu-video demo eval --interp` report's 16 fps videos, counted at the same floors from their per-prompt
+`jump_ratio` and `median_step_px`.
 """
 
 import argparse
+import json
 
 import numpy as np
 
@@ -37,11 +40,11 @@ def stored(frames: np.ndarray, pix_fmt: str, num_frames: int, fps: float) -> np.
     )
 
 
-def jumps(videos_unit: np.ndarray, floors: list[float]) -> tuple[list[int], float]:
-    """(clips over the jump limit with the median step floored at each of `floors` px, median jump ratio)."""
-    reads = [analyse.analyse_video(clips.from_unit_range(v)) for v in videos_unit]
-    ratios = np.asarray([r["jump_ratio"] for r in reads])
-    median = np.asarray([r["median_step_px"] for r in reads])
+def jumps(reads: list[dict], floors: list[float]) -> tuple[list[int], float]:
+    """(videos over the jump limit with the median step floored at each of `floors` px, median jump ratio) of
+    `analyse.analyse_video` reads (or report rows with their `jump_ratio` and `median_step_px`)."""
+    ratios = np.asarray([r["jump_ratio"] for r in reads], dtype=float)
+    median = np.asarray([r["median_step_px"] for r in reads], dtype=float)
     largest = ratios * np.maximum(median, analyse.MIN_STEP)  # the largest step in pixels
     counts = [int((largest > analyse.JUMP_LIMIT * np.maximum(median, f)).sum()) for f in floors]
     return counts, float(np.nanmedian(ratios))
@@ -59,10 +62,17 @@ def main() -> None:
         "--floors",
         type=float,
         nargs="+",
-        default=[analyse.MIN_STEP, 0.1, 0.15, 0.2, 0.25],
+        default=[analyse.MIN_STEP, 0.1, 0.2, 0.25, 0.3],
         help="median-step floors (px) to count jumps at; the first is the eval's (analyse.MIN_STEP)",
     )
+    parser.add_argument("--report", default=None, help="an `emu-video demo eval --interp` report to count too")
     args = parser.parse_args()
+    report = None
+    if args.report:
+        with open(args.report) as f:
+            report = json.load(f)
+        if not report.get("interpolation") or "median_step_px" not in report["per_prompt"][0]:
+            parser.error(f"--report {args.report}: not an `emu-video demo eval --interp` report with median_step_px")
     from emu_jax.sampling.loading import load_model
 
     source_frames = args.frames + 3  # the dataset's 40 frames, of which load_clip takes the centred 37
@@ -79,8 +89,11 @@ def main() -> None:
     rows["yuv420p, then the VAE"] = vae(rows["H.264 yuv420p (the dataset's)"])
     print(f"{args.clips} clips, start {args.start}, {args.frames} frames at {args.fps:g} fps")
     print(f"{'stored as':<32}" + "".join(f"{f'jump@{f:g}px':>13}" for f in args.floors) + f"{'median ratio':>14}")
-    for name, videos in rows.items():
-        counts, median = jumps(videos, args.floors)
+    reads = {name: [analyse.analyse_video(clips.from_unit_range(v)) for v in videos] for name, videos in rows.items()}
+    if report is not None:
+        reads[f"report ({report['num_prompts']} videos)"] = report["per_prompt"]
+    for name, rows_read in reads.items():
+        counts, median = jumps(rows_read, args.floors)
         print(f"{name:<32}" + "".join(f"{n:>13}" for n in counts) + f"{median:>14.2f}")
 
 
