@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import pathlib
 from typing import Any, Mapping
 
@@ -36,7 +37,13 @@ def _save_each_array_once_on_cpu() -> None:
         # Orbax's default handler persists per-array metadata; keep that where this version has it.
         array_metadata_store=getattr(default, "_array_metadata_store", None),
     )
-    ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # Orbax warns on every override, which is the point here
+    try:
+        ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    finally:
+        absl.setLevel(level)
 
 
 class RunCheckpointer:
