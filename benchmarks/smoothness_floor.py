@@ -9,7 +9,7 @@ as H.264 yuv420p (the dataset's encoding), as H.264 yuv444p, and as yuv420p afte
 (what decodes I's latents). Prints per row the clips over the jump limit, with the median step floored at each
 of `--floors` px (the eval's floor is analyse.MIN_STEP), and the median jump ratio. `--report` adds a row for
 an `emu-video demo eval --interp` report's 16 fps videos, counted at the same floors from their per-prompt
-`jump_ratio` and `median_step_px`.
+`jump_ratio` and `median_step_px`, and lists the report's videos that jump at the last floor.
 """
 
 import argparse
@@ -95,6 +95,13 @@ def main() -> None:
     for name, rows_read in reads.items():
         counts, median = jumps(rows_read, args.floors)
         print(f"{name:<32}" + "".join(f"{n:>13}" for n in counts) + f"{median:>14.2f}")
+    for i, row in enumerate(report["per_prompt"] if report is not None else ()):
+        if jumps([row], args.floors[-1:])[0][0]:
+            largest = row["jump_ratio"] * max(row["median_step_px"], analyse.MIN_STEP)
+            print(
+                f"report row {i}: largest step {largest:.2f} px over a median of {row['median_step_px']:.2f} px"
+                f" at frame {row['jump_frame']}; F's video's jump ratio {row['f_jump_ratio']:.2f}"
+            )
 
 
 if __name__ == "__main__":
