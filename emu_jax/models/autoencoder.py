@@ -17,9 +17,10 @@ from typing import Any, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.core import FrozenDict
 
-from emu_jax.models import layers
+from emu_jax.models import compiled_init, layers
 
 Array = jax.Array
 
@@ -342,10 +343,13 @@ def check_latents(cfg: VAEConfig, shape: tuple[int, ...]) -> None:
         )
 
 
+_jitted_init = compiled_init.cached(lambda cfg: AutoencoderKL(cfg).init)
+
+
 def init_params(cfg: VAEConfig, rng: Array, image_size: int | None = None) -> dict:
     """Random parameters `{"params": ...}` (logical-partitioning boxes removed)."""
     s = image_size or 2 * cfg.downsample_factor
-    variables = AutoencoderKL(cfg).init(rng, jnp.zeros((1, s, s, cfg.in_channels), jnp.float32))
+    variables = _jitted_init(cfg)(rng, np.zeros((1, s, s, cfg.in_channels), np.float32))
     return nn.meta.unbox(_unfreeze(variables))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from emu_jax.models import compiled_init
 from emu_jax.models.clip import CLIPTextTransformer
 from emu_jax.models.t5 import T5Encoder
 from emu_jax.models.text_config import (  # noqa: F401  (the configs' public home stays emu_jax.models.text)
@@ -31,10 +33,13 @@ def build_module(cfg: TextConfig, dtype=None):
     return CLIPTextTransformer(cfg, dt) if isinstance(cfg, CLIPTextConfig) else T5Encoder(cfg, dt)
 
 
+_jitted_init = compiled_init.cached(lambda cfg: build_module(cfg).init)
+
+
 def init_params(cfg: TextConfig, rng: jax.Array, length: int = 8) -> dict:
     """Random `{"params": ...}` for `cfg` (logical-partitioning boxes removed)."""
-    ids = jnp.zeros((1, length), jnp.int32)
-    return nn.meta.unbox(build_module(cfg).init(rng, ids, jnp.ones((1, length), bool)))
+    ids = np.zeros((1, length), np.int32)
+    return nn.meta.unbox(_jitted_init(cfg)(rng, ids, np.ones((1, length), bool)))
 
 
 def encode_text(cfg: TextConfig, params, ids_BL: jax.Array, mask_BL: jax.Array | None = None, dtype=None) -> jax.Array:

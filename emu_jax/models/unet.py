@@ -14,7 +14,6 @@ that skips all temporal layers (keyframe generation with the same weights).
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -22,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax.core import meta
 
+from emu_jax.models import compiled_init
 from emu_jax.models.layers import Conv, GroupNorm, TimestepEmbedding, constrain, timestep_embedding
 from emu_jax.models.temporal import TemporalConv
 from emu_jax.models.unet_blocks import SPATIAL_NAMES, LevelBlock, _dtype, conv3x3
@@ -133,17 +133,12 @@ def abstract_params(config: UNetConfig):
     return jax.eval_shape(lambda k: model.init(k, *dummy_inputs(config))["params"], jax.random.key(0))
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_init(config: UNetConfig):
-    """Jitted init (eager init dispatches thousands of ops); cached per config."""
+def _init(config: UNetConfig):
     model = UNet(config)
-    return jax.jit(lambda k, *a: model.init(k, *a)["params"], compiler_options=_init_compiler_options())
+    return lambda k, *a: model.init(k, *a)["params"]
 
 
-def _init_compiler_options():
-    # XLA:CPU spends most of the init compile optimising hundreds of RNG kernels that run once:
-    # skipping backend optimisation makes it ~2.5x faster to compile and costs nothing that matters.
-    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+_jitted_init = compiled_init.cached(_init)
 
 
 def init_params(config: UNetConfig, rng: jax.Array, out_shardings=None, **dummy_kw):
@@ -156,9 +151,5 @@ def init_params(config: UNetConfig, rng: jax.Array, out_shardings=None, **dummy_
     if out_shardings is None:
         return meta.unbox(_jitted_init(config)(rng, *dummy_inputs(config, **dummy_kw)))
     model = UNet(config)
-    init = jax.jit(
-        lambda k, *a: meta.unbox(model.init(k, *a)["params"]),
-        out_shardings=out_shardings,
-        compiler_options=_init_compiler_options(),
-    )
+    init = compiled_init.jit(lambda k, *a: meta.unbox(model.init(k, *a)["params"]), out_shardings=out_shardings)
     return init(rng, *dummy_inputs(config, **dummy_kw))
