@@ -1,11 +1,12 @@
 """Fresh parameters in a new process: the VAE and text encoders initialised eagerly (op by op, as before)
 against one compiled init each (`models.compiled_init`, what the U-Net already used).
 
-    JAX_PLATFORMS=cpu python benchmarks/init_params.py [--rounds 5] [--stage t2v_s3]
+    JAX_PLATFORMS=cpu python benchmarks/init_params.py [--rounds 5] [--stage t2v_s3] [--cold]
 
 Every training or sampling process without a checkpoint to load pays this once. Each round starts a fresh
 process per side, with a persistent compilation cache that the untimed warm-up round fills (as a test
-suite's or a user's later processes find it), and times `EmuModel.init` of the tiny demo `--stage` model;
+suite's or a user's later processes find it; `--cold`: an empty cache for every process, as a fresh
+machine's first run), and times `EmuModel.init` of the tiny demo `--stage` model;
 interleaved rounds (benchmarks/rounds.py), median and min per side, and the load.
 """
 
@@ -43,6 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--stage", default="t2v_s3", help="tiny demo sub-stage whose model is initialised")
+    ap.add_argument("--cold", action="store_true", help="an empty compilation cache for every process")
     ap.add_argument("--child", choices=("eager", "compiled"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -50,11 +52,12 @@ def main() -> None:
     from rounds import interleaved_rounds, load_line
 
     cache = tempfile.mkdtemp(prefix="init_bench_cache_")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache)
     seconds: dict[str, list[float]] = {"eager": [], "compiled": []}
 
     def side(name: str):
         def go():
+            dir_ = tempfile.mkdtemp(prefix="init_bench_cache_") if args.cold else cache
+            env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=dir_)
             out = subprocess.run(
                 [sys.executable, __file__, "--child", name, "--stage", args.stage],
                 env=env,
