@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 
+from emu_jax import compile_cache
 from emu_jax.demo.shapes import START_MODES
 from emu_jax.errors import UserError, as_user_error, check_output_file
 
@@ -159,6 +160,7 @@ def main(args: argparse.Namespace) -> int:
         if os.path.isdir(args.workdir):
             with as_user_error(types=(ValueError, OSError)):
                 recipe.Record(pathlib.Path(args.workdir).absolute(), args.size)
+        compile_cache.enable()  # a sub-stage whose step program an earlier one compiled loads it
         record = recipe.run_recipe(
             args.workdir, args.size, stages=stages, overrides=overrides, stop_after=args.stop_after
         )

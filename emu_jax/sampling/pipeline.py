@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from emu_jax import sharding
+from emu_jax import compile_cache, sharding
 from emu_jax.data import clips
 from emu_jax.diffusion import samplers
 from emu_jax.diffusion.schedules import Schedule
@@ -38,18 +37,6 @@ from emu_jax.sampling.loading import VIDEO_TASKS, LoadedModel, find_interp_check
 from emu_jax.sampling.progress import Progress
 from emu_jax.sampling.results import Sample, check_finite, make_sample
 from emu_jax.sampling.settings import Settings, check_batch_size, check_seed, validate_prompts
-
-
-def enable_compilation_cache(path: str | None = None) -> str:
-    """Turn on JAX's persistent compilation cache (default ~/.cache/emu_jax/jax) unless one is set."""
-    current = jax.config.jax_compilation_cache_dir
-    if current:
-        return current
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = path or os.path.join(base, "emu_jax", "jax")
-    os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", path)
-    return path
 
 
 class Pipeline:
@@ -108,7 +95,7 @@ class Pipeline:
         if interp is not None:
             self._check_interp(interp)
         if compilation_cache:
-            enable_compilation_cache()
+            compile_cache.enable()
         self.mesh = sharding.sampling_mesh(batch_size, mesh_shape, devices)
         m = sharding.local_batch_multiple(self.mesh)
         self.local_batch = -(-batch_size // m) * m  # padding rows keep every device busy with whole rows

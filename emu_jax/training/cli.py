@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from emu_jax import distributed
+from emu_jax import compile_cache, distributed
 from emu_jax.config import add_config_argument, config_from_args
 from emu_jax.errors import UserError, as_user_error
 
@@ -37,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
     if args.stop_after is not None and args.stop_after < 1:
         raise UserError(f"--stop-after must be >= 1, got {args.stop_after}")
     distributed.initialize_from_args(args)
+    compile_cache.enable()
     if cfg.train.task == "vae":
         from emu_jax.training.vae_train import train_vae as train
     else:
