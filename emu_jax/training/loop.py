@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import pathlib
 from typing import Any, Callable, Iterator
@@ -208,6 +209,13 @@ class Run:
         return ckpt_lib.abstract_like(jax.eval_shape(lambda: meta.unbox(self.boxed_state)), self.state_shardings)
 
 
+# The jitted steps of this process's latest runs, by program: a run that differs from an earlier one only in
+# `optim.hyperparams` (a recipe's next sub-stage, an ablation's LR arm) reuses its step, with no retrace
+# and no compilation-cache load.
+_STEPS: dict = {}
+_MAX_STEPS = 4
+
+
 def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     """Validate the config, then build model, shardings and the jitted step (compiled on first call)."""
     emu_cfg, schedule, spec = build(cfg)
@@ -225,12 +233,21 @@ def make_run(cfg: ml_collections.ConfigDict, mesh=None) -> Run:
     if not jax.tree.leaves(boxed.trainable):
         raise UserError(f"train.trainable={cfg.train.trainable!r} selects no parameters of this model")
     state_sh = sharding.params_shardings(boxed, mesh, rules)
-    step_fn = jax.jit(
-        make_train_step(model, schedule, spec, make_tx, cfg.train.get("microbatches", 1)),
+    microbatches = cfg.train.get("microbatches", 1)
+    # Everything the traced step closes over or is traced under, less the runtime hyperparameters.
+    static_opt = {k: v for k, v in cfg.train.optimizer.to_dict().items() if k not in optim.RUNTIME_FIELDS}
+    program = [cfg.model.to_dict(), cfg.diffusion.to_dict(), static_opt, microbatches]
+    leaves, treedef = jax.tree.flatten(state_sh)
+    key = (json.dumps(program, sort_keys=True, default=repr), spec, mesh, rules, tuple(leaves), treedef)
+    step_fn = _STEPS.pop(key, None) or jax.jit(
+        make_train_step(model, schedule, spec, make_tx, microbatches),
         in_shardings=(state_sh, None, None),
         out_shardings=(state_sh, None),
         donate_argnums=0,
     )
+    _STEPS[key] = step_fn
+    while len(_STEPS) > _MAX_STEPS:
+        _STEPS.pop(next(iter(_STEPS)))
     return Run(
         cfg, model, mesh, rules, boxed, state_sh, step_fn, hp, lambda p: create_state(p, is_trainable, tx, use_ema)
     )

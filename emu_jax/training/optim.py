@@ -16,6 +16,8 @@ import numpy as np
 import optax
 
 DECAYS = ("constant", "cosine")
+# The optimiser fields `hyperparams` turns into runtime inputs; every other field is compiled into the step.
+RUNTIME_FIELDS = ("lr", "warmup_steps", "decay", "end_lr_ratio")
 
 
 def hyperparams(opt: Any, total_steps: int = 0, ema_decay: float = 0.0, seed: int = 0) -> dict[str, np.ndarray]:

@@ -81,3 +81,35 @@ def test_runs_differing_only_in_lr_schedule_ema_and_seed_lower_to_one_program(ti
         hps.append(run.hp)
     assert texts[0] == texts[1]
     assert hps[1]["lr"] == np.float32(3e-4) and hps[1]["seed"] == 7 and hps[0]["ema_decay"] != hps[1]["ema_decay"]
+
+
+def test_a_run_differing_only_in_hyperparams_reuses_the_step_and_reads_its_own(tiny_shapes_dir):
+    """A later run whose program is the same (only `optim.hyperparams`, lengths and paths differ: a recipe's
+    next sub-stage) gets the earlier run's jitted step, with no retrace or cache load, and that step
+    computes the update the later run's own freshly built step does; any change to the program does not."""
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    config = lambda **o: tiny_config(tiny_shapes_dir, "t2v", train__batch_size=2, **o)  # noqa: E731
+    loop._STEPS.clear()
+    first = loop.make_run(config(), mesh)
+    later_cfg = config(train__optimizer__lr=3e-3, train__optimizer__warmup_steps=0, train__steps=9, seed=7)
+    later = loop.make_run(later_cfg, mesh)
+    assert later.step_fn is first.step_fn
+    for change in (
+        dict(train__optimizer__b1=0.5),
+        dict(train__ema_decay=0.99),
+        dict(train__microbatches=2),
+        dict(train__loss_weighting="min_snr"),
+        dict(train__trainable="all"),
+    ):
+        assert loop.make_run(config(**change), mesh).step_fn is not first.step_fn, change
+
+    loop._STEPS.clear()
+    fresh = loop.make_run(later_cfg, mesh)
+    assert fresh.step_fn is not first.step_fn
+    with sharding.use_mesh(mesh, later.rules):
+        batch = _batch(later_cfg, later)
+        updated = [jax.device_get(run.step(run.init_state(), batch)[0].trainable) for run in (later, fresh)]
+        moved_by_first = jax.device_get(first.step(first.init_state(), batch)[0].trainable)
+    for a, b in zip(jax.tree.leaves(updated[0]), jax.tree.leaves(updated[1])):
+        np.testing.assert_array_equal(a, b)
+    assert any((a != b).any() for a, b in zip(jax.tree.leaves(updated[0]), jax.tree.leaves(moved_by_first)))
