@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 
@@ -57,20 +55,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args.child == "on", args.stage)
-    from rounds import interleaved_rounds, load_line
+    from rounds import child_stdout, interleaved_rounds, load_line
 
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
     saves: dict[str, list[tuple[float, float]]] = {"replica-parallel": [], "one write per array": []}
 
     def side(name: str, flag: str):
         def go():
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", flag, "--stage", args.stage],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            out = child_stdout(__file__, ["--child", flag, "--stage", args.stage], env)
             first, second = (float(x) for x in out.split("SAVES")[1].split())
             saves[name].append((first, second))
 

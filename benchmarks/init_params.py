@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 
 
@@ -49,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return child(args.child == "eager", args.stage)
-    from rounds import interleaved_rounds, load_line
+    from rounds import child_stdout, interleaved_rounds, load_line
 
     cache = tempfile.mkdtemp(prefix="init_bench_cache_")
     seconds: dict[str, list[float]] = {"eager": [], "compiled": []}
@@ -58,13 +56,7 @@ def main() -> None:
         def go():
             dir_ = tempfile.mkdtemp(prefix="init_bench_cache_") if args.cold else cache
             env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=dir_)
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", name, "--stage", args.stage],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            out = child_stdout(__file__, ["--child", name, "--stage", args.stage], env)
             seconds[name].append(float(out.split("INIT")[1].split()[0]))
 
         return go

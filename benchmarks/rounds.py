@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -40,3 +42,9 @@ def interleaved_rounds(variants: dict[str, Callable[[], object]], rounds: int) -
 def param_gap(a: int, b: int) -> float:
     """Relative gap |a - b| / max(a, b) of two parameter counts (the protocol allows <= 5%)."""
     return abs(a - b) / max(a, b)
+
+
+def child_stdout(script: str, args: list[str], env: dict[str, str]) -> str:
+    """stdout of `python script *args` in a fresh process: for sides whose first-use cost (compiles,
+    imports) is what is measured."""
+    return subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, check=True).stdout
