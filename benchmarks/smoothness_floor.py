@@ -67,6 +67,8 @@ def main() -> None:
     )
     parser.add_argument("--report", default=None, help="an `emu-video demo eval --interp` report to count too")
     args = parser.parse_args()
+    if args.clips < 1:
+        parser.error(f"--clips must be >= 1, got {args.clips}")
     report = None
     if args.report:
         with open(args.report) as f:
