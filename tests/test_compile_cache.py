@@ -45,3 +45,19 @@ def test_training_commands_turn_the_cache_on_before_training(no_cache_dir, monke
     argv = [str(tmp_path / "run") if a == "W" else a for a in argv]
     assert cli.main(argv) == 0
     assert seen == [str(no_cache_dir)]
+
+
+def test_ablate_turns_the_cache_on_before_its_arms_train(no_cache_dir, monkeypatch, tmp_path, tiny_shapes_dir):
+    study = tmp_path / "study.py"
+    study.write_text(
+        f'config = "{REPO}/configs/tiny.py"\nconfig_args = "t2v"\n'
+        f'overrides = {{"data.data_dir": {str(tiny_shapes_dir)!r}, "train.batch_size": 8}}\n'
+        'arms = {"baseline": {}}\neval = {"num_items": 8, "draws": 2, "seed": 3, "resamples": 500}\n'
+    )
+    seen = []
+    monkeypatch.setattr(
+        "emu_jax.ablate.runner.run_arm", lambda *a, **k: seen.append(jax.config.jax_compilation_cache_dir)
+    )
+    argv = ["ablate", "--study", str(study), "--out", str(tmp_path / "out"), "--arm", "baseline"]
+    assert cli.main(argv) == 0
+    assert seen == [str(no_cache_dir)]

@@ -8,6 +8,7 @@ import argparse
 import logging
 import pathlib
 
+from emu_jax import compile_cache
 from emu_jax.errors import UserError
 
 SWEEP_FLAGS = {  # flag -> (sweep axis, type)
@@ -64,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"arms not finished yet: {missing} (run them with --arm NAME)")
     else:
         names = args.arm or list(s.arms)
+        compile_cache.enable()  # an arm run in its own process (--arm) loads the step an earlier one compiled
         records = {n: runner.run_arm(s, out, n) for n in names}
         if args.arm:
             print(f"arm(s) {names} done; merge with --report once all arms are")
