@@ -1,5 +1,6 @@
-"""JAX's persistent compilation cache, on by default for every command that compiles: a second run, a
-resumed run or a recipe's next sub-stage with the same program loads it instead of compiling again."""
+"""JAX's persistent compilation cache, on by default for the commands that train or sample (train, demo
+train, ablate, and every Pipeline): a second or resumed run with the same program loads it instead of
+compiling again."""
 
 from __future__ import annotations
 

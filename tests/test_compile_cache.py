@@ -1,4 +1,4 @@
-"""JAX's persistent compilation cache is on for every command that compiles (training, the recipe,
+"""JAX's persistent compilation cache is on for the commands that train or sample (training, the recipe,
 sampling), in the user's cache folder unless one is already set."""
 
 import jax
