@@ -83,6 +83,7 @@ def test_runs_differing_only_in_lr_schedule_ema_and_seed_lower_to_one_program(ti
     assert hps[1]["lr"] == np.float32(3e-4) and hps[1]["seed"] == 7 and hps[0]["ema_decay"] != hps[1]["ema_decay"]
 
 
+@pytest.mark.slow  # ~60 s: compiles the step twice and initialises three states
 def test_a_run_differing_only_in_hyperparams_reuses_the_step_and_reads_its_own(tiny_shapes_dir):
     """A later run whose program is the same (only `optim.hyperparams`, lengths and paths differ: a recipe's
     next sub-stage) gets the earlier run's jitted step, with no retrace or cache load, and that step
